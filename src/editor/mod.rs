@@ -1,0 +1,1 @@
+//! editor: see shared DESIGN.md for what lives here.

@@ -1,0 +1,11 @@
+//! pie-edit: a terminal code editor with live next-line prediction.
+//!
+//! The model runs in-process on a background thread, and its KV cache
+//! follows every edit of the buffer by Positional Integrity Encoding (PIE).
+
+pub mod editor;
+pub mod model;
+pub mod predict;
+pub mod syntax;
+pub mod text;
+pub mod ui;

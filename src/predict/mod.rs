@@ -1,0 +1,1 @@
+//! predict: see shared DESIGN.md for what lives here.

@@ -1,0 +1,1 @@
+//! syntax: see shared DESIGN.md for what lives here.
