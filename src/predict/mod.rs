@@ -1,1 +1,5 @@
-//! predict: see shared DESIGN.md for what lives here.
+//! The editor's side of prediction: the engine thread, token alignment
+//! (text edit -> token edit), the prompt window, healing, triggers and ghost
+//! text.
+
+pub mod ghost;
