@@ -21,7 +21,11 @@ pub struct Ghost {
 
 impl Ghost {
     pub fn new(anchor: usize) -> Ghost {
-        Ghost { anchor, text: String::new(), complete: false }
+        Ghost {
+            anchor,
+            text: String::new(),
+            complete: false,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -96,7 +100,11 @@ mod tests {
     use super::*;
 
     fn ghost(anchor: usize, text: &str, complete: bool) -> Ghost {
-        Ghost { anchor, text: text.to_string(), complete }
+        Ghost {
+            anchor,
+            text: text.to_string(),
+            complete,
+        }
     }
 
     #[test]
@@ -151,7 +159,10 @@ mod tests {
 
     #[test]
     fn trailing_whitespace_is_trimmed_per_line() {
-        assert_eq!(trim_trailing_whitespace("a = 1  \n    b\t\n"), "a = 1\n    b\n");
+        assert_eq!(
+            trim_trailing_whitespace("a = 1  \n    b\t\n"),
+            "a = 1\n    b\n"
+        );
         assert_eq!(trim_trailing_whitespace("    x"), "    x");
     }
 }

@@ -3,3 +3,4 @@
 //! text.
 
 pub mod ghost;
+pub mod trigger;
