@@ -2,5 +2,6 @@
 //! (text edit -> token edit), the prompt window, healing, triggers and ghost
 //! text.
 
+pub mod engine;
 pub mod ghost;
 pub mod trigger;

@@ -1,0 +1,689 @@
+//! The inference thread: owns the model, the token list and the KV cache.
+//!
+//! The editor never waits on it. It sends every edit value (tagged with the
+//! document version it produces), prediction requests and settings over a
+//! channel; the thread applies cache updates eagerly, coalescing bursts, and
+//! streams suggestion chunks back tagged with the version they were made for.
+//! A newer message cancels a running prediction between two tokens.
+
+use std::ops::ControlFlow;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use ropey::Rope;
+
+use crate::text::Edit;
+
+/// What the cache-keeping and predicting side must do; the real one is
+/// [`super::mirror::Mirror`]. The trait exists so the threading, coalescing
+/// and cancellation logic can be unit-tested without a model.
+pub trait Backend {
+    /// Start mirroring `doc` from scratch.
+    fn reset(&mut self, doc: &Rope, cursor_char: usize) -> Result<()>;
+    /// `doc` already has `edits` applied; bring the cache along.
+    fn apply_edits(&mut self, doc: &Rope, edits: &[Edit], cursor_char: usize) -> Result<()>;
+    /// Predict at `cursor_char`, streaming text; `on_text` returning Break
+    /// stops generation.
+    fn predict(
+        &mut self,
+        doc: &Rope,
+        cursor_char: usize,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<()>;
+    /// What the status line shows about the cache.
+    fn cache_info(&self) -> CacheInfo;
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheInfo {
+    pub tokens: usize,
+    pub mode: String,
+}
+
+/// Messages from the editor to the engine.
+#[derive(Debug)]
+pub enum Request {
+    /// A document was opened (or replaced): mirror it from scratch.
+    Open {
+        version: u64,
+        text: String,
+        cursor_char: usize,
+    },
+    /// Edits, in order, that took the document to `version`.
+    Edits {
+        version: u64,
+        edits: Vec<Edit>,
+    },
+    /// Predict at `cursor_char` of document `version`.
+    Predict {
+        version: u64,
+        id: u64,
+        cursor_char: usize,
+        requested_at: Instant,
+    },
+    Shutdown,
+}
+
+/// Messages from the engine to the editor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    State(EngineState),
+    /// A piece of suggestion text for prediction `id` on `version`.
+    Chunk {
+        version: u64,
+        id: u64,
+        text: String,
+    },
+    /// Prediction `id` ended (completed, stopped or cancelled).
+    Finished {
+        version: u64,
+        id: u64,
+        first_token: Option<Duration>,
+        total: Duration,
+        cancelled: bool,
+    },
+    Cache(CacheInfo),
+    /// Every request sent so far has been handled: tests wait for this.
+    Idle {
+        version: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineState {
+    Loading(String),
+    Ready(String),
+    /// The model failed to load or the thread crashed: predictions are off,
+    /// editing goes on.
+    Failed(String),
+}
+
+/// The editor's end of the engine.
+pub struct EngineHandle {
+    pub requests: Sender<Request>,
+    pub events: Receiver<Event>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EngineHandle {
+    /// Start the thread. `load` runs on it (model loading never blocks the
+    /// editor) and returns the backend and a display name for the model.
+    pub fn spawn<B, L>(load: L) -> EngineHandle
+    where
+        B: Backend + 'static,
+        L: FnOnce(&dyn Fn(String)) -> Result<(B, String)> + Send + 'static,
+    {
+        let (req_tx, req_rx) = crossbeam_channel::unbounded();
+        let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+        let thread = std::thread::Builder::new()
+            .name("pie-engine".into())
+            .spawn(move || run_thread(load, req_rx, ev_tx))
+            .expect("spawning a thread only fails when the OS is out of resources");
+        EngineHandle {
+            requests: req_tx,
+            events: ev_rx,
+            thread: Some(thread),
+        }
+    }
+
+    /// Send, ignoring a dead engine: the editor works on without it.
+    pub fn send(&self, request: Request) {
+        let _ = self.requests.send(request);
+    }
+}
+
+impl Drop for EngineHandle {
+    fn drop(&mut self) {
+        let _ = self.requests.send(Request::Shutdown);
+        // A prediction stops at its next token once it sees the message; the
+        // join is short. A wedged thread is left to die with the process.
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run_thread<B, L>(load: L, requests: Receiver<Request>, events: Sender<Event>)
+where
+    B: Backend,
+    L: FnOnce(&dyn Fn(String)) -> Result<(B, String)>,
+{
+    let progress = |msg: String| {
+        let _ = events.send(Event::State(EngineState::Loading(msg)));
+    };
+    progress("loading model".into());
+    let loaded = catch_unwind(AssertUnwindSafe(|| load(&progress)));
+    let mut worker = match loaded {
+        Ok(Ok((backend, name))) => {
+            let _ = events.send(Event::State(EngineState::Ready(name)));
+            Worker::new(backend, events.clone())
+        }
+        Ok(Err(err)) => return fail_and_drain(&requests, &events, format!("{err:#}")),
+        Err(panic) => return fail_and_drain(&requests, &events, panic_message(&panic)),
+    };
+    if let Err(message) = worker.serve(&requests) {
+        fail_and_drain(&requests, &events, message);
+    }
+}
+
+/// Report the failure, then keep answering `Idle` so that nothing waiting on
+/// the engine hangs, until the editor shuts down.
+fn fail_and_drain(requests: &Receiver<Request>, events: &Sender<Event>, message: String) {
+    tracing::error!(%message, "prediction engine stopped");
+    let _ = events.send(Event::State(EngineState::Failed(message)));
+    let mut version = 0;
+    if requests.is_empty() {
+        let _ = events.send(Event::Idle { version });
+    }
+    while let Ok(request) = requests.recv() {
+        match request {
+            Request::Shutdown => return,
+            Request::Open { version: v, .. } | Request::Edits { version: v, .. } => version = v,
+            Request::Predict { .. } => {}
+        }
+        if requests.is_empty() {
+            let _ = events.send(Event::Idle { version });
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let text = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    format!("engine crashed: {text}")
+}
+
+struct Worker<B> {
+    backend: B,
+    events: Sender<Event>,
+    doc: Rope,
+    version: u64,
+    /// Edits applied to `doc` but not yet to the cache (a burst coalesces).
+    pending: Vec<Edit>,
+    cursor_char: usize,
+    /// Set once the backend has mirrored a document.
+    opened: bool,
+}
+
+impl<B: Backend> Worker<B> {
+    fn new(backend: B, events: Sender<Event>) -> Self {
+        Worker {
+            backend,
+            events,
+            doc: Rope::new(),
+            version: 0,
+            pending: Vec::new(),
+            cursor_char: 0,
+            opened: false,
+        }
+    }
+
+    /// Handle requests until shutdown. Returns Err with a message when the
+    /// backend fails or panics: predictions then stop for this session.
+    fn serve(&mut self, requests: &Receiver<Request>) -> Result<(), String> {
+        let mut queue: std::collections::VecDeque<Request> = Default::default();
+        loop {
+            let request = match queue.pop_front() {
+                Some(r) => r,
+                None => match requests.recv() {
+                    Ok(r) => r,
+                    Err(_) => return Ok(()),
+                },
+            };
+            // Drain what is already waiting, so a burst of keystrokes becomes
+            // one cache update and only the newest prediction request runs.
+            queue.push_back(request);
+            loop {
+                match requests.try_recv() {
+                    Ok(r) => queue.push_back(r),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => break,
+                }
+            }
+            let newest_predict = queue
+                .iter()
+                .rposition(|r| matches!(r, Request::Predict { .. }));
+            // A prediction asked for a version that queued edits already
+            // replace would be stale before its first token.
+            let newest_version = queue
+                .iter()
+                .filter_map(|r| match r {
+                    Request::Open { version, .. } | Request::Edits { version, .. } => {
+                        Some(*version)
+                    }
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(self.version);
+            let mut index = 0;
+            while let Some(request) = queue.pop_front() {
+                let superseded =
+                    matches!(request, Request::Predict { .. }) && Some(index) != newest_predict;
+                index += 1;
+                match request {
+                    Request::Shutdown => return Ok(()),
+                    Request::Open {
+                        version,
+                        text,
+                        cursor_char,
+                    } => {
+                        self.doc = Rope::from_str(&text);
+                        self.version = version;
+                        self.cursor_char = cursor_char;
+                        self.pending.clear();
+                        self.guard(|w| w.backend.reset(&w.doc, w.cursor_char))?;
+                        self.opened = true;
+                    }
+                    Request::Edits { version, edits } => {
+                        for edit in &edits {
+                            edit.apply_to(&mut self.doc);
+                            self.cursor_char = edit.new_end_char();
+                        }
+                        self.version = version;
+                        self.pending.extend(edits);
+                    }
+                    Request::Predict {
+                        version,
+                        id,
+                        cursor_char,
+                        requested_at,
+                    } => {
+                        if superseded || version != newest_version {
+                            self.send(Event::Finished {
+                                version,
+                                id,
+                                first_token: None,
+                                total: requested_at.elapsed(),
+                                cancelled: true,
+                            });
+                            continue;
+                        }
+                        self.cursor_char = cursor_char;
+                        self.flush_edits()?;
+                        self.predict(version, id, cursor_char, requested_at, requests)?;
+                    }
+                }
+            }
+            self.flush_edits()?;
+            if requests.is_empty() {
+                self.send(Event::Idle {
+                    version: self.version,
+                });
+            }
+        }
+    }
+
+    fn flush_edits(&mut self) -> Result<(), String> {
+        if self.pending.is_empty() || !self.opened {
+            return Ok(());
+        }
+        let edits = std::mem::take(&mut self.pending);
+        self.guard(|w| w.backend.apply_edits(&w.doc, &edits, w.cursor_char))?;
+        self.send(Event::Cache(self.backend.cache_info()));
+        Ok(())
+    }
+
+    fn predict(
+        &mut self,
+        version: u64,
+        id: u64,
+        cursor_char: usize,
+        requested_at: Instant,
+        requests: &Receiver<Request>,
+    ) -> Result<(), String> {
+        if !self.opened {
+            return Ok(());
+        }
+        let mut first_token = None;
+        let mut cancelled = false;
+        let events = self.events.clone();
+        self.guard(|w| {
+            w.backend.predict(&w.doc, cursor_char, &mut |text| {
+                if !requests.is_empty() {
+                    cancelled = true;
+                    return ControlFlow::Break(());
+                }
+                if !text.is_empty() {
+                    first_token.get_or_insert_with(|| requested_at.elapsed());
+                    let _ = events.send(Event::Chunk {
+                        version,
+                        id,
+                        text: text.to_string(),
+                    });
+                }
+                ControlFlow::Continue(())
+            })
+        })?;
+        self.send(Event::Finished {
+            version,
+            id,
+            first_token,
+            total: requested_at.elapsed(),
+            cancelled,
+        });
+        Ok(())
+    }
+
+    /// Run a backend call; an error or a panic ends predictions (the message
+    /// goes to the status line), never the editor.
+    fn guard(&mut self, call: impl FnOnce(&mut Self) -> Result<()>) -> Result<(), String> {
+        match catch_unwind(AssertUnwindSafe(|| call(self))) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(format!("{err:#}")),
+            Err(panic) => Err(panic_message(&panic)),
+        }
+    }
+
+    fn send(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// What the fake backend was asked to do, in order.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Call {
+        Reset(String),
+        Apply { doc: String, edits: usize },
+        Predict(usize),
+    }
+
+    /// A backend without a model: records calls, and lets the test hold it
+    /// inside `reset` or between predicted tokens through `gate`.
+    struct FakeBackend {
+        calls: Arc<Mutex<Vec<Call>>>,
+        gate: Receiver<()>,
+        hold_reset: bool,
+        tokens: Vec<&'static str>,
+        panic_on_predict: bool,
+    }
+
+    impl Backend for FakeBackend {
+        fn reset(&mut self, doc: &Rope, _: usize) -> Result<()> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(Call::Reset(doc.to_string()));
+            if self.hold_reset {
+                let _ = self.gate.recv();
+            }
+            Ok(())
+        }
+        fn apply_edits(&mut self, doc: &Rope, edits: &[Edit], _: usize) -> Result<()> {
+            self.calls.lock().unwrap().push(Call::Apply {
+                doc: doc.to_string(),
+                edits: edits.len(),
+            });
+            Ok(())
+        }
+        fn predict(
+            &mut self,
+            _: &Rope,
+            cursor: usize,
+            on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+        ) -> Result<()> {
+            self.calls.lock().unwrap().push(Call::Predict(cursor));
+            assert!(!self.panic_on_predict, "fake backend exploded");
+            for token in &self.tokens {
+                if on_text(token).is_break() {
+                    break;
+                }
+                // Between tokens the test may act (send a newer edit).
+                if self.gate.recv().is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        }
+        fn cache_info(&self) -> CacheInfo {
+            CacheInfo {
+                tokens: 0,
+                mode: "PIE".into(),
+            }
+        }
+    }
+
+    /// Field order matters: the gate drops first, which releases a backend
+    /// that is still waiting on it, so dropping the engine can join its
+    /// thread even after a failed assertion.
+    struct Harness {
+        gate: Sender<()>,
+        engine: EngineHandle,
+        calls: Arc<Mutex<Vec<Call>>>,
+    }
+
+    fn start(hold_reset: bool, tokens: Vec<&'static str>, panic_on_predict: bool) -> Harness {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let (gate_tx, gate_rx) = crossbeam_channel::unbounded();
+        let backend_calls = calls.clone();
+        let engine = EngineHandle::spawn(move |_progress| {
+            let backend = FakeBackend {
+                calls: backend_calls,
+                gate: gate_rx,
+                hold_reset,
+                tokens,
+                panic_on_predict,
+            };
+            Ok((backend, "fake".to_string()))
+        });
+        Harness {
+            gate: gate_tx,
+            engine,
+            calls,
+        }
+    }
+
+    fn next_event(h: &Harness) -> Event {
+        h.engine
+            .events
+            .recv_timeout(Duration::from_secs(10))
+            .expect("engine answered")
+    }
+
+    fn wait_idle(h: &Harness, version: u64) -> Vec<Event> {
+        let mut seen = Vec::new();
+        loop {
+            let event = next_event(h);
+            if event == (Event::Idle { version }) {
+                return seen;
+            }
+            seen.push(event);
+        }
+    }
+
+    fn typed(rope: &mut Rope, at: usize, text: &str) -> Edit {
+        let edit = Edit::insert(rope, at, text);
+        edit.apply_to(rope);
+        edit
+    }
+
+    #[test]
+    fn a_burst_of_edits_becomes_one_cache_update() {
+        let h = start(true, vec![], false);
+        let mut doc = Rope::from_str("x = 1\n");
+        h.engine.send(Request::Open {
+            version: 0,
+            text: doc.to_string(),
+            cursor_char: 0,
+        });
+        // The backend is held inside `reset` while five keystrokes arrive.
+        for (i, ch) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            let edit = typed(&mut doc, 6 + i, ch);
+            h.engine.send(Request::Edits {
+                version: i as u64 + 1,
+                edits: vec![edit],
+            });
+        }
+        h.gate.send(()).unwrap();
+        wait_idle(&h, 5);
+        let calls = h.calls.lock().unwrap().clone();
+        assert_eq!(
+            calls,
+            vec![
+                Call::Reset("x = 1\n".into()),
+                Call::Apply {
+                    doc: "x = 1\nabcde".into(),
+                    edits: 5
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_newer_edit_cancels_a_running_prediction_between_tokens() {
+        let h = start(false, vec!["re", "turn", " x", " + 1"], false);
+        let mut doc = Rope::from_str("def f(x):\n    ");
+        h.engine.send(Request::Open {
+            version: 0,
+            text: doc.to_string(),
+            cursor_char: 14,
+        });
+        h.engine.send(Request::Predict {
+            version: 0,
+            id: 1,
+            cursor_char: 14,
+            requested_at: Instant::now(),
+        });
+        assert_eq!(
+            next_event(&h),
+            Event::State(EngineState::Loading("loading model".into()))
+        );
+        assert_eq!(
+            next_event(&h),
+            Event::State(EngineState::Ready("fake".into()))
+        );
+        assert_eq!(
+            next_event(&h),
+            Event::Chunk {
+                version: 0,
+                id: 1,
+                text: "re".into()
+            }
+        );
+        // The user types while the prediction runs: the engine must stop at
+        // the next token instead of finishing the suggestion.
+        let edit = typed(&mut doc, 14, "y");
+        h.engine.send(Request::Edits {
+            version: 1,
+            edits: vec![edit],
+        });
+        h.gate.send(()).unwrap();
+        let rest = wait_idle(&h, 1);
+        assert!(
+            matches!(
+                rest[0],
+                Event::Finished {
+                    version: 0,
+                    id: 1,
+                    cancelled: true,
+                    ..
+                }
+            ),
+            "{rest:?}"
+        );
+        assert!(
+            !rest.iter().any(|e| matches!(e, Event::Chunk { .. })),
+            "{rest:?}"
+        );
+        assert!(h.calls.lock().unwrap().contains(&Call::Apply {
+            doc: "def f(x):\n    y".into(),
+            edits: 1
+        }));
+    }
+
+    #[test]
+    fn a_prediction_for_an_old_version_is_dropped_unrun() {
+        let h = start(true, vec!["x"], false);
+        let mut doc = Rope::from_str("a");
+        h.engine.send(Request::Open {
+            version: 0,
+            text: doc.to_string(),
+            cursor_char: 1,
+        });
+        h.engine.send(Request::Predict {
+            version: 0,
+            id: 1,
+            cursor_char: 1,
+            requested_at: Instant::now(),
+        });
+        let edit = typed(&mut doc, 1, "b");
+        h.engine.send(Request::Edits {
+            version: 1,
+            edits: vec![edit],
+        });
+        h.gate.send(()).unwrap();
+        let events = wait_idle(&h, 1);
+        assert!(events.iter().any(|e| matches!(
+            e,
+            Event::Finished {
+                id: 1,
+                cancelled: true,
+                ..
+            }
+        )));
+        assert!(
+            !h.calls
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|c| matches!(c, Call::Predict(_)))
+        );
+    }
+
+    #[test]
+    fn a_panicking_backend_turns_predictions_off_and_keeps_answering() {
+        let h = start(false, vec!["x"], true);
+        h.engine.send(Request::Open {
+            version: 0,
+            text: "a".into(),
+            cursor_char: 1,
+        });
+        h.engine.send(Request::Predict {
+            version: 0,
+            id: 1,
+            cursor_char: 1,
+            requested_at: Instant::now(),
+        });
+        let events = wait_idle(&h, 0);
+        let failure = events.iter().find_map(|e| match e {
+            Event::State(EngineState::Failed(msg)) => Some(msg.clone()),
+            _ => None,
+        });
+        assert!(
+            failure.is_some_and(|m| m.contains("fake backend exploded")),
+            "{events:?}"
+        );
+        // Later requests are still answered, so nothing waiting hangs.
+        h.engine.send(Request::Edits {
+            version: 1,
+            edits: vec![],
+        });
+        wait_idle(&h, 1);
+    }
+
+    #[test]
+    fn a_failed_load_is_reported() {
+        let engine = EngineHandle::spawn(|_| -> Result<(FakeBackend, String)> {
+            anyhow::bail!("model file /nope.gguf not found")
+        });
+        let mut failed = None;
+        while failed.is_none() {
+            if let Event::State(EngineState::Failed(msg)) =
+                engine.events.recv_timeout(Duration::from_secs(10)).unwrap()
+            {
+                failed = Some(msg);
+            }
+        }
+        assert!(failed.unwrap().contains("/nope.gguf"));
+    }
+}
