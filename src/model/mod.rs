@@ -1,6 +1,55 @@
 //! Inference library: config, rope, KV cache with PIE, forward pass, weights,
-//! tokenizer, model sources, sampling. It knows nothing of the editor.
+//! sampling. It knows nothing of the editor.
+//!
+//! # Engine API (for the editor's background inference thread)
+//!
+//! ```no_run
+//! use std::ops::ControlFlow;
+//! use std::sync::Arc;
+//! use pie_edit::model::{GenerateOptions, LoadOptions, Model, Sampling, Session, TokenEdit, UpdateMode};
+//! # fn main() -> anyhow::Result<()> {
+//! let model = Arc::new(Model::load("model.gguf".as_ref(), &LoadOptions::default())?);
+//! let mut session = Session::new(model.clone())?;
+//! session.reset(&[1, 2, 3, 4, 5])?;                 // encode the window's tokens
+//! // The buffer changed: token 2 became two tokens. Hunks use pre-edit positions.
+//! let edit = TokenEdit { start: 2, old_len: 1, new_tokens: vec![7, 8] };
+//! session.apply(&[edit], UpdateMode::Pie)?;          // the cache now mirrors the new list
+//! let opts = GenerateOptions { max_tokens: 32, sampling: Sampling::Greedy };
+//! let line = session.generate(4, &opts, &mut |_so_far, _logits| {}, &mut |_token| ControlFlow::Continue(()))?;
+//! # Ok(()) }
+//! ```
+//!
+//! - [`Model`] is immutable and `Send + Sync`: load it once, share it in an `Arc`.
+//! - [`Session`] owns a token list and its [`KvCache`]; slot `t` holds the token
+//!   at position `t`. Keep one per buffer on the inference thread.
+//!   - `reset(&tokens)`: encode a fresh window.
+//!   - `apply(&[TokenEdit], UpdateMode)`: follow an edit. Several edits received
+//!     together go in one call as several hunks (ascending, pre-edit positions).
+//!     `UpdateMode::Pie` is the one to use; `Full` and `Conflict` are baselines.
+//!   - `slide(drop_head)`: drop tokens at the head of the window (the rest is
+//!     re-rotated, not re-encoded). Append at the tail with an `apply` hunk at
+//!     `start = tokens().len()`.
+//!   - `generate(prefix_len, ..)`: predict after the first `prefix_len` tokens
+//!     (the prediction point may be anywhere in the window; later tokens stay
+//!     cached but are not attended to, and the cache is unchanged afterwards).
+//!     Cancel between tokens by returning `ControlFlow::Break` from `on_token`;
+//!     the logit filter is where token healing constrains the first tokens.
+//!   - `next_logits(prefix_len)`: the next-token logits alone.
+//! - Every error (bad file, bad edit, bad token id) is an `anyhow::Error` whose
+//!   message names the cause; nothing here panics on bad input.
 
+pub mod config;
+pub mod kv_cache;
+pub mod rope;
+pub mod session;
 pub mod token_edit;
+pub mod transformer;
+pub mod weights;
 
+pub use config::{Arch, ModelConfig, RopeLayout};
+pub use kv_cache::{KvCache, Segment};
+pub use rope::Rope;
+pub use session::{GenerateOptions, Sampling, Session, UpdateMode, UpdateStats};
 pub use token_edit::TokenEdit;
+pub use transformer::{Attend, Logits, Model};
+pub use weights::{LoadOptions, SlowQuant};

@@ -1,0 +1,348 @@
+//! The KV cache, kept outside the model so that edits can rearrange it.
+//!
+//! Slot `t` always holds the token at position `t`, with its key stored
+//! already rotated to `t`. Moving entries therefore means re-rotating their
+//! keys by the distance moved (PIE); values carry no position.
+
+use anyhow::{Result, bail};
+use candle_core::{DType, Device, Tensor};
+
+use super::rope::Rope;
+
+/// A run of cached entries that keeps its content but changes slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub from: usize,
+    pub len: usize,
+    pub to: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    /// Per layer `(K, V)`, each `[n_kv_heads, capacity, head_dim]`, f32.
+    layers: Vec<(Tensor, Tensor)>,
+    len: usize,
+    capacity: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    device: Device,
+}
+
+/// A copy with its own storage: `slice_set` refuses a source that shares the
+/// destination's storage, which a contiguous `narrow` would.
+fn detached(t: &Tensor) -> Result<Tensor> {
+    Ok(if t.is_contiguous() {
+        t.copy()?
+    } else {
+        t.contiguous()?
+    })
+}
+
+impl KvCache {
+    pub fn new(
+        n_layers: usize,
+        n_kv_heads: usize,
+        head_dim: usize,
+        capacity: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let capacity = capacity.max(16);
+        let layers = (0..n_layers)
+            .map(|_| {
+                let shape = (n_kv_heads, capacity, head_dim);
+                Ok((
+                    Tensor::zeros(shape, DType::F32, device)?,
+                    Tensor::zeros(shape, DType::F32, device)?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            layers,
+            len: 0,
+            capacity,
+            n_kv_heads,
+            head_dim,
+            device: device.clone(),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn n_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// The whole preallocated `(K, V)` of a layer; only `[.., 0..len, ..]` is meaningful.
+    pub fn layer(&self, i: usize) -> (&Tensor, &Tensor) {
+        let (k, v) = &self.layers[i];
+        (k, v)
+    }
+
+    /// `(K, V)` of a layer for slots `0..len`, as views (no copy).
+    pub fn view(&self, layer: usize, len: usize) -> Result<(Tensor, Tensor)> {
+        if len > self.capacity {
+            bail!(
+                "cache view of {len} slots exceeds capacity {}",
+                self.capacity
+            );
+        }
+        let (k, v) = &self.layers[layer];
+        Ok((k.narrow(1, 0, len)?, v.narrow(1, 0, len)?))
+    }
+
+    /// Grow (by doubling) so that `slots` entries fit; keeps the content.
+    pub fn reserve(&mut self, slots: usize) -> Result<()> {
+        if slots <= self.capacity {
+            return Ok(());
+        }
+        let mut capacity = self.capacity;
+        while capacity < slots {
+            capacity *= 2;
+        }
+        let shape = (self.n_kv_heads, capacity, self.head_dim);
+        for (k, v) in &mut self.layers {
+            let new_k = Tensor::zeros(shape, DType::F32, &self.device)?;
+            let new_v = Tensor::zeros(shape, DType::F32, &self.device)?;
+            if self.len > 0 {
+                new_k.slice_set(&detached(&k.narrow(1, 0, self.len)?)?, 1, 0)?;
+                new_v.slice_set(&detached(&v.narrow(1, 0, self.len)?)?, 1, 0)?;
+            }
+            *k = new_k;
+            *v = new_v;
+        }
+        self.capacity = capacity;
+        Ok(())
+    }
+
+    /// Store freshly computed `k`, `v` (`[n_kv_heads, n, head_dim]`, `k`
+    /// rotated to positions `at..at + n`) in slots `at..at + n`.
+    pub fn write(&mut self, layer: usize, at: usize, k: &Tensor, v: &Tensor) -> Result<()> {
+        let n = k.dim(1)?;
+        if at > self.len {
+            bail!(
+                "cache write at {at} leaves a gap after {} entries",
+                self.len
+            );
+        }
+        self.reserve(at + n)?;
+        let (ck, cv) = &self.layers[layer];
+        ck.slice_set(&detached(k)?, 1, at)?;
+        cv.slice_set(&detached(v)?, 1, at)?;
+        Ok(())
+    }
+
+    /// Declare slots `0..len` valid after the writes of a forward pass.
+    pub fn set_len(&mut self, len: usize) -> Result<()> {
+        if len > self.capacity {
+            bail!("cache length {len} exceeds capacity {}", self.capacity);
+        }
+        self.len = len;
+        Ok(())
+    }
+
+    /// Append entries for all layers at once (`per_layer[i] = (k, v)`).
+    pub fn append(&mut self, per_layer: &[(Tensor, Tensor)]) -> Result<()> {
+        if per_layer.len() != self.layers.len() {
+            bail!(
+                "append got {} layers, cache has {}",
+                per_layer.len(),
+                self.layers.len()
+            );
+        }
+        let at = self.len;
+        let n = per_layer.first().map_or(Ok(0), |(k, _)| k.dim(1))?;
+        for (i, (k, v)) in per_layer.iter().enumerate() {
+            self.write(i, at, k, v)?;
+        }
+        self.len = at + n;
+        Ok(())
+    }
+
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Rearrange entries: every segment's entries move from `from` to `to`,
+    /// their keys re-rotated by `to - from` when `rope` is given (PIE) or
+    /// left as they are when it is not (the `Conflict` baseline). All
+    /// segments are read before any is written, so they may overlap their
+    /// old places. The new length is `new_len`; slots not covered by a
+    /// segment are left for the caller to fill by a forward pass.
+    pub fn move_segments(
+        &mut self,
+        segments: &[Segment],
+        new_len: usize,
+        rope: Option<&Rope>,
+    ) -> Result<()> {
+        for s in segments {
+            if s.from + s.len > self.len || s.to + s.len > new_len {
+                bail!(
+                    "cache segment {s:?} out of range (len {}, new len {new_len})",
+                    self.len
+                );
+            }
+        }
+        self.reserve(new_len)?;
+        let moving: Vec<&Segment> = segments
+            .iter()
+            .filter(|s| s.len > 0 && s.from != s.to)
+            .collect();
+        for (k_all, v_all) in &self.layers {
+            let mut staged = Vec::with_capacity(moving.len());
+            for s in &moving {
+                let k = k_all.narrow(1, s.from, s.len)?;
+                let k = match rope {
+                    Some(rope) => rope.rerotate(&k, s.to as i64 - s.from as i64)?,
+                    None => detached(&k)?,
+                };
+                staged.push((k, detached(&v_all.narrow(1, s.from, s.len)?)?));
+            }
+            for (s, (k, v)) in moving.iter().zip(&staged) {
+                k_all.slice_set(k, 1, s.to)?;
+                v_all.slice_set(v, 1, s.to)?;
+            }
+        }
+        self.len = new_len;
+        Ok(())
+    }
+
+    /// Replace the entries `[start, start + old_len)` by `new_len` slots
+    /// (to be filled by the caller), moving the suffix without re-rotation.
+    pub fn splice(&mut self, start: usize, old_len: usize, new_len: usize) -> Result<()> {
+        let old_end = start + old_len;
+        if old_end > self.len {
+            bail!("splice {start}+{old_len} beyond cache length {}", self.len);
+        }
+        let suffix = self.len - old_end;
+        let seg = Segment {
+            from: old_end,
+            len: suffix,
+            to: start + new_len,
+        };
+        self.move_segments(&[seg], start + new_len + suffix, None)
+    }
+
+    /// Re-rotate the keys of slots `range` by `delta` positions in place
+    /// (one rope call per layer), without moving them.
+    pub fn shift(&mut self, range: std::ops::Range<usize>, delta: i64, rope: &Rope) -> Result<()> {
+        if range.end > self.len || range.start > range.end {
+            bail!("shift range {range:?} beyond cache length {}", self.len);
+        }
+        if range.is_empty() || delta == 0 {
+            return Ok(());
+        }
+        for (k_all, _) in &self.layers {
+            let k = rope.rerotate(&k_all.narrow(1, range.start, range.len())?, delta)?;
+            k_all.slice_set(&k, 1, range.start)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::config::RopeLayout;
+
+    fn entries(n: usize, base: f32) -> (Tensor, Tensor) {
+        let data: Vec<f32> = (0..2 * n * 4).map(|i| base + i as f32).collect();
+        let k = Tensor::from_vec(data.clone(), (2, n, 4), &Device::Cpu).unwrap();
+        let v = (k.clone() * -1.0).unwrap();
+        (k, v)
+    }
+
+    fn slots(cache: &KvCache) -> Vec<Vec<Vec<f32>>> {
+        cache
+            .view(0, cache.len())
+            .unwrap()
+            .1
+            .to_vec3::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn append_grows_past_capacity_and_keeps_content() {
+        let mut cache = KvCache::new(1, 2, 4, 16, &Device::Cpu).unwrap();
+        let (k, v) = entries(10, 0.0);
+        cache.append(&[(k.clone(), v.clone())]).unwrap();
+        let (k2, v2) = entries(10, 1000.0);
+        cache.append(&[(k2, v2)]).unwrap();
+        assert_eq!(cache.len(), 20);
+        assert!(cache.capacity() >= 20);
+        let got = cache.view(0, 10).unwrap().0.to_vec3::<f32>().unwrap();
+        assert_eq!(got, k.to_vec3::<f32>().unwrap());
+    }
+
+    #[test]
+    fn splice_moves_the_suffix_both_ways() {
+        let mut cache = KvCache::new(1, 2, 4, 16, &Device::Cpu).unwrap();
+        let (k, v) = entries(6, 0.0);
+        cache.append(&[(k, v)]).unwrap();
+        let before = slots(&cache);
+        cache.splice(1, 2, 4).unwrap();
+        assert_eq!(cache.len(), 8);
+        let after = slots(&cache);
+        for h in 0..2 {
+            assert_eq!(after[h][0], before[h][0]);
+            assert_eq!(after[h][5..8], before[h][3..6]);
+        }
+        cache.splice(1, 4, 0).unwrap();
+        assert_eq!(cache.len(), 4);
+        let back = slots(&cache);
+        for h in 0..2 {
+            assert_eq!(back[h][1..4], before[h][3..6]);
+        }
+    }
+
+    #[test]
+    fn shift_rotates_only_the_range() {
+        let rope = Rope::new(4, 10_000.0, 1.0, RopeLayout::NeoX, &Device::Cpu);
+        let mut cache = KvCache::new(1, 2, 4, 16, &Device::Cpu).unwrap();
+        let (k, v) = entries(5, 0.5);
+        cache.append(&[(k.clone(), v)]).unwrap();
+        cache.shift(2..4, 3, &rope).unwrap();
+        let got = cache.view(0, 5).unwrap().0;
+        let expected = rope.rerotate(&k.narrow(1, 2, 2).unwrap(), 3).unwrap();
+        let diff = (got.narrow(1, 2, 2).unwrap() - expected)
+            .unwrap()
+            .abs()
+            .unwrap();
+        assert!(
+            diff.flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                < 1e-6
+        );
+        assert_eq!(
+            got.narrow(1, 0, 2).unwrap().to_vec3::<f32>().unwrap(),
+            k.narrow(1, 0, 2).unwrap().to_vec3::<f32>().unwrap()
+        );
+    }
+
+    #[test]
+    fn out_of_range_operations_are_errors() {
+        let mut cache = KvCache::new(1, 2, 4, 16, &Device::Cpu).unwrap();
+        assert!(cache.splice(0, 1, 0).is_err());
+        let rope = Rope::new(4, 10_000.0, 1.0, RopeLayout::NeoX, &Device::Cpu);
+        assert!(cache.shift(0..3, 1, &rope).is_err());
+        let (k, v) = entries(2, 0.0);
+        assert!(cache.write(0, 5, &k, &v).is_err());
+    }
+}

@@ -1,0 +1,365 @@
+//! A session: a token list and the KV cache that mirrors it, kept in step
+//! through edits (PIE), window slides, and generation at any point.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::kv_cache::{KvCache, Segment};
+use super::token_edit::TokenEdit;
+use super::transformer::{Attend, Logits, Model};
+
+/// How a cache follows an edit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateMode {
+    /// Keep the prefix, drop the old spans, encode the new spans at their
+    /// positions, re-rotate each suffix segment by the sum of the length
+    /// changes before it.
+    Pie,
+    /// Re-encode from the first changed token to the end: the exact baseline.
+    Full,
+    /// Like `Pie` but without the re-rotation: the paper's broken baseline.
+    Conflict,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UpdateStats {
+    /// Tokens run through the model.
+    pub encoded: usize,
+    /// Cached entries moved (and, for `Pie`, re-rotated).
+    pub moved: usize,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampling {
+    Greedy,
+    TopP { temperature: f32, p: f32, seed: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GenerateOptions {
+    pub max_tokens: usize,
+    pub sampling: Sampling,
+}
+
+pub struct Session {
+    model: Arc<Model>,
+    cache: KvCache,
+    /// Where generation puts its entries, so the mirror stays untouched.
+    scratch: KvCache,
+    tokens: Vec<u32>,
+}
+
+impl Session {
+    pub fn new(model: Arc<Model>) -> Result<Self> {
+        let cache = model.new_cache(256)?;
+        let scratch = model.new_cache(64)?;
+        Ok(Self {
+            model,
+            cache,
+            scratch,
+            tokens: Vec::new(),
+        })
+    }
+
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    pub fn cache(&self) -> &KvCache {
+        &self.cache
+    }
+
+    /// Replace the mirrored tokens and encode them all.
+    pub fn reset(&mut self, tokens: &[u32]) -> Result<UpdateStats> {
+        let started = Instant::now();
+        self.cache.clear();
+        self.tokens.clear();
+        if !tokens.is_empty() {
+            self.model.prefill(&mut self.cache, tokens)?;
+        }
+        self.tokens = tokens.to_vec();
+        Ok(UpdateStats {
+            encoded: tokens.len(),
+            moved: 0,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    fn check_hunks(&self, hunks: &[TokenEdit]) -> Result<()> {
+        let mut prev_end = 0;
+        for (i, h) in hunks.iter().enumerate() {
+            if h.start < prev_end {
+                bail!("token edit hunks overlap or are out of order at hunk {i} ({h:?})");
+            }
+            if h.old_end() > self.tokens.len() {
+                bail!(
+                    "token edit {h:?} reaches past the {} cached tokens",
+                    self.tokens.len()
+                );
+            }
+            prev_end = h.old_end();
+        }
+        Ok(())
+    }
+
+    /// Bring the cache in line with `hunks` (see [`TokenEdit`] for their
+    /// coordinates) in the given mode.
+    pub fn apply(&mut self, hunks: &[TokenEdit], mode: UpdateMode) -> Result<UpdateStats> {
+        let started = Instant::now();
+        self.check_hunks(hunks)?;
+        let hunks: Vec<&TokenEdit> = hunks
+            .iter()
+            .filter(|h| h.old_len > 0 || !h.new_tokens.is_empty())
+            .collect();
+        if hunks.is_empty() {
+            return Ok(UpdateStats {
+                elapsed: started.elapsed(),
+                ..Default::default()
+            });
+        }
+        let owned: Vec<TokenEdit> = hunks.iter().map(|h| (*h).clone()).collect();
+        let mut new_tokens = self.tokens.clone();
+        TokenEdit::apply_all(&mut new_tokens, &owned);
+        let mut stats = UpdateStats::default();
+        match mode {
+            UpdateMode::Full => {
+                let first = hunks[0].start;
+                self.cache.truncate(first);
+                let rest = &new_tokens[first..];
+                if !rest.is_empty() {
+                    self.model
+                        .forward_chunked(&mut self.cache, first, rest, Logits::None)?;
+                }
+                stats.encoded = rest.len();
+            }
+            UpdateMode::Pie | UpdateMode::Conflict => {
+                let mut segments = Vec::with_capacity(hunks.len());
+                let mut shift = 0isize;
+                for (i, h) in hunks.iter().enumerate() {
+                    shift += h.delta();
+                    let from = h.old_end();
+                    let until = hunks
+                        .get(i + 1)
+                        .map_or(self.tokens.len(), |next| next.start);
+                    let len = until - from;
+                    if len > 0 {
+                        segments.push(Segment {
+                            from,
+                            len,
+                            to: (from as isize + shift) as usize,
+                        });
+                    }
+                }
+                stats.moved = segments
+                    .iter()
+                    .filter(|s| s.from != s.to)
+                    .map(|s| s.len)
+                    .sum();
+                let rope = (mode == UpdateMode::Pie).then(|| self.model.rope());
+                self.cache
+                    .move_segments(&segments, new_tokens.len(), rope)?;
+                let mut shift = 0isize;
+                for h in &hunks {
+                    let at = (h.start as isize + shift) as usize;
+                    if !h.new_tokens.is_empty() {
+                        self.model.forward_chunked(
+                            &mut self.cache,
+                            at,
+                            &h.new_tokens,
+                            Logits::None,
+                        )?;
+                        stats.encoded += h.new_tokens.len();
+                    }
+                    shift += h.delta();
+                }
+            }
+        }
+        self.tokens = new_tokens;
+        debug_assert_eq!(self.cache.len(), self.tokens.len());
+        stats.elapsed = started.elapsed();
+        Ok(stats)
+    }
+
+    /// Drop the first `drop_head` tokens and move the rest to the front,
+    /// re-rotating their keys by `-drop_head` instead of re-encoding them.
+    pub fn slide(&mut self, drop_head: usize) -> Result<UpdateStats> {
+        let started = Instant::now();
+        if drop_head > self.tokens.len() {
+            bail!(
+                "cannot slide by {drop_head}: only {} tokens cached",
+                self.tokens.len()
+            );
+        }
+        let rest = self.tokens.len() - drop_head;
+        let seg = Segment {
+            from: drop_head,
+            len: rest,
+            to: 0,
+        };
+        self.cache
+            .move_segments(&[seg], rest, Some(self.model.rope()))?;
+        self.tokens.drain(..drop_head);
+        Ok(UpdateStats {
+            encoded: 0,
+            moved: rest,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Fresh next-token logits at `prefix_len`: token `prefix_len - 1` is
+    /// re-run at its position, attending only to `cache[0..prefix_len - 1)`,
+    /// into the scratch area. The mirrored cache is not changed.
+    pub fn next_logits(&mut self, prefix_len: usize) -> Result<Vec<f32>> {
+        if prefix_len == 0 || prefix_len > self.tokens.len() {
+            bail!(
+                "prediction point {prefix_len} outside 1..={} cached tokens",
+                self.tokens.len()
+            );
+        }
+        self.scratch.clear();
+        let logits = self.model.forward(
+            &[self.tokens[prefix_len - 1]],
+            Attend::Scratch {
+                base: &self.cache,
+                base_len: prefix_len - 1,
+                scratch: &mut self.scratch,
+            },
+            Logits::Last,
+        )?;
+        Ok(logits.expect("last logits requested").to_vec1::<f32>()?)
+    }
+
+    /// Generate after the first `prefix_len` tokens. Generated entries live
+    /// in a scratch area at positions `prefix_len..`, so the mirrored cache is
+    /// unchanged afterwards. `logit_filter` sees the tokens generated so far
+    /// and may edit the logits (token healing); `on_token` returning `Break`
+    /// stops generation (end of line, or a newer edit arrived). Generation
+    /// also stops at the model's end-of-sequence token, which is not returned.
+    pub fn generate(
+        &mut self,
+        prefix_len: usize,
+        options: &GenerateOptions,
+        logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
+        on_token: &mut dyn FnMut(u32) -> ControlFlow<()>,
+    ) -> Result<Vec<u32>> {
+        let mut generated = Vec::new();
+        if options.max_tokens == 0 {
+            return Ok(generated);
+        }
+        let mut logits = self.next_logits(prefix_len)?;
+        let mut rng = match options.sampling {
+            Sampling::TopP { seed, .. } => Some(StdRng::seed_from_u64(seed)),
+            Sampling::Greedy => None,
+        };
+        let eos = self.model.config().eos_id;
+        loop {
+            logit_filter(&generated, &mut logits);
+            let token = match (options.sampling, rng.as_mut()) {
+                (Sampling::TopP { temperature, p, .. }, Some(rng)) if temperature > 0.0 => {
+                    sample_top_p(&logits, temperature, p, rng)?
+                }
+                _ => argmax(&logits)?,
+            };
+            if Some(token) == eos {
+                break;
+            }
+            generated.push(token);
+            if on_token(token).is_break() || generated.len() >= options.max_tokens {
+                break;
+            }
+            let out = self.model.forward(
+                &[token],
+                Attend::Scratch {
+                    base: &self.cache,
+                    base_len: prefix_len - 1,
+                    scratch: &mut self.scratch,
+                },
+                Logits::Last,
+            )?;
+            logits = out.expect("last logits requested").to_vec1::<f32>()?;
+        }
+        Ok(generated)
+    }
+}
+
+fn argmax(logits: &[f32]) -> Result<u32> {
+    let mut best: Option<(usize, f32)> = None;
+    for (i, &l) in logits.iter().enumerate() {
+        if l.is_finite() && best.is_none_or(|(_, b)| l > b) {
+            best = Some((i, l));
+        }
+    }
+    match best {
+        Some((i, _)) => Ok(i as u32),
+        None => bail!("every token was filtered out of the logits"),
+    }
+}
+
+fn sample_top_p(logits: &[f32], temperature: f32, p: f32, rng: &mut StdRng) -> Result<u32> {
+    let max = logits
+        .iter()
+        .copied()
+        .filter(|l| l.is_finite())
+        .fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        bail!("every token was filtered out of the logits");
+    }
+    let mut probs: Vec<(u32, f32)> = logits
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.is_finite())
+        .map(|(i, &l)| (i as u32, ((l - max) / temperature).exp()))
+        .collect();
+    probs.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f32 = probs.iter().map(|x| x.1).sum();
+    let mut kept = 0;
+    let mut mass = 0.0;
+    for (_, q) in &probs {
+        kept += 1;
+        mass += q / total;
+        if mass >= p {
+            break;
+        }
+    }
+    probs.truncate(kept.max(1));
+    let kept_total: f32 = probs.iter().map(|x| x.1).sum();
+    let mut r = rng.random::<f32>() * kept_total;
+    for (id, q) in &probs {
+        if r < *q {
+            return Ok(*id);
+        }
+        r -= q;
+    }
+    Ok(probs.last().map(|x| x.0).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_skips_filtered_tokens() {
+        assert_eq!(argmax(&[1.0, f32::NEG_INFINITY, 3.0, 2.0]).unwrap(), 2);
+        assert!(argmax(&[f32::NEG_INFINITY; 3]).is_err());
+    }
+
+    #[test]
+    fn top_p_keeps_only_the_nucleus() {
+        let logits = [10.0, 9.0, -10.0, -10.0];
+        let mut rng = StdRng::seed_from_u64(7);
+        for _ in 0..200 {
+            let t = sample_top_p(&logits, 1.0, 0.9, &mut rng).unwrap();
+            assert!(t < 2, "sampled {t} outside the nucleus");
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! Llama-family forward pass (Llama, SmolLM2, DeepSeek-Coder, Qwen2) over an
+//! external KV cache.
+
+use anyhow::{Result, bail};
+use candle_core::quantized::QMatMul;
+use candle_core::{D, DType, Device, Module, Tensor};
+
+use super::config::ModelConfig;
+use super::kv_cache::KvCache;
+use super::rope::{Rope, RopeTables};
+
+pub(crate) struct Attention {
+    pub q: QMatMul,
+    pub k: QMatMul,
+    pub v: QMatMul,
+    pub o: QMatMul,
+    /// Qwen2 has biases on Q, K and V.
+    pub q_bias: Option<Tensor>,
+    pub k_bias: Option<Tensor>,
+    pub v_bias: Option<Tensor>,
+}
+
+pub(crate) struct Layer {
+    pub attn_norm: Tensor,
+    pub attn: Attention,
+    pub ffn_norm: Tensor,
+    pub gate: QMatMul,
+    pub up: QMatMul,
+    pub down: QMatMul,
+}
+
+/// A loaded model. Immutable, so one `Arc<Model>` serves several sessions.
+pub struct Model {
+    pub(crate) config: ModelConfig,
+    pub(crate) rope: Rope,
+    /// `[vocab, hidden]`, f32.
+    pub(crate) embed: Tensor,
+    pub(crate) layers: Vec<Layer>,
+    pub(crate) norm: Tensor,
+    pub(crate) output: QMatMul,
+    pub(crate) device: Device,
+}
+
+/// Where the keys and values of the tokens of one forward pass go, and what
+/// they attend to. A slot index is always the position of its token.
+pub enum Attend<'a> {
+    /// Write the new entries into `cache` at slots `at..at + n` (positions
+    /// `at..`) and attend causally to `cache[0..at + n)`.
+    Cache { cache: &'a mut KvCache, at: usize },
+    /// Attend to `base[0..base_len)` and to `scratch`, where the new entries
+    /// are appended; their positions continue from `base_len + scratch.len()`.
+    /// `base` is not modified.
+    Scratch {
+        base: &'a KvCache,
+        base_len: usize,
+        scratch: &'a mut KvCache,
+    },
+}
+
+/// Which logits a forward pass returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    None,
+    /// `[vocab]` for the last token.
+    Last,
+    /// `[n, vocab]`.
+    All,
+}
+
+/// A slice of keys and values that queries attend to; `causal_offset`
+/// `Some(o)` lets query row `i` see only slots `j <= o + i`.
+struct Part {
+    k: Tensor,
+    v: Tensor,
+    causal_offset: Option<usize>,
+}
+
+fn linear(w: &QMatMul, x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let y = w.forward(x)?;
+    Ok(match bias {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    })
+}
+
+fn causal_mask(
+    group: usize,
+    n: usize,
+    len: usize,
+    offset: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    let mut mask = Vec::with_capacity(group * n * len);
+    for _ in 0..group {
+        for i in 0..n {
+            for j in 0..len {
+                mask.push(if j <= offset + i {
+                    0f32
+                } else {
+                    f32::NEG_INFINITY
+                });
+            }
+        }
+    }
+    Ok(Tensor::from_vec(mask, (group * n, len), device)?)
+}
+
+impl Model {
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn rope(&self) -> &Rope {
+        &self.rope
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// An empty cache shaped for this model.
+    pub fn new_cache(&self, capacity: usize) -> Result<KvCache> {
+        KvCache::new(
+            self.config.n_layers,
+            self.config.n_kv_heads,
+            self.config.head_dim,
+            capacity,
+            &self.device,
+        )
+    }
+
+    /// Run `tokens` through the model; see [`Attend`] for where they sit.
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        mut attend: Attend<'_>,
+        logits: Logits,
+    ) -> Result<Option<Tensor>> {
+        let n = tokens.len();
+        if n == 0 {
+            bail!("forward pass over zero tokens");
+        }
+        if let Some(&bad) = tokens
+            .iter()
+            .find(|&&t| t as usize >= self.config.vocab_size)
+        {
+            bail!(
+                "token id {bad} outside the vocabulary of {}",
+                self.config.vocab_size
+            );
+        }
+        let start = match &attend {
+            Attend::Cache { cache, at } => {
+                if *at > cache.len() {
+                    bail!(
+                        "forward at slot {at} leaves a gap after {} cached entries",
+                        cache.len()
+                    );
+                }
+                *at
+            }
+            Attend::Scratch {
+                base,
+                base_len,
+                scratch,
+            } => {
+                if *base_len > base.len() {
+                    bail!(
+                        "scratch base of {base_len} exceeds cache length {}",
+                        base.len()
+                    );
+                }
+                base_len + scratch.len()
+            }
+        };
+        let tables = self.rope.range_tables(start, n)?;
+        let ids = Tensor::new(tokens, &self.device)?;
+        let mut x = self.embed.index_select(&ids, 0)?;
+        let eps = self.config.rms_eps as f32;
+        for (li, layer) in self.layers.iter().enumerate() {
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
+            let h = self.attention(li, layer, &h, &tables, &mut attend)?;
+            x = (x + h)?;
+            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
+            let h = (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
+            x = (x + layer.down.forward(&h)?)?;
+        }
+        match &mut attend {
+            Attend::Cache { cache, at } => {
+                let end = (*at + n).max(cache.len());
+                cache.set_len(end)?;
+            }
+            Attend::Scratch { scratch, .. } => {
+                let end = scratch.len() + n;
+                scratch.set_len(end)?;
+            }
+        }
+        let x = match logits {
+            Logits::None => return Ok(None),
+            Logits::Last => x.narrow(0, n - 1, 1)?,
+            Logits::All => x,
+        };
+        let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
+        let out = self.output.forward(&x)?;
+        Ok(Some(if logits == Logits::Last {
+            out.squeeze(0)?
+        } else {
+            out
+        }))
+    }
+
+    fn attention(
+        &self,
+        li: usize,
+        layer: &Layer,
+        h: &Tensor,
+        tables: &RopeTables,
+        attend: &mut Attend<'_>,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let n = h.dim(0)?;
+        let a = &layer.attn;
+        let q = linear(&a.q, h, a.q_bias.as_ref())?;
+        let k = linear(&a.k, h, a.k_bias.as_ref())?;
+        let v = linear(&a.v, h, a.v_bias.as_ref())?;
+        let q = q
+            .reshape((n, c.n_heads, c.head_dim))?
+            .transpose(0, 1)?
+            .contiguous()?;
+        let k = k
+            .reshape((n, c.n_kv_heads, c.head_dim))?
+            .transpose(0, 1)?
+            .contiguous()?;
+        let v = v
+            .reshape((n, c.n_kv_heads, c.head_dim))?
+            .transpose(0, 1)?
+            .contiguous()?;
+        let q = self.rope.rotate(&q, tables)?;
+        let k = self.rope.rotate(&k, tables)?;
+
+        let parts = match attend {
+            Attend::Cache { cache, at } => {
+                cache.write(li, *at, &k, &v)?;
+                let (k, v) = cache.view(li, *at + n)?;
+                vec![Part {
+                    k,
+                    v,
+                    causal_offset: Some(*at),
+                }]
+            }
+            Attend::Scratch {
+                base,
+                base_len,
+                scratch,
+            } => {
+                let s0 = scratch.len();
+                scratch.write(li, s0, &k, &v)?;
+                let (sk, sv) = scratch.view(li, s0 + n)?;
+                let mut parts = Vec::with_capacity(2);
+                if *base_len > 0 {
+                    let (bk, bv) = base.view(li, *base_len)?;
+                    parts.push(Part {
+                        k: bk,
+                        v: bv,
+                        causal_offset: None,
+                    });
+                }
+                parts.push(Part {
+                    k: sk,
+                    v: sv,
+                    causal_offset: Some(s0),
+                });
+                parts
+            }
+        };
+
+        // Grouped-query attention without copying the cache per query head:
+        // the query heads of one kv head become extra rows.
+        let group = c.n_heads / c.n_kv_heads;
+        let q = q.reshape((c.n_kv_heads, group * n, c.head_dim))?;
+        let scale = 1.0 / (c.head_dim as f64).sqrt();
+        let mut scores = Vec::with_capacity(parts.len());
+        for p in &parts {
+            let s = (q.matmul(&p.k.t()?)? * scale)?;
+            let len = p.k.dim(1)?;
+            let s = match p.causal_offset {
+                Some(o) if n > 1 || len > o + 1 => {
+                    let mask = causal_mask(group, n, len, o, &self.device)?;
+                    s.broadcast_add(&mask)?
+                }
+                _ => s,
+            };
+            scores.push(s);
+        }
+        let scores = if scores.len() == 1 {
+            scores.pop().unwrap()
+        } else {
+            Tensor::cat(&scores, D::Minus1)?
+        };
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let mut out: Option<Tensor> = None;
+        let mut offset = 0;
+        for p in &parts {
+            let len = p.k.dim(1)?;
+            let y = probs
+                .narrow(D::Minus1, offset, len)?
+                .contiguous()?
+                .matmul(&p.v)?;
+            offset += len;
+            out = Some(match out {
+                Some(acc) => (acc + y)?,
+                None => y,
+            });
+        }
+        let y = out.expect("at least one attention part");
+        let y = y
+            .reshape((c.n_heads, n, c.head_dim))?
+            .transpose(0, 1)?
+            .reshape((n, c.n_heads * c.head_dim))?;
+        Ok(a.o.forward(&y)?)
+    }
+
+    /// Prefill `tokens` into an empty cache at positions `0..n`, returning the
+    /// logits of the last token.
+    pub fn prefill(&self, cache: &mut KvCache, tokens: &[u32]) -> Result<Tensor> {
+        cache.clear();
+        self.forward_chunked(cache, 0, tokens, Logits::Last)
+            .map(|l| l.expect("last logits requested"))
+    }
+
+    /// Encode `tokens` into `cache` starting at slot `at`, in chunks that keep
+    /// the attention score matrices small.
+    pub(crate) fn forward_chunked(
+        &self,
+        cache: &mut KvCache,
+        at: usize,
+        tokens: &[u32],
+        logits: Logits,
+    ) -> Result<Option<Tensor>> {
+        const CHUNK: usize = 512;
+        let mut last = None;
+        let chunks = tokens.len().div_ceil(CHUNK);
+        for (i, chunk) in tokens.chunks(CHUNK).enumerate() {
+            let want = if i + 1 == chunks {
+                logits
+            } else {
+                Logits::None
+            };
+            last = self.forward(
+                chunk,
+                Attend::Cache {
+                    cache,
+                    at: at + i * CHUNK,
+                },
+                want,
+            )?;
+        }
+        Ok(last)
+    }
+
+    /// The float type the model computes in (always f32 here).
+    pub fn dtype(&self) -> DType {
+        DType::F32
+    }
+}

@@ -1,0 +1,264 @@
+//! Loading weights: GGUF (quantized) and safetensors + config.json.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
+use candle_core::{DType, Device, Tensor};
+
+use super::config::ModelConfig;
+use super::rope::Rope;
+use super::transformer::{Attention, Layer, Model};
+
+/// What to do with GGUF matrices in Q4_0/Q4_1, which candle multiplies on a
+/// generic path more than 10x slower than its AVX kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlowQuant {
+    /// Re-quantize to Q8_0 at load (fast AVX kernel, more precise than Q4).
+    #[default]
+    ToQ8_0,
+    /// Dequantize to f32 (fastest prefill, 8x the memory).
+    ToF32,
+    /// Leave as stored.
+    Keep,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    pub slow_quant: SlowQuant,
+}
+
+fn is_slow(dtype: GgmlDType) -> bool {
+    matches!(
+        dtype,
+        GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1
+    )
+}
+
+fn matmul_from_qtensor(q: QTensor, options: &LoadOptions, device: &Device) -> Result<QMatMul> {
+    if !is_slow(q.dtype()) || options.slow_quant == SlowQuant::Keep {
+        return Ok(QMatMul::from_qtensor(q)?);
+    }
+    let dense = q.dequantize(device)?;
+    let cols = *dense.dims().last().unwrap_or(&0);
+    match options.slow_quant {
+        SlowQuant::ToQ8_0 if cols.is_multiple_of(GgmlDType::Q8_0.block_size()) => Ok(
+            QMatMul::from_qtensor(QTensor::quantize(&dense, GgmlDType::Q8_0)?)?,
+        ),
+        _ => Ok(QMatMul::Tensor(dense)),
+    }
+}
+
+impl Model {
+    /// Load a `.gguf` file (llama or qwen2 architecture).
+    pub fn from_gguf(path: &Path, options: &LoadOptions) -> Result<Self> {
+        Self::from_gguf_inner(path, options)
+            .with_context(|| format!("cannot load model from {}", path.display()))
+    }
+
+    fn from_gguf_inner(path: &Path, options: &LoadOptions) -> Result<Self> {
+        let device = Device::Cpu;
+        let file = File::open(path).context("cannot open the file")?;
+        let mut reader = BufReader::new(file);
+        let content = gguf_file::Content::read(&mut reader).context("not a readable GGUF file")?;
+        let config = ModelConfig::from_gguf(&content)?;
+        let mut tensor = |name: &str| -> Result<QTensor> {
+            if !content.tensor_infos.contains_key(name) {
+                bail!("GGUF lacks tensor `{name}`");
+            }
+            content.tensor(&mut reader, name, &device).with_context(|| {
+                format!("cannot read tensor `{name}` (truncated or corrupt file?)")
+            })
+        };
+        let dense =
+            |q: QTensor| -> Result<Tensor> { Ok(q.dequantize(&device)?.to_dtype(DType::F32)?) };
+        let embed_q = tensor("token_embd.weight")?;
+        let embed = embed_q.dequantize(&device)?.to_dtype(DType::F32)?;
+        let output = if content.tensor_infos.contains_key("output.weight") {
+            matmul_from_qtensor(tensor("output.weight")?, options, &device)?
+        } else {
+            matmul_from_qtensor(embed_q, options, &device)?
+        };
+        let norm = dense(tensor("output_norm.weight")?)?;
+        let mut layers = Vec::with_capacity(config.n_layers);
+        for i in 0..config.n_layers {
+            let p = format!("blk.{i}");
+            let mut mm = |name: &str| -> Result<QMatMul> {
+                matmul_from_qtensor(tensor(&format!("{p}.{name}.weight"))?, options, &device)
+            };
+            let q = mm("attn_q")?;
+            let k = mm("attn_k")?;
+            let v = mm("attn_v")?;
+            let o = mm("attn_output")?;
+            let gate = mm("ffn_gate")?;
+            let up = mm("ffn_up")?;
+            let down = mm("ffn_down")?;
+            let mut bias = |name: &str| -> Result<Option<Tensor>> {
+                let full = format!("{p}.{name}.bias");
+                if content.tensor_infos.contains_key(&full) {
+                    Ok(Some(dense(tensor(&full)?)?))
+                } else {
+                    Ok(None)
+                }
+            };
+            let attn = Attention {
+                q,
+                k,
+                v,
+                o,
+                q_bias: bias("attn_q")?,
+                k_bias: bias("attn_k")?,
+                v_bias: bias("attn_v")?,
+            };
+            layers.push(Layer {
+                attn_norm: dense(tensor(&format!("{p}.attn_norm.weight"))?)?,
+                attn,
+                ffn_norm: dense(tensor(&format!("{p}.ffn_norm.weight"))?)?,
+                gate,
+                up,
+                down,
+            });
+        }
+        let model = Self {
+            rope: Rope::for_config(&config, &device),
+            config,
+            embed,
+            layers,
+            norm,
+            output,
+            device,
+        };
+        model.check_shapes()?;
+        Ok(model)
+    }
+
+    /// Load a Hugging Face model directory: `config.json` plus one or more
+    /// `*.safetensors` files (f32, f16 or bf16; computed in f32).
+    pub fn from_safetensors_dir(dir: &Path) -> Result<Self> {
+        Self::from_safetensors_inner(dir)
+            .with_context(|| format!("cannot load model from {}", dir.display()))
+    }
+
+    fn from_safetensors_inner(dir: &Path) -> Result<Self> {
+        let device = Device::Cpu;
+        let config_path = dir.join("config.json");
+        let json = std::fs::read_to_string(&config_path)
+            .with_context(|| format!("cannot read {}", config_path.display()))?;
+        let config = ModelConfig::from_hf_json(&json)
+            .with_context(|| format!("in {}", config_path.display()))?;
+        let mut files: Vec<_> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            bail!("no .safetensors file in the directory");
+        }
+        let mut tensors: HashMap<String, Tensor> = HashMap::new();
+        for f in &files {
+            let loaded = candle_core::safetensors::load(f, &device)
+                .with_context(|| format!("cannot read {}", f.display()))?;
+            tensors.extend(loaded);
+        }
+        let mut take = |name: &str| -> Result<Tensor> {
+            let t = tensors
+                .remove(name)
+                .with_context(|| format!("safetensors lack `{name}`"))?;
+            Ok(t.to_dtype(DType::F32)?)
+        };
+        let embed = take("model.embed_tokens.weight")?;
+        let output = match take("lm_head.weight") {
+            Ok(w) => QMatMul::Tensor(w),
+            Err(_) => QMatMul::Tensor(embed.clone()),
+        };
+        let norm = take("model.norm.weight")?;
+        let mut layers = Vec::with_capacity(config.n_layers);
+        for i in 0..config.n_layers {
+            let p = format!("model.layers.{i}");
+            let mut mm = |name: &str| -> Result<QMatMul> {
+                Ok(QMatMul::Tensor(take(&format!("{p}.{name}.weight"))?))
+            };
+            let attn = Attention {
+                q: mm("self_attn.q_proj")?,
+                k: mm("self_attn.k_proj")?,
+                v: mm("self_attn.v_proj")?,
+                o: mm("self_attn.o_proj")?,
+                q_bias: take(&format!("{p}.self_attn.q_proj.bias")).ok(),
+                k_bias: take(&format!("{p}.self_attn.k_proj.bias")).ok(),
+                v_bias: take(&format!("{p}.self_attn.v_proj.bias")).ok(),
+            };
+            layers.push(Layer {
+                attn_norm: take(&format!("{p}.input_layernorm.weight"))?,
+                attn,
+                ffn_norm: take(&format!("{p}.post_attention_layernorm.weight"))?,
+                gate: QMatMul::Tensor(take(&format!("{p}.mlp.gate_proj.weight"))?),
+                up: QMatMul::Tensor(take(&format!("{p}.mlp.up_proj.weight"))?),
+                down: QMatMul::Tensor(take(&format!("{p}.mlp.down_proj.weight"))?),
+            });
+        }
+        let model = Self {
+            rope: Rope::for_config(&config, &device),
+            config,
+            embed,
+            layers,
+            norm,
+            output,
+            device,
+        };
+        model.check_shapes()?;
+        Ok(model)
+    }
+
+    /// Load a `.gguf` file or a safetensors directory, by what `path` is.
+    pub fn load(path: &Path, options: &LoadOptions) -> Result<Self> {
+        if path.is_dir() {
+            Self::from_safetensors_dir(path)
+        } else if path.exists() {
+            Self::from_gguf(path, options)
+        } else {
+            bail!("model file {} does not exist", path.display())
+        }
+    }
+
+    /// A mismatch between the config and the tensors would otherwise surface
+    /// as a shape error (or a panic in a kernel) at the first forward pass.
+    fn check_shapes(&self) -> Result<()> {
+        let c = &self.config;
+        let e = self.embed.dims();
+        if e != [c.vocab_size, c.hidden] {
+            bail!(
+                "token embedding has shape {e:?}, config says [{}, {}]",
+                c.vocab_size,
+                c.hidden
+            );
+        }
+        let probe = Tensor::zeros((1, c.hidden), DType::F32, &self.device)?;
+        for (i, l) in self.layers.iter().enumerate() {
+            use candle_core::Module;
+            let shape_of = |m: &QMatMul, x: &Tensor| -> Result<Vec<usize>> {
+                Ok(m.forward(x)?.dims().to_vec())
+            };
+            let q = shape_of(&l.attn.q, &probe).with_context(|| format!("layer {i} attn_q"))?;
+            let k = shape_of(&l.attn.k, &probe).with_context(|| format!("layer {i} attn_k"))?;
+            if q != [1, c.n_heads * c.head_dim] || k != [1, c.n_kv_heads * c.head_dim] {
+                bail!(
+                    "layer {i}: q/k projections give {q:?}/{k:?}, config expects heads {}x{} and kv heads {}x{}",
+                    c.n_heads,
+                    c.head_dim,
+                    c.n_kv_heads,
+                    c.head_dim
+                );
+            }
+            if l.attn_norm.dims() != [c.hidden] || l.ffn_norm.dims() != [c.hidden] {
+                bail!(
+                    "layer {i}: norm weights do not match hidden size {}",
+                    c.hidden
+                );
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,684 @@
+//! PIE exactness on tiny random-weight models written to disk inside the
+//! test: GGUF llama (interleaved rope, linear scaling), GGUF qwen2 (NeoX rope,
+//! QKV bias) and safetensors llama (NeoX rope).
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Device, Tensor};
+use pie_edit::model::{
+    Attend, GenerateOptions, LoadOptions, Logits, Model, Sampling, Session, TokenEdit, UpdateMode,
+};
+
+const VOCAB: usize = 61;
+const HIDDEN: usize = 32;
+const HEADS: usize = 4;
+const KV_HEADS: usize = 2;
+const HEAD_DIM: usize = 8;
+const FFN: usize = 64;
+const LAYERS: usize = 3;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Variant {
+    GgufLlama,
+    GgufQwen2,
+    SafetensorsLlama,
+}
+
+const VARIANTS: [Variant; 3] = [
+    Variant::GgufLlama,
+    Variant::GgufQwen2,
+    Variant::SafetensorsLlama,
+];
+
+/// Weights drawn with a fixed per-name seed so every variant is reproducible.
+fn random(shape: &[usize], scale: f64, offset: f64, seed: u64) -> Tensor {
+    // A tiny LCG keeps the weights independent of candle's global RNG.
+    let n: usize = shape.iter().product();
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let data: Vec<f32> = (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let u = ((state >> 33) as f64) / ((1u64 << 31) as f64) - 1.0;
+            (offset + scale * u) as f32
+        })
+        .collect();
+    Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+}
+
+struct TinyWeights {
+    tensors: Vec<(String, Tensor)>,
+}
+
+fn tiny_weights(with_bias: bool) -> TinyWeights {
+    let mut tensors = Vec::new();
+    let mut seed = 1;
+    let mut add = |name: String, shape: &[usize], scale: f64, offset: f64| {
+        seed += 1;
+        tensors.push((name, random(shape, scale, offset, seed)));
+    };
+    add("embed".into(), &[VOCAB, HIDDEN], 1.0, 0.0);
+    add("norm".into(), &[HIDDEN], 0.1, 1.0);
+    for l in 0..LAYERS {
+        add(format!("{l}.q"), &[HEADS * HEAD_DIM, HIDDEN], 0.4, 0.0);
+        add(format!("{l}.k"), &[KV_HEADS * HEAD_DIM, HIDDEN], 0.4, 0.0);
+        add(format!("{l}.v"), &[KV_HEADS * HEAD_DIM, HIDDEN], 0.4, 0.0);
+        add(format!("{l}.o"), &[HIDDEN, HEADS * HEAD_DIM], 0.3, 0.0);
+        add(format!("{l}.gate"), &[FFN, HIDDEN], 0.3, 0.0);
+        add(format!("{l}.up"), &[FFN, HIDDEN], 0.3, 0.0);
+        add(format!("{l}.down"), &[HIDDEN, FFN], 0.3, 0.0);
+        add(format!("{l}.attn_norm"), &[HIDDEN], 0.1, 1.0);
+        add(format!("{l}.ffn_norm"), &[HIDDEN], 0.1, 1.0);
+        if with_bias {
+            add(format!("{l}.bq"), &[HEADS * HEAD_DIM], 0.2, 0.0);
+            add(format!("{l}.bk"), &[KV_HEADS * HEAD_DIM], 0.2, 0.0);
+            add(format!("{l}.bv"), &[KV_HEADS * HEAD_DIM], 0.2, 0.0);
+        }
+    }
+    TinyWeights { tensors }
+}
+
+fn gguf_name(short: &str) -> String {
+    match short {
+        "embed" => "token_embd.weight".into(),
+        "norm" => "output_norm.weight".into(),
+        _ => {
+            let (l, what) = short.split_once('.').unwrap();
+            let name = match what {
+                "q" => "attn_q.weight",
+                "k" => "attn_k.weight",
+                "v" => "attn_v.weight",
+                "o" => "attn_output.weight",
+                "gate" => "ffn_gate.weight",
+                "up" => "ffn_up.weight",
+                "down" => "ffn_down.weight",
+                "attn_norm" => "attn_norm.weight",
+                "ffn_norm" => "ffn_norm.weight",
+                "bq" => "attn_q.bias",
+                "bk" => "attn_k.bias",
+                "bv" => "attn_v.bias",
+                other => panic!("unknown {other}"),
+            };
+            format!("blk.{l}.{name}")
+        }
+    }
+}
+
+fn hf_name(short: &str) -> String {
+    match short {
+        "embed" => "model.embed_tokens.weight".into(),
+        "norm" => "model.norm.weight".into(),
+        _ => {
+            let (l, what) = short.split_once('.').unwrap();
+            let name = match what {
+                "q" => "self_attn.q_proj.weight",
+                "k" => "self_attn.k_proj.weight",
+                "v" => "self_attn.v_proj.weight",
+                "o" => "self_attn.o_proj.weight",
+                "gate" => "mlp.gate_proj.weight",
+                "up" => "mlp.up_proj.weight",
+                "down" => "mlp.down_proj.weight",
+                "attn_norm" => "input_layernorm.weight",
+                "ffn_norm" => "post_attention_layernorm.weight",
+                other => panic!("unknown {other}"),
+            };
+            format!("model.layers.{l}.{name}")
+        }
+    }
+}
+
+fn write_gguf(path: &Path, arch: &str, weights: &TinyWeights, dtype: GgmlDType) {
+    let u = |v: usize| Value::U32(v as u32);
+    let mut md: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String(arch.into())),
+        (format!("{arch}.block_count"), u(LAYERS)),
+        (format!("{arch}.attention.head_count"), u(HEADS)),
+        (format!("{arch}.attention.head_count_kv"), u(KV_HEADS)),
+        (format!("{arch}.embedding_length"), u(HIDDEN)),
+        (format!("{arch}.feed_forward_length"), u(FFN)),
+        (format!("{arch}.rope.dimension_count"), u(HEAD_DIM)),
+        (format!("{arch}.rope.freq_base"), Value::F32(10_000.0)),
+        (
+            format!("{arch}.attention.layer_norm_rms_epsilon"),
+            Value::F32(1e-5),
+        ),
+        (format!("{arch}.context_length"), u(4096)),
+        ("tokenizer.ggml.eos_token_id".into(), u(VOCAB + 10)),
+    ];
+    if arch == "llama" {
+        md.push((
+            format!("{arch}.rope.scaling.type"),
+            Value::String("linear".into()),
+        ));
+        md.push((format!("{arch}.rope.scaling.factor"), Value::F32(2.0)));
+    }
+    let qt: Vec<(String, QTensor)> = weights
+        .tensors
+        .iter()
+        .map(|(n, t)| {
+            let dt = if t.rank() == 2 { dtype } else { GgmlDType::F32 };
+            (gguf_name(n), QTensor::quantize(t, dt).unwrap())
+        })
+        .collect();
+    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let t_refs: Vec<(&str, &QTensor)> = qt.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut f = std::fs::File::create(path).unwrap();
+    gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
+}
+
+fn write_safetensors(dir: &Path, weights: &TinyWeights) {
+    let map: HashMap<String, Tensor> = weights
+        .tensors
+        .iter()
+        .map(|(n, t)| {
+            (
+                hf_name(n),
+                t.to_dtype(DType::BF16)
+                    .unwrap()
+                    .to_dtype(DType::F32)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    candle_core::safetensors::save(&map, dir.join("model.safetensors")).unwrap();
+    let config = serde_json::json!({
+        "model_type": "llama",
+        "hidden_size": HIDDEN,
+        "intermediate_size": FFN,
+        "num_hidden_layers": LAYERS,
+        "num_attention_heads": HEADS,
+        "num_key_value_heads": KV_HEADS,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "vocab_size": VOCAB,
+        "tie_word_embeddings": true,
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+}
+
+fn tiny_model(variant: Variant) -> (tempfile::TempDir, Arc<Model>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path: PathBuf = match variant {
+        Variant::GgufLlama => {
+            let p = dir.path().join("tiny-llama.gguf");
+            write_gguf(&p, "llama", &tiny_weights(false), GgmlDType::F32);
+            p
+        }
+        Variant::GgufQwen2 => {
+            let p = dir.path().join("tiny-qwen2.gguf");
+            write_gguf(&p, "qwen2", &tiny_weights(true), GgmlDType::F32);
+            p
+        }
+        Variant::SafetensorsLlama => {
+            write_safetensors(dir.path(), &tiny_weights(false));
+            dir.path().to_path_buf()
+        }
+    };
+    let model = Model::load(&path, &LoadOptions::default()).unwrap();
+    (dir, Arc::new(model))
+}
+
+fn tokens(n: usize, seed: u32) -> Vec<u32> {
+    (0..n as u32)
+        .map(|i| (i * 7 + seed * 13 + i * i) % VOCAB as u32)
+        .collect()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+fn layer_kv(s: &Session, layer: usize) -> (Tensor, Tensor) {
+    s.cache().view(layer, s.tokens().len()).unwrap()
+}
+
+fn edits() -> Vec<(&'static str, Vec<TokenEdit>)> {
+    vec![
+        (
+            "insertion",
+            vec![TokenEdit {
+                start: 17,
+                old_len: 0,
+                new_tokens: vec![5, 9, 11],
+            }],
+        ),
+        (
+            "deletion",
+            vec![TokenEdit {
+                start: 12,
+                old_len: 5,
+                new_tokens: vec![],
+            }],
+        ),
+        (
+            "replacement",
+            vec![TokenEdit {
+                start: 20,
+                old_len: 2,
+                new_tokens: vec![3, 4, 6, 8],
+            }],
+        ),
+        (
+            "multi-place",
+            vec![
+                TokenEdit {
+                    start: 4,
+                    old_len: 1,
+                    new_tokens: vec![1, 2, 3],
+                },
+                TokenEdit {
+                    start: 15,
+                    old_len: 4,
+                    new_tokens: vec![],
+                },
+                TokenEdit {
+                    start: 30,
+                    old_len: 0,
+                    new_tokens: vec![40, 41],
+                },
+            ],
+        ),
+    ]
+}
+
+fn session_after(
+    model: &Arc<Model>,
+    base: &[u32],
+    hunks: &[TokenEdit],
+    mode: UpdateMode,
+) -> Session {
+    let mut s = Session::new(model.clone()).unwrap();
+    s.reset(base).unwrap();
+    s.apply(hunks, mode).unwrap();
+    let mut expected = base.to_vec();
+    TokenEdit::apply_all(&mut expected, hunks);
+    assert_eq!(s.tokens(), expected.as_slice());
+    assert_eq!(s.cache().len(), expected.len());
+    s
+}
+
+#[test]
+fn pie_layer0_equals_full_and_conflict_differs() {
+    for variant in VARIANTS {
+        let (_dir, model) = tiny_model(variant);
+        let base = tokens(40, 1);
+        for (name, hunks) in edits() {
+            let pie = session_after(&model, &base, &hunks, UpdateMode::Pie);
+            let full = session_after(&model, &base, &hunks, UpdateMode::Full);
+            let conflict = session_after(&model, &base, &hunks, UpdateMode::Conflict);
+            let (pk, pv) = layer_kv(&pie, 0);
+            let (fk, fv) = layer_kv(&full, 0);
+            let (ck, _) = layer_kv(&conflict, 0);
+            let dk = max_diff(&pk, &fk);
+            let dv = max_diff(&pv, &fv);
+            let dc = max_diff(&ck, &fk);
+            println!(
+                "{variant:?} {name}: layer-0 |K pie-full| {dk:.2e}, |V| {dv:.2e}, |K conflict-full| {dc:.2e}"
+            );
+            assert!(
+                dk < 1e-4 && dv < 1e-4,
+                "{variant:?} {name}: Pie layer 0 differs from Full: K {dk}, V {dv}"
+            );
+            assert!(
+                dc > 1e-2,
+                "{variant:?} {name}: Conflict should differ from Full, got {dc}"
+            );
+            // Deeper layers are stale under PIE; Full is the exact recompute,
+            // so a fresh prefill of the new tokens must equal Full everywhere.
+            let mut fresh = Session::new(model.clone()).unwrap();
+            fresh.reset(full.tokens()).unwrap();
+            for l in 0..LAYERS {
+                let d = max_diff(&layer_kv(&fresh, l).0, &layer_kv(&full, l).0);
+                assert!(
+                    d < 1e-4,
+                    "{variant:?} {name}: Full differs from prefill at layer {l}: {d}"
+                );
+            }
+        }
+    }
+}
+
+/// Un-rotated, every suffix key after PIE is the key it had before the edit:
+/// PIE moved it to the right position without touching its content.
+#[test]
+fn pie_keys_carry_their_new_positions_at_every_layer() {
+    for variant in VARIANTS {
+        let (_dir, model) = tiny_model(variant);
+        let rope = model.rope();
+        let base = tokens(40, 2);
+        let mut before = Session::new(model.clone()).unwrap();
+        before.reset(&base).unwrap();
+        for (name, hunks) in edits() {
+            let pie = session_after(&model, &base, &hunks, UpdateMode::Pie);
+            let full = session_after(&model, &base, &hunks, UpdateMode::Full);
+            let mut shift = 0isize;
+            for (i, h) in hunks.iter().enumerate() {
+                shift += h.delta();
+                let from = h.old_end();
+                let until = hunks.get(i + 1).map_or(base.len(), |n| n.start);
+                if until == from {
+                    continue;
+                }
+                let to = (from as isize + shift) as usize;
+                for l in 0..LAYERS {
+                    let old = before
+                        .cache()
+                        .view(l, base.len())
+                        .unwrap()
+                        .0
+                        .narrow(1, from, until - from)
+                        .unwrap();
+                    let new = layer_kv(&pie, l).0.narrow(1, to, until - from).unwrap();
+                    let old_raw = rope.unrotate(&old, from).unwrap();
+                    let new_raw = rope.unrotate(&new, to).unwrap();
+                    let d = max_diff(&old_raw, &new_raw);
+                    assert!(
+                        d < 1e-4,
+                        "{variant:?} {name} layer {l}: un-rotated keys differ by {d}"
+                    );
+                    if l == 0 {
+                        let full_raw = rope
+                            .unrotate(
+                                &layer_kv(&full, 0).0.narrow(1, to, until - from).unwrap(),
+                                to,
+                            )
+                            .unwrap();
+                        let d = max_diff(&new_raw, &full_raw);
+                        assert!(
+                            d < 1e-4,
+                            "{variant:?} {name}: layer-0 raw keys differ from Full by {d}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn prefill_logits_equal_token_by_token_decoding() {
+    for variant in VARIANTS {
+        let (_dir, model) = tiny_model(variant);
+        let toks = tokens(30, 3);
+        let mut batch = model.new_cache(16).unwrap();
+        let all = model
+            .forward(
+                &toks,
+                Attend::Cache {
+                    cache: &mut batch,
+                    at: 0,
+                },
+                Logits::All,
+            )
+            .unwrap()
+            .unwrap();
+        let mut step = model.new_cache(16).unwrap();
+        for (i, &t) in toks.iter().enumerate() {
+            let one = model
+                .forward(
+                    &[t],
+                    Attend::Cache {
+                        cache: &mut step,
+                        at: i,
+                    },
+                    Logits::Last,
+                )
+                .unwrap()
+                .unwrap();
+            let d = max_diff(&one, &all.get(i).unwrap());
+            assert!(d < 1e-4, "{variant:?}: logits at {i} differ by {d}");
+        }
+        let last = model.prefill(&mut batch, &toks).unwrap();
+        assert!(max_diff(&last, &all.get(toks.len() - 1).unwrap()) < 1e-4);
+    }
+}
+
+#[test]
+fn generate_leaves_the_cache_unchanged_and_ignores_later_tokens() {
+    for variant in VARIANTS {
+        let (_dir, model) = tiny_model(variant);
+        let toks = tokens(36, 4);
+        let mut s = Session::new(model.clone()).unwrap();
+        s.reset(&toks).unwrap();
+        let snapshot: Vec<_> = (0..LAYERS)
+            .map(|l| layer_kv(&s, l))
+            .map(|(k, v)| (k.copy().unwrap(), v.copy().unwrap()))
+            .collect();
+        let opts = GenerateOptions {
+            max_tokens: 8,
+            sampling: Sampling::Greedy,
+        };
+        let mut streamed = Vec::new();
+        let out = s
+            .generate(20, &opts, &mut |_, _| {}, &mut |t| {
+                streamed.push(t);
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(out, streamed);
+        assert_eq!(out.len(), 8);
+        assert_eq!(s.tokens(), toks.as_slice());
+        for (l, (k, v)) in snapshot.iter().enumerate() {
+            let (k2, v2) = layer_kv(&s, l);
+            assert_eq!(max_diff(k, &k2), 0.0, "layer {l} K changed");
+            assert_eq!(max_diff(v, &v2), 0.0, "layer {l} V changed");
+        }
+        // Reference: a session that only ever saw the prefix.
+        let mut prefix_only = Session::new(model.clone()).unwrap();
+        prefix_only.reset(&toks[..20]).unwrap();
+        let expected = prefix_only
+            .generate(
+                20,
+                &opts,
+                &mut |_, _| {},
+                &mut |_| ControlFlow::Continue(()),
+            )
+            .unwrap();
+        assert_eq!(
+            out, expected,
+            "{variant:?}: generation saw tokens after the prediction point"
+        );
+        // Reference by plain decoding.
+        let mut cache = model.new_cache(16).unwrap();
+        let mut logits = model.prefill(&mut cache, &toks[..20]).unwrap();
+        let mut manual = Vec::new();
+        for i in 0..8 {
+            let t = logits.argmax(0).unwrap().to_scalar::<u32>().unwrap();
+            manual.push(t);
+            logits = model
+                .forward(
+                    &[t],
+                    Attend::Cache {
+                        cache: &mut cache,
+                        at: 20 + i,
+                    },
+                    Logits::Last,
+                )
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(
+            out, manual,
+            "{variant:?}: scratch generation differs from plain decoding"
+        );
+    }
+}
+
+#[test]
+fn generation_stops_on_break_and_honours_the_logit_filter() {
+    let (_dir, model) = tiny_model(Variant::GgufLlama);
+    let mut s = Session::new(model).unwrap();
+    s.reset(&tokens(20, 5)).unwrap();
+    let opts = GenerateOptions {
+        max_tokens: 10,
+        sampling: Sampling::TopP {
+            temperature: 0.8,
+            p: 0.9,
+            seed: 3,
+        },
+    };
+    let mut calls = 0;
+    let out = s
+        .generate(
+            12,
+            &opts,
+            &mut |_, logits| {
+                for (i, l) in logits.iter_mut().enumerate() {
+                    if i % 2 == 1 {
+                        *l = f32::NEG_INFINITY;
+                    }
+                }
+            },
+            &mut |_| {
+                calls += 1;
+                if calls == 3 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        )
+        .unwrap();
+    assert_eq!(out.len(), 3);
+    assert!(out.iter().all(|t| t % 2 == 0), "filter ignored: {out:?}");
+}
+
+#[test]
+fn slide_equals_reencoding_at_layer0() {
+    for variant in VARIANTS {
+        let (_dir, model) = tiny_model(variant);
+        let toks = tokens(40, 6);
+        let mut s = Session::new(model.clone()).unwrap();
+        s.reset(&toks).unwrap();
+        s.slide(15).unwrap();
+        let mut fresh = Session::new(model.clone()).unwrap();
+        fresh.reset(&toks[15..]).unwrap();
+        assert_eq!(s.tokens(), fresh.tokens());
+        let d = max_diff(&layer_kv(&s, 0).0, &layer_kv(&fresh, 0).0);
+        assert!(d < 1e-4, "{variant:?}: slid layer-0 keys differ by {d}");
+    }
+}
+
+#[test]
+fn bad_edits_are_errors() {
+    let (_dir, model) = tiny_model(Variant::GgufLlama);
+    let mut s = Session::new(model).unwrap();
+    s.reset(&tokens(10, 7)).unwrap();
+    let past_end = TokenEdit {
+        start: 8,
+        old_len: 5,
+        new_tokens: vec![],
+    };
+    assert!(s.apply(&[past_end], UpdateMode::Pie).is_err());
+    let overlapping = [
+        TokenEdit {
+            start: 2,
+            old_len: 3,
+            new_tokens: vec![],
+        },
+        TokenEdit {
+            start: 3,
+            old_len: 1,
+            new_tokens: vec![],
+        },
+    ];
+    assert!(s.apply(&overlapping, UpdateMode::Pie).is_err());
+    let bad_token = TokenEdit {
+        start: 1,
+        old_len: 0,
+        new_tokens: vec![VOCAB as u32 + 5],
+    };
+    assert!(s.apply(&[bad_token], UpdateMode::Pie).is_err());
+    assert!(
+        s.generate(
+            0,
+            &GenerateOptions {
+                max_tokens: 1,
+                sampling: Sampling::Greedy
+            },
+            &mut |_, _| {},
+            &mut |_| ControlFlow::Continue(())
+        )
+        .is_err()
+    );
+    assert!(s.slide(11).is_err());
+    assert_eq!(s.tokens(), tokens(10, 7).as_slice());
+}
+
+#[test]
+fn bad_model_files_are_errors_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.gguf");
+    let err = Model::load(&missing, &LoadOptions::default())
+        .err()
+        .unwrap();
+    assert!(format!("{err:#}").contains("missing.gguf"), "{err:#}");
+
+    let good = dir.path().join("good.gguf");
+    write_gguf(&good, "llama", &tiny_weights(false), GgmlDType::F32);
+    let bytes = std::fs::read(&good).unwrap();
+    for cut in [10, 200, bytes.len() / 2, bytes.len() - 100] {
+        let truncated = dir.path().join("truncated.gguf");
+        std::fs::write(&truncated, &bytes[..cut]).unwrap();
+        let err = Model::load(&truncated, &LoadOptions::default())
+            .err()
+            .expect("truncated file loaded");
+        assert!(format!("{err:#}").contains("truncated.gguf"), "{err:#}");
+    }
+    let garbage = dir.path().join("garbage.gguf");
+    std::fs::write(&garbage, b"this is not a gguf file at all").unwrap();
+    assert!(Model::load(&garbage, &LoadOptions::default()).is_err());
+
+    let other_arch = dir.path().join("gpt2.gguf");
+    write_gguf(&other_arch, "gpt2", &tiny_weights(false), GgmlDType::F32);
+    let err = Model::load(&other_arch, &LoadOptions::default())
+        .err()
+        .unwrap();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("gpt2.gguf") && msg.contains("unsupported architecture"),
+        "{msg}"
+    );
+}
+
+/// Q4_1 weights are re-quantized to Q8_0 at load; the result must stay close
+/// to the dense model.
+#[test]
+fn requantized_q4_1_model_stays_close_to_dense() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = tiny_weights(false);
+    let dense_path = dir.path().join("dense.gguf");
+    let q_path = dir.path().join("q41.gguf");
+    write_gguf(&dense_path, "llama", &weights, GgmlDType::F32);
+    write_gguf(&q_path, "llama", &weights, GgmlDType::Q4_1);
+    let dense = Model::load(&dense_path, &LoadOptions::default()).unwrap();
+    let q = Model::load(&q_path, &LoadOptions::default()).unwrap();
+    let toks = tokens(12, 8);
+    let a = dense
+        .prefill(&mut dense.new_cache(16).unwrap(), &toks)
+        .unwrap();
+    let b = q.prefill(&mut q.new_cache(16).unwrap(), &toks).unwrap();
+    let rel = max_diff(&a, &b) / a.abs().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+    assert!(rel < 0.5, "quantized logits too far from dense: {rel}");
+    assert!(
+        rel > 0.0,
+        "quantization had no effect, so the test tests nothing"
+    );
+}
