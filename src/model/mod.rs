@@ -4,3 +4,7 @@
 pub mod token_edit;
 
 pub use token_edit::TokenEdit;
+pub mod source;
+pub mod tokenizer;
+
+pub use tokenizer::Tokenizer;

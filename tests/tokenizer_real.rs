@@ -1,0 +1,138 @@
+//! The SmolLM2 tokenizer rebuilt from the real GGUF, on real source files.
+
+use std::path::{Path, PathBuf};
+
+use pie_edit::model::Tokenizer;
+use pie_edit::model::source::ensure_default_model;
+
+fn smollm2() -> Tokenizer {
+    let files = ensure_default_model().expect("default model available or fetchable");
+    Tokenizer::from_gguf(&files.weights).expect("tokenizer from GGUF metadata")
+}
+
+/// Real Python and Rust files of this machine, a bounded sample.
+fn real_source_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let python_roots = [
+        "/usr/lib/python3.11",
+        "/root/.pyenv/versions/3.11.7/lib/python3.11",
+    ];
+    for root in python_roots {
+        for name in [
+            "textwrap.py",
+            "difflib.py",
+            "argparse.py",
+            "json/decoder.py",
+            "email/utils.py",
+        ] {
+            let path = Path::new(root).join(name);
+            if path.is_file() {
+                files.push(path);
+            }
+        }
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let registry = Path::new(&home).join(".cargo/registry/src");
+        if let Ok(indexes) = std::fs::read_dir(&registry) {
+            for index in indexes.flatten() {
+                for krate in [
+                    "ropey-1.6.1/src/rope.rs",
+                    "unicode-width-0.2.3/src/tables.rs",
+                ] {
+                    let path = index.path().join(krate);
+                    if path.is_file() {
+                        files.push(path);
+                    }
+                }
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn round_trips_real_source_files_exactly() {
+    let tokenizer = smollm2();
+    let files = real_source_files();
+    assert!(files.len() >= 3, "too few real files found: {files:?}");
+    let mut total_tokens = 0;
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        let ids = tokenizer.encode(&text);
+        assert!(!ids.is_empty());
+        assert!(
+            ids.len() < text.len(),
+            "{}: no merges happened",
+            path.display()
+        );
+        total_tokens += ids.len();
+        let decoded = tokenizer.decode(&ids);
+        assert!(decoded == text, "{} does not round-trip", path.display());
+        let bytes: Vec<u8> = ids
+            .iter()
+            .flat_map(|&id| tokenizer.token_bytes(id).to_vec())
+            .collect();
+        assert_eq!(
+            bytes,
+            text.as_bytes(),
+            "{}: token_bytes disagree",
+            path.display()
+        );
+    }
+    eprintln!("{} files, {total_tokens} tokens round-tripped", files.len());
+}
+
+#[test]
+fn round_trips_whitespace_crlf_unicode_and_emoji() {
+    let tokenizer = smollm2();
+    let samples = [
+        "def f(x):\r\n\treturn x  \r\n\r\n\r\n",
+        "\t\t  \t \n\n\n        \n    x = 1\n",
+        "naïve = 'Größe' # 日本語のコメント\n",
+        "print('🦀🐍 👩‍👩‍👧 ✨')\n",
+        "x = 1234567890 + 3.14e-10\n",
+        "<|endoftext|> in a file is just text\n",
+        "   leading spaces and trailing   ",
+        "\u{feff}bom then \u{0301}combining\n",
+    ];
+    for text in samples {
+        let ids = tokenizer.encode(text);
+        assert_eq!(tokenizer.decode(&ids), text, "{text:?}");
+    }
+    assert!(tokenizer.encode("").is_empty());
+}
+
+#[test]
+fn follows_smollm2_pre_tokenization() {
+    let tokenizer = smollm2();
+    // Digits are split one by one before BPE.
+    let digits = tokenizer.encode("12345");
+    assert_eq!(digits.len(), 5, "{digits:?}");
+    // A newline plus indentation is one token: the case token healing exists for.
+    let indent = tokenizer.encode("\n    ");
+    assert_eq!(indent.len(), 1, "{indent:?}");
+    assert_eq!(tokenizer.token_bytes(indent[0]), b"\n    ");
+    // Special tokens in text are not parsed as control tokens.
+    let eos = tokenizer.eos_token_ids();
+    assert!(!eos.is_empty());
+    let ids = tokenizer.encode("<|endoftext|>");
+    assert!(ids.iter().all(|id| !eos.contains(id)), "{ids:?}");
+    assert_eq!(tokenizer.vocab_size(), 49152);
+    let endoftext = tokenizer.token_to_id("<|endoftext|>").unwrap();
+    assert!(eos.contains(&endoftext));
+}
+
+#[test]
+fn truncated_gguf_is_a_clear_error_naming_the_file() {
+    let files = ensure_default_model().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let truncated = dir.path().join("truncated.gguf");
+    let bytes = std::fs::read(&files.weights).unwrap();
+    std::fs::write(&truncated, &bytes[..4096]).unwrap();
+    let err = format!("{:#}", Tokenizer::from_gguf(&truncated).unwrap_err());
+    assert!(err.contains("truncated.gguf"), "{err}");
+    let not_gguf = dir.path().join("notes.gguf");
+    std::fs::write(&not_gguf, b"this is not a model").unwrap();
+    let err = format!("{:#}", Tokenizer::from_gguf(&not_gguf).unwrap_err());
+    assert!(err.contains("notes.gguf"), "{err}");
+}
