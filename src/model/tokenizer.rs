@@ -47,6 +47,9 @@ pub struct Tokenizer {
     /// When true, decoding is the concatenation of `bytes_of_token`, which is
     /// exact by construction.
     byte_level: bool,
+    /// True when the pre-tokenizer is one whose boundaries alignment can
+    /// predict from the text (see `predict::align`).
+    regex_boundaries: bool,
     source: PathBuf,
 }
 
@@ -89,6 +92,7 @@ impl Tokenizer {
             bytes_of_token,
             eos_ids,
             byte_level,
+            regex_boundaries: false,
             source: path.to_path_buf(),
         })
     }
@@ -214,6 +218,7 @@ impl Tokenizer {
             bytes_of_token,
             eos_ids,
             byte_level: true,
+            regex_boundaries: true,
             source: path.to_path_buf(),
         })
     }
@@ -261,6 +266,12 @@ impl Tokenizer {
             .get(id as usize)
             .map(Vec::as_slice)
             .unwrap_or(&[])
+    }
+
+    /// Whether pre-token boundaries follow the GPT-2/Qwen2 byte-level regex
+    /// rules, which lets alignment re-tokenize a window instead of the text.
+    pub fn has_regex_boundaries(&self) -> bool {
+        self.regex_boundaries
     }
 
     pub fn eos_token_ids(&self) -> &[u32] {

@@ -1,1 +1,2 @@
 //! predict: see shared DESIGN.md for what lives here.
+pub mod align;
