@@ -47,6 +47,9 @@ pub struct Tokenizer {
     /// When true, decoding is the concatenation of `bytes_of_token`, which is
     /// exact by construction.
     byte_level: bool,
+    /// All token ids ordered by their bytes, so that the tokens starting with
+    /// given bytes form one contiguous run (token healing needs this).
+    ids_by_bytes: Vec<u32>,
     /// True when the pre-tokenizer is one whose boundaries alignment can
     /// predict from the text (see `predict::align`).
     regex_boundaries: bool,
@@ -87,14 +90,15 @@ impl Tokenizer {
             .iter()
             .filter_map(|name| inner.token_to_id(name))
             .collect();
-        Ok(Tokenizer {
+        Ok(Tokenizer::with_byte_index(Tokenizer {
             inner,
             bytes_of_token,
             eos_ids,
             byte_level,
             regex_boundaries: false,
+            ids_by_bytes: Vec::new(),
             source: path.to_path_buf(),
-        })
+        }))
     }
 
     /// Rebuild the tokenizer stored in a GGUF file's metadata.
@@ -213,14 +217,43 @@ impl Tokenizer {
         {
             eos_ids.push(id);
         }
-        Ok(Tokenizer {
+        Ok(Tokenizer::with_byte_index(Tokenizer {
             inner,
             bytes_of_token,
             eos_ids,
             byte_level: true,
             regex_boundaries: true,
+            ids_by_bytes: Vec::new(),
             source: path.to_path_buf(),
-        })
+        }))
+    }
+
+    fn with_byte_index(mut self) -> Tokenizer {
+        let mut ids: Vec<u32> = (0..self.bytes_of_token.len() as u32)
+            .filter(|&id| !self.token_bytes(id).is_empty())
+            .collect();
+        ids.sort_by(|&a, &b| self.token_bytes(a).cmp(self.token_bytes(b)));
+        self.ids_by_bytes = ids;
+        self
+    }
+
+    /// Ids of all tokens whose bytes start with `prefix` (all tokens for an
+    /// empty prefix).
+    pub fn tokens_starting_with(&self, prefix: &[u8]) -> &[u32] {
+        let first = self
+            .ids_by_bytes
+            .partition_point(|&id| self.token_bytes(id) < prefix);
+        let len = self.ids_by_bytes[first..]
+            .partition_point(|&id| self.token_bytes(id).starts_with(prefix));
+        &self.ids_by_bytes[first..first + len]
+    }
+
+    /// The id of a token whose bytes are exactly `bytes`, if any.
+    pub fn token_with_bytes(&self, bytes: &[u8]) -> Option<u32> {
+        self.tokens_starting_with(bytes)
+            .iter()
+            .copied()
+            .find(|&id| self.token_bytes(id) == bytes)
     }
 
     /// Token ids of `text`: no BOS, no special tokens added.
