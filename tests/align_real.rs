@@ -4,6 +4,7 @@
 use std::sync::OnceLock;
 
 use pie_edit::model::source::ensure_default_model;
+use pie_edit::model::tokenizer::QWEN2_SPLIT;
 use pie_edit::model::{TokenEdit, Tokenizer};
 use pie_edit::predict::align::AlignedText;
 use pie_edit::text::Edit;
@@ -105,8 +106,12 @@ fn make_edit(rope: &Rope, raw: &RawEdit) -> Edit {
     Edit::replace(rope, start, end, &raw.insert)
 }
 
-fn check_batch(aligned: &mut AlignedText, rope: &mut Rope, batch: &[RawEdit]) -> Vec<TokenEdit> {
-    let tokenizer = tokenizer();
+fn check_batch(
+    tokenizer: &Tokenizer,
+    aligned: &mut AlignedText,
+    rope: &mut Rope,
+    batch: &[RawEdit],
+) -> Vec<TokenEdit> {
     let old_tokens = aligned.tokens().to_vec();
     let mut edits = Vec::new();
     for raw in batch {
@@ -155,9 +160,48 @@ proptest! {
         let mut rope = Rope::from_str(text);
         let mut aligned = AlignedText::new(tokenizer(), text.clone());
         for batch in &batches {
-            check_batch(&mut aligned, &mut rope, batch);
+            check_batch(tokenizer(), &mut aligned, &mut rope, batch);
         }
     }
+
+    /// The Qwen2 boundary rules, checked with Qwen2's pre-tokenizer over the
+    /// SmolLM2 vocabulary (no Qwen2 tokenizer is available offline).
+    #[test]
+    fn qwen2_pre_tokenizer_windows_are_exact_too(
+        file in 0usize..16,
+        batches in proptest::collection::vec(proptest::collection::vec(raw_edit(), 1..4), 1..6),
+    ) {
+        let qwen_style = qwen_style_tokenizer();
+        let texts = corpus();
+        let text = &texts[file % texts.len()];
+        let mut rope = Rope::from_str(text);
+        let mut aligned = AlignedText::new(qwen_style, text.clone());
+        for batch in &batches {
+            check_batch(qwen_style, &mut aligned, &mut rope, batch);
+        }
+    }
+}
+
+fn qwen_style_tokenizer() -> &'static Tokenizer {
+    static QWEN_STYLE: OnceLock<Tokenizer> = OnceLock::new();
+    QWEN_STYLE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let json_path = dir.path().join("tokenizer.json");
+        tokenizer().save_json(&json_path).unwrap();
+        let mut json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+        json["pre_tokenizer"] = serde_json::json!({
+            "type": "Sequence",
+            "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": QWEN2_SPLIT}, "behavior": "Isolated", "invert": false},
+                {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}
+            ]
+        });
+        std::fs::write(&json_path, json.to_string()).unwrap();
+        let qwen_style = Tokenizer::from_json_file(&json_path).unwrap();
+        assert!(qwen_style.has_regex_boundaries(), "the Qwen2 shape must be recognised");
+        qwen_style
+    })
 }
 
 fn edit_once(
@@ -279,4 +323,47 @@ fn bad_edits_are_errors_and_change_nothing() {
     let mismatch = Edit::replace(&Rope::from_str("xyz"), 0, 1, "q");
     assert!(aligned.apply(tokenizer, &[mismatch]).is_err());
     assert_eq!(aligned, before);
+}
+
+/// A tokenizer.json whose pre-tokenizer alignment does not reason about
+/// (a custom split) is aligned by re-tokenizing the whole text: the same
+/// invariant must hold.
+#[test]
+fn unknown_pre_tokenizers_fall_back_to_whole_text_alignment() {
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("tokenizer.json");
+    tokenizer().save_json(&json_path).unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    json["pre_tokenizer"] = serde_json::json!({
+        "type": "Sequence",
+        "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": "\\s+|\\w+|[^\\s\\w]+"}, "behavior": "Isolated", "invert": false},
+            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}
+        ]
+    });
+    std::fs::write(&json_path, json.to_string()).unwrap();
+    let custom = Tokenizer::from_json_file(&json_path).unwrap();
+    assert!(!custom.has_regex_boundaries());
+
+    let text = corpus()[0].clone();
+    let mut rope = Rope::from_str(&text);
+    let mut aligned = AlignedText::new(&custom, text);
+    for (at, delete, insert) in [(0.2, 0, "\n\n    "), (0.5, 7, ""), (0.7, 1, "x = 1")] {
+        let edit = make_edit(
+            &rope,
+            &RawEdit {
+                at,
+                delete,
+                insert: insert.to_string(),
+            },
+        );
+        edit.apply_to(&mut rope);
+        let old = aligned.tokens().to_vec();
+        let hunks = aligned.apply(&custom, &[edit]).unwrap();
+        let mut patched = old;
+        TokenEdit::apply_all(&mut patched, &hunks);
+        assert_eq!(patched, custom.encode(&rope.to_string()));
+        assert_eq!(hunks.len(), 1);
+    }
 }

@@ -136,3 +136,49 @@ fn truncated_gguf_is_a_clear_error_naming_the_file() {
     let err = format!("{:#}", Tokenizer::from_gguf(&not_gguf).unwrap_err());
     assert!(err.contains("notes.gguf"), "{err}");
 }
+
+#[test]
+fn saved_tokenizer_json_loads_back_identically() {
+    let tokenizer = smollm2();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("tokenizer.json");
+    tokenizer.save_json(&json).unwrap();
+    let reloaded = Tokenizer::from_json_file(&json).unwrap();
+    assert!(
+        reloaded.has_regex_boundaries(),
+        "the SmolLM2 shape must be recognised in JSON too"
+    );
+    assert_eq!(reloaded.vocab_size(), tokenizer.vocab_size());
+    assert_eq!(
+        reloaded.eos_token_ids().len(),
+        tokenizer.eos_token_ids().len()
+    );
+    for path in real_source_files().iter().take(3) {
+        let text = std::fs::read_to_string(path).unwrap();
+        let ids = reloaded.encode(&text);
+        assert_eq!(ids, tokenizer.encode(&text), "{}", path.display());
+        assert_eq!(reloaded.decode(&ids), text);
+    }
+    for id in (0..tokenizer.vocab_size() as u32).step_by(97) {
+        assert_eq!(
+            reloaded.token_bytes(id),
+            tokenizer.token_bytes(id),
+            "token {id}"
+        );
+    }
+}
+
+#[test]
+fn model_vocabulary_mismatch_names_both_files() {
+    let tokenizer = smollm2();
+    let model = std::path::Path::new("/models/other.gguf");
+    tokenizer.check_model_vocab(49152, model).unwrap();
+    let err = tokenizer
+        .check_model_vocab(32000, model)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("other.gguf") && err.contains(".gguf") && err.contains("32000"),
+        "{err}"
+    );
+}

@@ -37,7 +37,7 @@ const END_TOKEN_NAMES: &[&str] = &[
 
 /// Qwen2's pre-tokenizer split (from its published tokenizer config); the
 /// byte-level step then runs without its own regex.
-const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+pub const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
@@ -90,12 +90,13 @@ impl Tokenizer {
             .iter()
             .filter_map(|name| inner.token_to_id(name))
             .collect();
+        let regex_boundaries = json_has_regex_boundaries(&inner);
         Ok(Tokenizer::with_byte_index(Tokenizer {
             inner,
             bytes_of_token,
             eos_ids,
             byte_level,
-            regex_boundaries: false,
+            regex_boundaries,
             ids_by_bytes: Vec::new(),
             source: path.to_path_buf(),
         }))
@@ -319,6 +320,14 @@ impl Tokenizer {
         self.inner.token_to_id(token)
     }
 
+    /// Write this tokenizer as a `tokenizer.json`.
+    pub fn save_json(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        self.inner
+            .save(path, false)
+            .map_err(|e| anyhow!("cannot write tokenizer {}: {e}", path.display()))
+    }
+
     /// The file this tokenizer came from.
     pub fn source(&self) -> &Path {
         &self.source
@@ -341,6 +350,45 @@ impl Tokenizer {
         }
         Ok(())
     }
+}
+
+/// Whether a loaded `tokenizer.json` is one of the byte-level regex
+/// pre-tokenizers whose boundaries `predict::align` reasons about: no
+/// normalizer, optional digit splitting, then GPT-2's regex (or Qwen2's split
+/// followed by a plain byte-level step), and no added token containing
+/// whitespace (an added token is matched before pre-tokenization).
+fn json_has_regex_boundaries(inner: &tokenizers::Tokenizer) -> bool {
+    if inner.get_normalizer().is_some() {
+        return false;
+    }
+    let added_tokens_ok = inner
+        .get_added_tokens_decoder()
+        .values()
+        .all(|t| !t.content.chars().any(char::is_whitespace));
+    let steps: Vec<&PreTokenizerWrapper> = match inner.get_pre_tokenizer() {
+        Some(PreTokenizerWrapper::Sequence(sequence)) => sequence.as_ref().iter().collect(),
+        Some(single) => vec![single],
+        None => return false,
+    };
+    let steps: Vec<&PreTokenizerWrapper> = steps
+        .into_iter()
+        .filter(|step| !matches!(step, PreTokenizerWrapper::Digits(d) if d.individual_digits))
+        .collect();
+    let known_shape = match steps.as_slice() {
+        [PreTokenizerWrapper::ByteLevel(b)] => b.use_regex && !b.add_prefix_space,
+        [
+            PreTokenizerWrapper::Split(split),
+            PreTokenizerWrapper::ByteLevel(b),
+        ] => {
+            split.pattern == SplitPattern::Regex(QWEN2_SPLIT.to_string())
+                && split.behavior == SplitDelimiterBehavior::Isolated
+                && !split.invert
+                && !b.use_regex
+                && !b.add_prefix_space
+        }
+        _ => false,
+    };
+    known_shape && added_tokens_ok
 }
 
 /// GPT-2's reversible byte <-> printable char mapping: printable Latin-1 bytes
