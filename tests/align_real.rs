@@ -367,3 +367,23 @@ fn unknown_pre_tokenizers_fall_back_to_whole_text_alignment() {
         assert_eq!(hunks.len(), 1);
     }
 }
+
+#[test]
+fn dropping_the_head_keeps_the_rest_exact() {
+    let tokenizer = tokenizer();
+    for text in corpus() {
+        for min_tokens in [1, 7, 50, 200] {
+            let mut aligned = AlignedText::new(tokenizer, text.clone());
+            let before = aligned.tokens().to_vec();
+            let (tokens, bytes) = aligned.drop_head(tokenizer, min_tokens).unwrap();
+            assert!(tokens >= min_tokens.min(before.len()));
+            assert_eq!(aligned.text(), &text[bytes..]);
+            assert_eq!(aligned.tokens(), &before[tokens..]);
+            assert_eq!(
+                aligned.tokens(),
+                tokenizer.encode(aligned.text()).as_slice()
+            );
+            assert_eq!(aligned.token_starts().first().copied().unwrap_or(0), 0);
+        }
+    }
+}

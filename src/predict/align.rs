@@ -129,6 +129,37 @@ impl AlignedText {
         )
     }
 
+    /// Drop at least `min_tokens` tokens (and their text) from the head, for
+    /// sliding the mirrored window forward without re-tokenizing: the cut is
+    /// moved right to the first pre-token boundary, where the remaining tokens
+    /// are exactly the tokenization of the remaining text. Returns the number
+    /// of tokens and bytes dropped; the cache drops the same tokens and
+    /// shifts the rest by minus that many positions. `None`, changing
+    /// nothing, for a tokenizer whose boundaries are not known (see
+    /// [`Tokenizer::has_regex_boundaries`]): delete the head with
+    /// [`AlignedText::apply`] instead.
+    pub fn drop_head(
+        &mut self,
+        tokenizer: &Tokenizer,
+        min_tokens: usize,
+    ) -> Option<(usize, usize)> {
+        if !tokenizer.has_regex_boundaries() {
+            return None;
+        }
+        let mut cut = min_tokens.min(self.tokens.len());
+        while cut < self.tokens.len() && !is_boundary(&self.text, self.starts[cut], false) {
+            cut += 1;
+        }
+        let bytes = self.starts.get(cut).copied().unwrap_or(self.text.len());
+        self.text.drain(..bytes);
+        self.tokens.drain(..cut);
+        self.starts.drain(..cut);
+        for start in &mut self.starts {
+            *start -= bytes;
+        }
+        Some((cut, bytes))
+    }
+
     /// Apply text edits received together (each relative to the text after
     /// the previous one) and return the token hunks, in ascending order and in
     /// pre-update token positions, that turn the old token list into
