@@ -105,3 +105,17 @@ fn hub_only_preset_with_an_unreachable_hub_fails_fast_and_explains() {
         "nothing may be left behind"
     );
 }
+
+#[test]
+fn fetch_command_accepts_the_installed_default_and_rejects_unknown_presets() {
+    ensure_default_model().unwrap();
+    // Already present and verified: no download, just the report.
+    source::run_fetch_command(None).unwrap();
+    let err = source::run_fetch_command(Some("gpt-5"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("gpt-5") && err.contains("smollm2-135m"),
+        "{err}"
+    );
+}
