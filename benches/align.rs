@@ -13,13 +13,17 @@ use pie_edit::text::Edit;
 use ropey::Rope;
 
 fn python_window(tokenizer: &Tokenizer) -> String {
-    let source = [
-        "/usr/lib/python3.11/difflib.py",
-        "/root/.pyenv/versions/3.11.7/lib/python3.11/difflib.py",
-    ]
-    .iter()
-    .find_map(|path| std::fs::read_to_string(path).ok())
-    .expect("difflib.py from a CPython install");
+    let stdlib = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['stdlib'])",
+        ])
+        .output()
+        .expect("python3 (a CI prerequisite) names its standard library");
+    let path =
+        std::path::PathBuf::from(String::from_utf8_lossy(&stdlib.stdout).trim()).join("difflib.py");
+    let source = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     // Grow by lines to about 2048 tokens.
     let mut end = 0;
     for line in source.split_inclusive('\n') {

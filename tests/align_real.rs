@@ -1,6 +1,8 @@
 //! Alignment with the real SmolLM2 tokenizer: after any sequence of edits the
 //! returned token hunks turn the old tokens into exactly `encode(new_text)`.
 
+mod common;
+
 use std::sync::OnceLock;
 
 use pie_edit::model::source::ensure_default_model;
@@ -25,23 +27,17 @@ fn corpus() -> &'static Vec<String> {
     static CORPUS: OnceLock<Vec<String>> = OnceLock::new();
     CORPUS.get_or_init(|| {
         let mut texts = Vec::new();
-        for root in [
-            "/usr/lib/python3.11",
-            "/root/.pyenv/versions/3.11.7/lib/python3.11",
-        ] {
-            for name in ["textwrap.py", "difflib.py", "json/encoder.py"] {
-                if let Ok(text) = std::fs::read_to_string(format!("{root}/{name}")) {
-                    let mut cut = 3000.min(text.len());
-                    while !text.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    let mut start = (text.len() / 3).min(text.len() - cut);
-                    while !text.is_char_boundary(start) {
-                        start -= 1;
-                    }
-                    texts.push(text[start..start + cut].to_string());
-                }
+        for name in ["textwrap.py", "difflib.py", "json/encoder.py"] {
+            let text = common::stdlib_source(name);
+            let mut cut = 3000.min(text.len());
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
             }
+            let mut start = (text.len() / 3).min(text.len() - cut);
+            while !text.is_char_boundary(start) {
+                start -= 1;
+            }
+            texts.push(text[start..start + cut].to_string());
         }
         texts.push(
             "class Größe:\r\n\tdef f(self, x):\r\n\t\treturn x  # 日本 🦀\r\n\n\n    y = 12345\n"

@@ -1,5 +1,7 @@
 //! Token healing with the real SmolLM2 tokenizer.
 
+mod common;
+
 use std::sync::OnceLock;
 
 use pie_edit::model::Tokenizer;
@@ -119,13 +121,7 @@ fn visible_text_holds_back_a_split_character() {
 #[test]
 fn natural_continuations_pass_the_filter_on_real_code() {
     let tokenizer = tokenizer();
-    let source = [
-        "/usr/lib/python3.11/textwrap.py",
-        "/root/.pyenv/versions/3.11.7/lib/python3.11/textwrap.py",
-    ]
-    .iter()
-    .find_map(|path| std::fs::read_to_string(path).ok())
-    .expect("textwrap.py");
+    let source = common::stdlib_source("textwrap.py");
     let start = source
         .find("    def _munge_whitespace")
         .expect("known function");

@@ -1,5 +1,7 @@
 //! The SmolLM2 tokenizer rebuilt from the real GGUF, on real source files.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use pie_edit::model::Tokenizer;
@@ -13,22 +15,17 @@ fn smollm2() -> Tokenizer {
 /// Real Python and Rust files of this machine, a bounded sample.
 fn real_source_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
-    let python_roots = [
-        "/usr/lib/python3.11",
-        "/root/.pyenv/versions/3.11.7/lib/python3.11",
-    ];
-    for root in python_roots {
-        for name in [
-            "textwrap.py",
-            "difflib.py",
-            "argparse.py",
-            "json/decoder.py",
-            "email/utils.py",
-        ] {
-            let path = Path::new(root).join(name);
-            if path.is_file() {
-                files.push(path);
-            }
+    let stdlib = common::python_stdlib();
+    for name in [
+        "textwrap.py",
+        "difflib.py",
+        "argparse.py",
+        "json/decoder.py",
+        "email/utils.py",
+    ] {
+        let path = stdlib.join(name);
+        if path.is_file() {
+            files.push(path);
         }
     }
     if let Some(home) = std::env::var_os("HOME") {
