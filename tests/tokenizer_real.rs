@@ -179,3 +179,25 @@ fn model_vocabulary_mismatch_names_both_files() {
         "{err}"
     );
 }
+
+#[test]
+fn tokenizer_for_a_model_is_checked_against_its_embeddings() {
+    let files = ensure_default_model().unwrap();
+    let tokenizer = Tokenizer::for_model(&files).unwrap();
+    assert_eq!(tokenizer.vocab_size(), 49152);
+
+    // A safetensors directory whose config has fewer embedding rows than the
+    // tokenizer has tokens: a tokenizer from another model.
+    let dir = tempfile::tempdir().unwrap();
+    tokenizer
+        .save_json(dir.path().join("tokenizer.json"))
+        .unwrap();
+    std::fs::write(dir.path().join("config.json"), r#"{"vocab_size": 32000}"#).unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), b"").unwrap();
+    let mismatched = pie_edit::model::source::resolve(dir.path().to_str().unwrap()).unwrap();
+    let err = Tokenizer::for_model(&mismatched).unwrap_err().to_string();
+    assert!(
+        err.contains("tokenizer.json") && err.contains("32000"),
+        "{err}"
+    );
+}

@@ -102,6 +102,24 @@ impl Tokenizer {
         }))
     }
 
+    /// The tokenizer for a resolved model: its `tokenizer.json` when it has
+    /// one, else the GGUF metadata; checked against the model's embedding
+    /// table so that a tokenizer from another model is an error, not garbage.
+    pub fn for_model(files: &crate::model::source::ModelFiles) -> Result<Tokenizer> {
+        let tokenizer = match &files.tokenizer_json {
+            Some(json) => Tokenizer::from_json_file(json)?,
+            None if files.is_gguf() => Tokenizer::from_gguf(&files.weights)?,
+            None => bail!(
+                "model {} has no tokenizer.json and is not a GGUF file",
+                files.weights.display()
+            ),
+        };
+        if let Some(rows) = model_vocab_rows(&files.weights)? {
+            tokenizer.check_model_vocab(rows, &files.weights)?;
+        }
+        Ok(tokenizer)
+    }
+
     /// Rebuild the tokenizer stored in a GGUF file's metadata.
     pub fn from_gguf(path: impl AsRef<Path>) -> Result<Tokenizer> {
         let path = path.as_ref();
@@ -350,6 +368,32 @@ impl Tokenizer {
         }
         Ok(())
     }
+}
+
+/// Rows of the model's embedding table: from `token_embd.weight` in a GGUF,
+/// or `vocab_size` in a safetensors directory's config.json.
+fn model_vocab_rows(weights: &Path) -> Result<Option<usize>> {
+    if weights.is_dir() {
+        let config_path = weights.join("config.json");
+        let config: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(&config_path)
+                .with_context(|| format!("cannot read {}", config_path.display()))?,
+        )
+        .with_context(|| format!("{} is not valid JSON", config_path.display()))?;
+        return Ok(config
+            .get("vocab_size")
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize));
+    }
+    let mut file = std::fs::File::open(weights)
+        .with_context(|| format!("cannot open model file {}", weights.display()))?;
+    let content = gguf_file::Content::read(&mut file)
+        .map_err(|e| anyhow!("{} is not a readable GGUF file: {e}", weights.display()))?;
+    // candle lists GGUF dims outermost first: [vocab, hidden].
+    Ok(content
+        .tensor_infos
+        .get("token_embd.weight")
+        .and_then(|info| info.shape.dims().first().copied()))
 }
 
 /// Whether a loaded `tokenizer.json` is one of the byte-level regex
