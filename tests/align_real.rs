@@ -383,3 +383,37 @@ fn dropping_the_head_keeps_the_rest_exact() {
         }
     }
 }
+
+/// How minimal the hunks are: every single-character insertion and deletion
+/// at many points of real code, hunk sizes summed. The bound is loose on
+/// purpose (whitespace runs can re-split), the mean is reported.
+#[test]
+fn single_character_edits_give_small_hunks() {
+    let tokenizer = tokenizer();
+    let text = &corpus()[0];
+    let base = AlignedText::new(tokenizer, text.clone());
+    let rope = Rope::from_str(text);
+    let (mut edits, mut touched, mut worst) = (0usize, 0usize, 0usize);
+    for at in (0..rope.len_chars()).step_by(7) {
+        for edit in [
+            Edit::insert(&rope, at, "x"),
+            Edit::insert(&rope, at, " "),
+            Edit::delete(&rope, at, at + 1),
+        ] {
+            let mut aligned = base.clone();
+            let hunks = aligned.apply(tokenizer, &[edit]).unwrap();
+            let size: usize = hunks
+                .iter()
+                .map(|h| h.old_len.max(h.new_tokens.len()))
+                .sum();
+            edits += 1;
+            touched += size;
+            worst = worst.max(size);
+        }
+    }
+    eprintln!(
+        "{edits} single-char edits: mean hunk {:.2} tokens, worst {worst}",
+        touched as f64 / edits as f64
+    );
+    assert!(worst <= 8, "a one-character edit replaced {worst} tokens");
+}
