@@ -159,3 +159,28 @@ fn natural_continuations_pass_the_filter_on_real_code() {
         "healed prompts rarely match the full tokenization"
     );
 }
+
+#[test]
+fn cursor_after_indentation_in_the_middle_of_a_text() {
+    let tokenizer = tokenizer();
+    let text = "def f(x):\n    return x\n";
+    let cursor = "def f(x):\n    ".len();
+    let aligned = AlignedText::new(tokenizer, text);
+    let plan = healing::plan(&aligned, tokenizer, cursor).unwrap();
+    // In context the indentation is `\n   ` + ` return`: the cursor splits
+    // ` return`, so its space is what the generation must start with.
+    let kept_end = aligned.token_starts()[plan.keep_tokens];
+    assert_eq!(&text.as_bytes()[kept_end..cursor], plan.required.as_slice());
+    assert!(
+        plan.required.ends_with(b" "),
+        "{:?}",
+        String::from_utf8_lossy(&plan.required)
+    );
+    let continuation = tokenizer.encode(&text[kept_end..]);
+    let filter = HealingFilter::new(tokenizer, &plan);
+    assert!(allowed_after(&filter, &[])[continuation[0] as usize]);
+    assert_eq!(
+        healing::visible_text(tokenizer, &plan.required, &continuation),
+        "return x\n"
+    );
+}
