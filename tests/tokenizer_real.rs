@@ -201,3 +201,40 @@ fn tokenizer_for_a_model_is_checked_against_its_embeddings() {
         "{err}"
     );
 }
+
+#[test]
+fn gguf_without_tokenizer_data_is_a_clear_error() {
+    use candle_core::quantized::gguf_file::{self, Value};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weights-only.gguf");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let arch = Value::String("llama".to_string());
+    gguf_file::write(&mut file, &[("general.architecture", &arch)], &[]).unwrap();
+    drop(file);
+    let err = format!("{:#}", Tokenizer::from_gguf(&path).unwrap_err());
+    assert!(
+        err.contains("weights-only.gguf") && err.contains("no tokenizer data"),
+        "{err}"
+    );
+
+    // Tokens present but an unsupported tokenizer model.
+    let path = dir.path().join("sentencepiece.gguf");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let model = Value::String("llama".to_string());
+    let tokens = Value::Array(vec![Value::String("a".to_string())]);
+    gguf_file::write(
+        &mut file,
+        &[
+            ("tokenizer.ggml.model", &model),
+            ("tokenizer.ggml.tokens", &tokens),
+        ],
+        &[],
+    )
+    .unwrap();
+    drop(file);
+    let err = format!("{:#}", Tokenizer::from_gguf(&path).unwrap_err());
+    assert!(
+        err.contains("sentencepiece.gguf") && err.contains("tokenizer.json"),
+        "{err}"
+    );
+}
