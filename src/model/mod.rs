@@ -42,7 +42,9 @@ pub mod config;
 pub mod kv_cache;
 pub mod rope;
 pub mod session;
+pub mod source;
 pub mod token_edit;
+pub mod tokenizer;
 pub mod transformer;
 pub mod weights;
 
@@ -51,5 +53,6 @@ pub use kv_cache::{KvCache, Segment};
 pub use rope::Rope;
 pub use session::{GenerateOptions, Sampling, Session, UpdateMode, UpdateStats};
 pub use token_edit::TokenEdit;
+pub use tokenizer::Tokenizer;
 pub use transformer::{Attend, Logits, Model};
 pub use weights::{LoadOptions, SlowQuant};

@@ -2,6 +2,9 @@
 //! (text edit -> token edit), the prompt window, healing, triggers and ghost
 //! text.
 
+pub mod align;
 pub mod engine;
 pub mod ghost;
+pub mod healing;
+pub mod mirror;
 pub mod trigger;

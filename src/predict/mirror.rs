@@ -1,0 +1,354 @@
+//! The engine's real backend: a window of the document mirrored as text,
+//! tokens and KV cache, kept in step with every edit by PIE.
+//!
+//! The window is a char range `[start, end)` of the document holding at most
+//! `max_context` tokens around the cursor. Document edits are mapped into
+//! window-relative edits; the aligner turns them into token hunks and the
+//! session moves the cache (re-rotating, not re-encoding, what follows).
+//! When typing pushes the window past `max_context`, its head is dropped and
+//! the rest shifted back: a slide, not a re-encode.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use super::align::AlignedText;
+use super::engine::{Backend, CacheInfo};
+use super::healing::{self, HealingFilter};
+use crate::model::{GenerateOptions, Sampling, Session, Tokenizer, UpdateMode, UpdateStats};
+use crate::text::Edit;
+
+/// How the mirror predicts and keeps its window.
+#[derive(Debug, Clone)]
+pub struct MirrorConfig {
+    pub max_context: usize,
+    pub mode: UpdateMode,
+    /// Lines of code per suggestion (a leading line break does not count).
+    pub max_lines: usize,
+    pub max_tokens: usize,
+    pub sampling: Sampling,
+}
+
+impl Default for MirrorConfig {
+    fn default() -> Self {
+        MirrorConfig {
+            max_context: 2048,
+            mode: UpdateMode::Pie,
+            max_lines: 1,
+            max_tokens: 48,
+            sampling: Sampling::Greedy,
+        }
+    }
+}
+
+/// Bytes of code per token, roughly, for sizing a window before it is
+/// tokenized; the exact count is enforced after tokenizing.
+const BYTES_PER_TOKEN_ESTIMATE: usize = 4;
+
+pub struct Mirror {
+    tokenizer: Arc<Tokenizer>,
+    session: Session,
+    config: MirrorConfig,
+    aligned: AlignedText,
+    /// The window's text as a rope, for char <-> byte mapping of edits.
+    window: ropey::Rope,
+    /// Document char offset of the window's first char.
+    start: usize,
+    last_update: UpdateStats,
+}
+
+impl Mirror {
+    pub fn new(tokenizer: Arc<Tokenizer>, session: Session, config: MirrorConfig) -> Mirror {
+        let aligned = AlignedText::new(&tokenizer, "");
+        Mirror {
+            tokenizer,
+            session,
+            config,
+            aligned,
+            window: ropey::Rope::new(),
+            start: 0,
+            last_update: UpdateStats::default(),
+        }
+    }
+
+    pub fn tokens(&self) -> &[u32] {
+        self.session.tokens()
+    }
+
+    pub fn aligned(&self) -> &AlignedText {
+        &self.aligned
+    }
+
+    /// Document char range the cache mirrors.
+    pub fn window_range(&self) -> std::ops::Range<usize> {
+        self.start..self.start + self.window.len_chars()
+    }
+
+    pub fn last_update(&self) -> &UpdateStats {
+        &self.last_update
+    }
+
+    pub fn set_mode(&mut self, mode: UpdateMode) {
+        self.config.mode = mode;
+    }
+
+    /// Choose a window around `cursor` (three quarters of the budget before
+    /// it: prediction reads what precedes the cursor) and encode it.
+    fn place_window(&mut self, doc: &ropey::Rope, cursor: usize) -> Result<()> {
+        let budget = self.config.max_context * BYTES_PER_TOKEN_ESTIMATE;
+        let cursor_byte = doc.char_to_byte(cursor);
+        let from = doc.byte_to_line(cursor_byte.saturating_sub(budget * 3 / 4));
+        let from = doc.line_to_char(from);
+        let to_byte = (cursor_byte + budget / 4).min(doc.len_bytes());
+        let to_line = doc.byte_to_line(to_byte);
+        let to = if to_line + 1 >= doc.len_lines() {
+            doc.len_chars()
+        } else {
+            doc.line_to_char(to_line + 1)
+        };
+        self.start = from;
+        self.window = doc.slice(from..to).into();
+        self.aligned = AlignedText::new(&self.tokenizer, self.window.to_string());
+        self.last_update = self.session.reset(self.aligned.tokens())?;
+        self.fit_budget(cursor)
+    }
+
+    /// Enforce `max_context` by dropping the head (a PIE slide) while the
+    /// cursor stays inside, then by cutting the tail.
+    fn fit_budget(&mut self, cursor: usize) -> Result<()> {
+        let excess = self
+            .aligned
+            .tokens()
+            .len()
+            .saturating_sub(self.config.max_context);
+        if excess == 0 {
+            return Ok(());
+        }
+        let cursor_byte = self.window.char_to_byte(
+            cursor
+                .saturating_sub(self.start)
+                .min(self.window.len_chars()),
+        );
+        let cursor_token = self.aligned.token_at_byte(cursor_byte).unwrap_or(0);
+        // Keep some context before the cursor when sliding.
+        let can_drop = cursor_token.saturating_sub(self.config.max_context / 2);
+        let drop = excess.min(can_drop);
+        if drop > 0 {
+            if let Some((tokens, bytes)) = self.aligned.drop_head(&self.tokenizer, drop) {
+                let chars = self.window.byte_to_char(bytes);
+                self.window.remove(..chars);
+                self.start += chars;
+                let stats = self.session.slide(tokens)?;
+                self.accumulate(stats);
+            }
+        }
+        let excess = self
+            .aligned
+            .tokens()
+            .len()
+            .saturating_sub(self.config.max_context);
+        if excess > 0 {
+            // Cut the tail at a line start so the cut never splits a token.
+            let keep_tokens = self.aligned.tokens().len() - excess;
+            let keep_byte = self.aligned.token_starts()[keep_tokens];
+            let line = self.window.byte_to_line(keep_byte);
+            let cut = self
+                .window
+                .line_to_char(line)
+                .max(self.window.byte_to_char(cursor_byte));
+            let edit = Edit::delete(&self.window, cut, self.window.len_chars());
+            edit.apply_to(&mut self.window);
+            self.sync_tokens(&[edit])?;
+        }
+        Ok(())
+    }
+
+    fn accumulate(&mut self, stats: UpdateStats) {
+        self.last_update.encoded += stats.encoded;
+        self.last_update.moved += stats.moved;
+        self.last_update.elapsed += stats.elapsed;
+    }
+
+    /// Bring tokens and cache along with window edits that were just
+    /// applied to `self.window` (each relative to the window after the
+    /// previous one): token hunks, then one cache update.
+    fn sync_tokens(&mut self, edits: &[Edit]) -> Result<()> {
+        let hunks = self
+            .aligned
+            .apply(&self.tokenizer, edits)
+            .context("aligning tokens with an edit")?;
+        if !hunks.is_empty() {
+            let stats = self.session.apply(&hunks, self.config.mode)?;
+            self.accumulate(stats);
+        }
+        debug_assert_eq!(self.aligned.tokens(), self.session.tokens());
+        Ok(())
+    }
+
+    /// Map one document edit onto the window and apply it to the window
+    /// text. Edits before the window only move it; one that straddles its
+    /// start loses the part before it (the window then begins after the
+    /// inserted text); edits after it are ignored.
+    fn window_edit(&mut self, edit: &Edit) -> Option<Edit> {
+        let (ws, we) = (self.start, self.start + self.window.len_chars());
+        let (s, e) = (edit.start_char, edit.old_end_char);
+        let inserted_chars = edit.inserted.chars().count();
+        let window_edit = if s < ws && e <= ws {
+            self.start = ws + inserted_chars - (e - s);
+            return None;
+        } else if s < ws {
+            self.start = s + inserted_chars;
+            Edit::delete(&self.window, 0, e.min(we) - ws)
+        } else if s <= we {
+            Edit::replace(&self.window, s - ws, e.min(we) - ws, &edit.inserted)
+        } else {
+            return None;
+        };
+        window_edit.apply_to(&mut self.window);
+        Some(window_edit)
+    }
+
+    /// Predict at document char `cursor`, streaming the ghost text (trailing
+    /// whitespace held back, so it never flickers in and out).
+    fn predict_at(
+        &mut self,
+        cursor: usize,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let window = self.window_range();
+        if !window.contains(&cursor) && cursor != window.end {
+            return Ok(());
+        }
+        let cursor_byte = self.window.char_to_byte(cursor - self.start);
+        let plan = healing::plan(&self.aligned, &self.tokenizer, cursor_byte)?;
+        if plan.keep_tokens == 0 {
+            return Ok(());
+        }
+        let filter = HealingFilter::new(&self.tokenizer, &plan);
+        let options = GenerateOptions {
+            max_tokens: self.config.max_tokens,
+            sampling: self.config.sampling,
+        };
+        let tokenizer = self.tokenizer.clone();
+        let max_lines = self.config.max_lines;
+        let mut generated: Vec<u32> = Vec::new();
+        let mut sent = 0;
+        self.session.generate(
+            plan.keep_tokens,
+            &options,
+            &mut |so_far, logits| filter.apply(so_far, logits),
+            &mut |token| {
+                generated.push(token);
+                let visible = healing::visible_text(&tokenizer, &plan.required, &generated);
+                let (shown, done) = suggestion_so_far(&visible, max_lines);
+                if shown.len() > sent && shown.is_char_boundary(sent) {
+                    if on_text(&shown[sent..]).is_break() {
+                        return ControlFlow::Break(());
+                    }
+                    sent = shown.len();
+                }
+                if done {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        )?;
+        Ok(())
+    }
+}
+
+/// The part of the generated text to show: up to the end of the
+/// `max_lines`-th line that has code (a leading line break and indentation
+/// belong to the next line), without trailing whitespace. `done` once that
+/// many lines are complete.
+pub fn suggestion_so_far(visible: &str, max_lines: usize) -> (&str, bool) {
+    let mut lines_with_code = 0;
+    let mut line_start = 0;
+    for (i, ch) in visible.char_indices() {
+        if ch == '\n' {
+            if !visible[line_start..i].trim().is_empty() {
+                lines_with_code += 1;
+                if lines_with_code >= max_lines.max(1) {
+                    return (visible[..i].trim_end(), true);
+                }
+            }
+            line_start = i + 1;
+        }
+    }
+    (visible.trim_end(), false)
+}
+
+impl Backend for Mirror {
+    fn reset(&mut self, doc: &ropey::Rope, cursor_char: usize) -> Result<()> {
+        self.place_window(doc, cursor_char)
+    }
+
+    fn apply_edits(&mut self, doc: &ropey::Rope, edits: &[Edit], cursor_char: usize) -> Result<()> {
+        self.last_update = UpdateStats::default();
+        let window_edits: Vec<Edit> = edits
+            .iter()
+            .filter_map(|edit| self.window_edit(edit))
+            .collect();
+        if !window_edits.is_empty() {
+            self.sync_tokens(&window_edits)?;
+        }
+        let window = self.window_range();
+        if !window.contains(&cursor_char) && cursor_char != window.end {
+            // The cursor left the window (a jump far away): re-place it.
+            return self.place_window(doc, cursor_char);
+        }
+        self.fit_budget(cursor_char)
+    }
+
+    fn predict(
+        &mut self,
+        doc: &ropey::Rope,
+        cursor_char: usize,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let window = self.window_range();
+        if !window.contains(&cursor_char) && cursor_char != window.end {
+            self.place_window(doc, cursor_char)?;
+        }
+        self.predict_at(cursor_char, on_text)
+    }
+
+    fn cache_info(&self) -> CacheInfo {
+        let mode = match self.config.mode {
+            UpdateMode::Pie => "PIE",
+            UpdateMode::Full => "Full",
+            UpdateMode::Conflict => "Conflict",
+        };
+        CacheInfo {
+            tokens: self.session.tokens().len(),
+            mode: mode.to_string(),
+        }
+    }
+}
+
+/// Load the model named by `spec` for the engine thread: resolve (fetching
+/// the default preset when it is missing, so a fresh clone predicts), load
+/// tokenizer and weights, check they belong together.
+pub fn load(
+    spec: &str,
+    config: MirrorConfig,
+    progress: &dyn Fn(String),
+) -> Result<(Mirror, String)> {
+    use crate::model::{LoadOptions, Model, source};
+    let files = match source::resolve(spec) {
+        Ok(files) => files,
+        Err(_) if spec == source::DEFAULT_PRESET => {
+            progress(format!("fetching {spec}"));
+            source::ensure_default_model()?
+        }
+        Err(err) => return Err(err),
+    };
+    progress(format!("loading {}", files.name));
+    let tokenizer = Arc::new(Tokenizer::for_model(&files)?);
+    let model = Arc::new(Model::load(&files.weights, &LoadOptions::default())?);
+    tokenizer.check_model_vocab(model.config().vocab_size, &files.weights)?;
+    let session = Session::new(model)?;
+    Ok((Mirror::new(tokenizer, session, config), files.name))
+}

@@ -1,0 +1,138 @@
+//! The engine's backend on the real SmolLM2 model and tokenizer: the cache
+//! follows document edits (anywhere, and through window slides) and predicts
+//! sensible next lines at the cursor.
+
+use std::ops::ControlFlow;
+
+use pie_edit::model::source;
+use pie_edit::predict::engine::Backend;
+use pie_edit::predict::mirror::{self, Mirror, MirrorConfig};
+use pie_edit::text::Edit;
+use ropey::Rope;
+
+fn load(config: MirrorConfig) -> Mirror {
+    source::ensure_default_model().expect("the default model is available (CI fetches it)");
+    mirror::load(source::DEFAULT_PRESET, config, &|_| {})
+        .expect("SmolLM2 loads")
+        .0
+}
+
+/// Apply an edit to the document and to the mirror, then check the mirror's
+/// invariants: its window text is the document's, and its tokens are exactly
+/// the tokenization of that text.
+fn edit(
+    mirror: &mut Mirror,
+    doc: &mut Rope,
+    range: std::ops::Range<usize>,
+    text: &str,
+    cursor: usize,
+) {
+    let edit = Edit::replace(doc, range.start, range.end, text);
+    edit.apply_to(doc);
+    mirror.apply_edits(doc, &[edit], cursor).unwrap();
+    check(mirror, doc);
+}
+
+fn check(mirror: &Mirror, doc: &Rope) {
+    let window = mirror.window_range();
+    let text = doc.slice(window.clone()).to_string();
+    assert_eq!(mirror.aligned().text(), text, "window {window:?} text");
+    assert_eq!(mirror.tokens(), mirror.aligned().tokens(), "cache tokens");
+}
+
+fn predict(mirror: &mut Mirror, doc: &Rope, cursor: usize) -> String {
+    let mut out = String::new();
+    mirror
+        .predict(doc, cursor, &mut |chunk| {
+            out.push_str(chunk);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    out
+}
+
+const CODE: &str = "import os\n\n\ndef read_lines(path):\n    with open(path) as f:\n        return f.read().splitlines()\n\n\ndef count_words(lines):\n    total = 0\n    for line in lines:\n        total += len(line.split())\n    return total\n\n\nclass Greeter:\n    def __init__(self, name):\n        self.name = name\n\n    def greet(self):\n        return f\"Hello, {self.name}!\"\n";
+
+#[test]
+fn cache_follows_edits_anywhere_and_predicts_at_the_cursor() {
+    let mut mirror = load(MirrorConfig::default());
+    let mut doc = Rope::from_str(CODE);
+    let end = doc.len_chars();
+    mirror.reset(&doc, end).unwrap();
+    check(&mirror, &doc);
+
+    // Typing a new function at the end, one key at a time.
+    let typed = "\n\ndef add(a, b):\n    ";
+    for ch in typed.chars() {
+        let at = doc.len_chars();
+        edit(&mut mirror, &mut doc, at..at, &ch.to_string(), at + 1);
+    }
+    let cursor = doc.len_chars();
+    let suggestion = predict(&mut mirror, &doc, cursor);
+    println!("after `def add(a, b):` + newline + indent: {suggestion:?}");
+    assert!(
+        suggestion.contains("return"),
+        "a one-line body of add: {suggestion:?}"
+    );
+    assert!(
+        !suggestion.starts_with(' '),
+        "indentation is already typed: {suggestion:?}"
+    );
+
+    // An edit far above the cursor, a deletion, and a multi-line insertion.
+    let line3 = doc.line_to_char(3);
+    edit(&mut mirror, &mut doc, line3..line3, "# helpers\n", cursor);
+    let import = doc.line_to_char(0);
+    edit(&mut mirror, &mut doc, import..import + 10, "", cursor);
+    let mid = doc.line_to_char(8);
+    edit(
+        &mut mirror,
+        &mut doc,
+        mid..mid,
+        "    # count\n    seen = set()\n",
+        cursor,
+    );
+    // The prediction still works and the cache still matches the text.
+    let cursor = doc.len_chars();
+    let again = predict(&mut mirror, &doc, cursor);
+    println!("after edits above: {again:?}");
+    assert!(!again.is_empty());
+}
+
+#[test]
+fn a_small_window_slides_instead_of_growing() {
+    let config = MirrorConfig {
+        max_context: 96,
+        ..MirrorConfig::default()
+    };
+    let mut mirror = load(config);
+    let mut doc = Rope::from_str(CODE);
+    let end = doc.len_chars();
+    mirror.reset(&doc, end).unwrap();
+    check(&mirror, &doc);
+    assert!(mirror.tokens().len() <= 96);
+    for i in 0..30 {
+        let at = doc.len_chars();
+        let line = format!("x{i} = {i}\n");
+        edit(
+            &mut mirror,
+            &mut doc,
+            at..at,
+            &line,
+            at + line.chars().count(),
+        );
+        assert!(
+            mirror.tokens().len() <= 96,
+            "window stays within max_context"
+        );
+        assert_eq!(
+            mirror.window_range().end,
+            doc.len_chars(),
+            "the cursor stays inside"
+        );
+    }
+    assert!(mirror.window_range().start > 0, "the head was dropped");
+    let cursor = doc.len_chars();
+    let suggestion = predict(&mut mirror, &doc, cursor);
+    println!("after sliding: {suggestion:?}");
+}
