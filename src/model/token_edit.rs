@@ -40,8 +40,16 @@ mod tests {
     fn hunks_use_pre_update_positions() {
         let mut tokens = vec![0, 1, 2, 3, 4, 5];
         let hunks = [
-            TokenEdit { start: 1, old_len: 1, new_tokens: vec![10, 11] },
-            TokenEdit { start: 4, old_len: 2, new_tokens: vec![] },
+            TokenEdit {
+                start: 1,
+                old_len: 1,
+                new_tokens: vec![10, 11],
+            },
+            TokenEdit {
+                start: 4,
+                old_len: 2,
+                new_tokens: vec![],
+            },
         ];
         TokenEdit::apply_all(&mut tokens, &hunks);
         assert_eq!(tokens, vec![0, 10, 11, 2, 3]);
