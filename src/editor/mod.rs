@@ -1,1 +1,7 @@
-//! editor: see shared DESIGN.md for what lives here.
+//! The editor: documents, the one apply path, commands, keymap, search,
+//! clipboard and file IO. Rendering lives in `ui`, the event loop in `app`.
+
+pub mod document;
+pub mod fileio;
+
+pub use document::{Change, Document, LineEnding};
