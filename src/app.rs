@@ -69,7 +69,9 @@ pub struct ReplayEvents {
 
 impl ReplayEvents {
     pub fn new(script: &replay::Script) -> ReplayEvents {
-        ReplayEvents { events: script.events().collect::<Vec<_>>().into_iter() }
+        ReplayEvents {
+            events: script.events().collect::<Vec<_>>().into_iter(),
+        }
     }
 }
 
@@ -91,7 +93,11 @@ impl<S: EventSource> Recorder<S> {
     pub fn new(inner: S, path: &std::path::Path) -> anyhow::Result<Recorder<S>> {
         let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
         writeln!(out, "# recorded by pie-edit --record")?;
-        Ok(Recorder { inner, out, last: Instant::now() })
+        Ok(Recorder {
+            inner,
+            out,
+            last: Instant::now(),
+        })
     }
 }
 
@@ -128,6 +134,8 @@ pub enum AppMessage {
 }
 
 pub type ChangeListener = Box<dyn FnMut(&Editor, &[Change])>;
+/// Writes escape sequences (OSC 52) to the terminal.
+pub type TerminalSink = Box<dyn FnMut(&str)>;
 
 pub struct App {
     pub editor: Editor,
@@ -143,7 +151,7 @@ pub struct App {
     pub idle_probe: Option<Box<dyn Fn() -> bool>>,
     /// Where OSC 52 clipboard sequences go (the terminal); when unset they
     /// stay in `editor.osc52_out`.
-    pub osc52_sink: Option<Box<dyn FnMut(&str)>>,
+    pub osc52_sink: Option<TerminalSink>,
     /// Frames drawn so far.
     pub frames: u64,
     /// Gives up a `<wait-idle>` after this long.
@@ -175,10 +183,17 @@ impl App {
 
     /// The ghost text to draw: only if it was made for the current version.
     pub fn visible_ghost(&self) -> Option<&str> {
-        self.ghost.as_ref().filter(|(v, _)| *v == self.editor.doc.version()).map(|(_, text)| text.as_str())
+        self.ghost
+            .as_ref()
+            .filter(|(v, _)| *v == self.editor.doc.version())
+            .map(|(_, text)| text.as_str())
     }
 
-    pub fn run<B: Backend>(&mut self, terminal: &mut Terminal<B>, mut events: impl EventSource) -> anyhow::Result<()>
+    pub fn run<B: Backend>(
+        &mut self,
+        terminal: &mut Terminal<B>,
+        mut events: impl EventSource,
+    ) -> anyhow::Result<()>
     where
         B::Error: Send + Sync + 'static,
     {
@@ -216,7 +231,10 @@ impl App {
     {
         let size = terminal.size()?;
         self.layout(Rect::new(0, 0, size.width, size.height));
-        let overlay = Overlay { ghost: self.visible_ghost(), prediction_status: &self.prediction_status };
+        let overlay = Overlay {
+            ghost: self.visible_ghost(),
+            prediction_status: &self.prediction_status,
+        };
         let (editor, theme) = (&self.editor, &self.theme);
         terminal.draw(|frame| ui::render(frame, editor, theme, overlay))?;
         self.frames += 1;
@@ -233,7 +251,9 @@ impl App {
         self.editor.view_width = screen.text.width as usize;
         // Ghost lines below the cursor take rows too.
         let ghost_rows = self.visible_ghost().map_or(0, |g| g.matches('\n').count());
-        self.editor.view_height = (screen.text.height as usize).saturating_sub(ghost_rows).max(1);
+        self.editor.view_height = (screen.text.height as usize)
+            .saturating_sub(ghost_rows)
+            .max(1);
         self.editor.scroll_to_cursor();
     }
 
@@ -266,9 +286,17 @@ impl App {
         let col = mouse.column.saturating_sub(text.x) as usize;
         let row = mouse.row.saturating_sub(text.y) as usize;
         match mouse.kind {
-            MouseEventKind::Down(MouseButton::Left) if in_rows => self.editor.click(col, row, false),
+            MouseEventKind::Down(MouseButton::Left) if in_rows => {
+                self.editor.click(col, row, false)
+            }
             MouseEventKind::Drag(MouseButton::Left) => {
-                let row = if in_rows { row } else if mouse.row < text.y { 0 } else { text.height as usize };
+                let row = if in_rows {
+                    row
+                } else if mouse.row < text.y {
+                    0
+                } else {
+                    text.height as usize
+                };
                 self.editor.click(col, row, true);
             }
             MouseEventKind::ScrollUp => self.editor.scroll_by(-3),

@@ -64,7 +64,10 @@ pub struct Loaded {
 
 impl Config {
     pub fn editor_options(&self) -> EditorOptions {
-        EditorOptions { tab_width: self.tab_width.clamp(1, 16), indent_width: self.indent_width.clamp(1, 16) }
+        EditorOptions {
+            tab_width: self.tab_width.clamp(1, 16),
+            indent_width: self.indent_width.clamp(1, 16),
+        }
     }
 }
 
@@ -73,13 +76,20 @@ pub fn load(path: &Path) -> Loaded {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Loaded { config: Config::default(), keymap: Keymap::default(), warnings: vec![] };
+            return Loaded {
+                config: Config::default(),
+                keymap: Keymap::default(),
+                warnings: vec![],
+            };
         }
         Err(err) => {
             return Loaded {
                 config: Config::default(),
                 keymap: Keymap::default(),
-                warnings: vec![format!("config {}: cannot read: {err}; using defaults", path.display())],
+                warnings: vec![format!(
+                    "config {}: cannot read: {err}; using defaults",
+                    path.display()
+                )],
             };
         }
     };
@@ -91,19 +101,37 @@ pub fn parse(text: &str, path: &Path) -> Loaded {
         Ok(config) => config,
         Err(err) => {
             let line = err.span().map_or(1, |s| line_of(text, s.start));
-            let message = format!("config error in {} line {line}: {}; using defaults", path.display(), err.message());
-            return Loaded { config: Config::default(), keymap: Keymap::default(), warnings: vec![message] };
+            let message = format!(
+                "config error in {} line {line}: {}; using defaults",
+                path.display(),
+                err.message()
+            );
+            return Loaded {
+                config: Config::default(),
+                keymap: Keymap::default(),
+                warnings: vec![message],
+            };
         }
     };
     let mut keymap = Keymap::default();
     let mut warnings = Vec::new();
     for (key, command) in &config.keys {
         if let Err(err) = keymap.bind(key, command) {
-            let line = text.find(&format!("\"{key}\"")).or_else(|| text.find(key.as_str())).map_or(1, |b| line_of(text, b));
-            warnings.push(format!("config error in {} line {line}: key {key:?}: {err}", path.display()));
+            let line = text
+                .find(&format!("\"{key}\""))
+                .or_else(|| text.find(key.as_str()))
+                .map_or(1, |b| line_of(text, b));
+            warnings.push(format!(
+                "config error in {} line {line}: key {key:?}: {err}",
+                path.display()
+            ));
         }
     }
-    Loaded { config, keymap, warnings }
+    Loaded {
+        config,
+        keymap,
+        warnings,
+    }
 }
 
 #[cfg(test)]
@@ -113,9 +141,16 @@ mod tests {
 
     #[test]
     fn bad_syntax_names_file_and_line_and_falls_back() {
-        let loaded = parse("theme = \"light\"\ntab_width = \"wide\"\n", Path::new("/c/config.toml"));
+        let loaded = parse(
+            "theme = \"light\"\ntab_width = \"wide\"\n",
+            Path::new("/c/config.toml"),
+        );
         assert_eq!(loaded.warnings.len(), 1);
-        assert!(loaded.warnings[0].contains("/c/config.toml line 2"), "{}", loaded.warnings[0]);
+        assert!(
+            loaded.warnings[0].contains("/c/config.toml line 2"),
+            "{}",
+            loaded.warnings[0]
+        );
         assert_eq!(loaded.config.theme, "dark");
     }
 
@@ -124,10 +159,21 @@ mod tests {
         let text = "theme = \"light\"\n[keys]\n\"C-k\" = \"save\"\n\"C-j\" = \"nope\"\n";
         let loaded = parse(text, Path::new("c.toml"));
         assert_eq!(loaded.config.theme, "light");
-        assert_eq!(loaded.keymap.command_for(&Key::ctrl('k')).unwrap().name, "save");
+        assert_eq!(
+            loaded.keymap.command_for(&Key::ctrl('k')).unwrap().name,
+            "save"
+        );
         assert_eq!(loaded.warnings.len(), 1);
-        assert!(loaded.warnings[0].contains("line 4"), "{}", loaded.warnings[0]);
+        assert!(
+            loaded.warnings[0].contains("line 4"),
+            "{}",
+            loaded.warnings[0]
+        );
         let unknown = parse("colour = 1\n", Path::new("c.toml"));
-        assert!(unknown.warnings[0].contains("line 1"), "{}", unknown.warnings[0]);
+        assert!(
+            unknown.warnings[0].contains("line 1"),
+            "{}",
+            unknown.warnings[0]
+        );
     }
 }

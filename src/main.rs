@@ -17,7 +17,11 @@ use pie_edit::replay::Script;
 use pie_edit::ui::Theme;
 
 #[derive(Parser)]
-#[command(name = "pie-edit", version, about = "A terminal code editor with live next-line prediction")]
+#[command(
+    name = "pie-edit",
+    version,
+    about = "A terminal code editor with live next-line prediction"
+)]
 struct Cli {
     /// File to edit; a path that does not exist yet is created on first save.
     file: Option<PathBuf>,
@@ -34,7 +38,12 @@ struct Cli {
     #[arg(long, value_name = "FILE.keys")]
     replay: Option<PathBuf>,
     /// Screen size for --replay, as COLSxROWS.
-    #[arg(long, value_name = "COLSxROWS", default_value = "80x24", requires = "replay")]
+    #[arg(
+        long,
+        value_name = "COLSxROWS",
+        default_value = "80x24",
+        requires = "replay"
+    )]
     size: String,
     #[command(subcommand)]
     command: Option<Command>,
@@ -66,17 +75,30 @@ fn init_logging() -> Option<PathBuf> {
     let dir = config::data_dir();
     std::fs::create_dir_all(&dir).ok()?;
     let path = dir.join("pie-edit.log");
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok()?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .ok()?;
     let filter = tracing_subscriber::EnvFilter::try_from_env("PIE_EDIT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Logs never go to the terminal: it belongs to the editor.
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(std::sync::Mutex::new(file)).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .init();
     Some(path)
 }
 
 fn parse_size(text: &str) -> anyhow::Result<(u16, u16)> {
-    let (w, h) = text.split_once('x').context("--size must look like 80x24")?;
-    Ok((w.parse().context("bad --size width")?, h.parse().context("bad --size height")?))
+    let (w, h) = text
+        .split_once('x')
+        .context("--size must look like 80x24")?;
+    Ok((
+        w.parse().context("bad --size width")?,
+        h.parse().context("bad --size height")?,
+    ))
 }
 
 /// Write every modified buffer to a recovery file; returns the paths.
@@ -86,8 +108,13 @@ fn write_recovery(app: &App) -> Vec<PathBuf> {
         return vec![];
     }
     let dir = config::data_dir().join("recovery");
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let name = doc.path().and_then(Path::file_name).map_or_else(|| "scratch".into(), |n| n.to_string_lossy().into_owned());
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = doc
+        .path()
+        .and_then(Path::file_name)
+        .map_or_else(|| "scratch".into(), |n| n.to_string_lossy().into_owned());
     let path = dir.join(format!("{name}.{stamp}.{}.recovered", std::process::id()));
     let written = std::fs::create_dir_all(&dir).and_then(|_| {
         let mut file = std::fs::File::create(&path)?;
@@ -99,14 +126,20 @@ fn write_recovery(app: &App) -> Vec<PathBuf> {
     match written {
         Ok(()) => vec![path],
         Err(err) => {
-            eprintln!("pie-edit: could not write recovery file {}: {err}", path.display());
+            eprintln!(
+                "pie-edit: could not write recovery file {}: {err}",
+                path.display()
+            );
             vec![]
         }
     }
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Some(Command::Model { action: ModelAction::Fetch { preset } }) = &cli.command {
+    if let Some(Command::Model {
+        action: ModelAction::Fetch { preset },
+    }) = &cli.command
+    {
         model_fetch(preset.as_deref())?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -126,7 +159,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let script = match &cli.replay {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
             Some(Script::parse(&text).with_context(|| format!("in {}", path.display()))?)
         }
         None => None,
@@ -156,7 +190,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let outcome = if let Some(script) = &script {
         let (width, height) = parse_size(&cli.size)?;
         let mut terminal = Terminal::new(TestBackend::new(width, height))?;
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| app.run(&mut terminal, ReplayEvents::new(script))))
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            app.run(&mut terminal, ReplayEvents::new(script))
+        }))
     } else {
         let mut terminal = ratatui::init();
         let _ = crossterm::execute!(
@@ -170,7 +206,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let _ = out.flush();
         }));
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &cli.record {
-            Some(path) => Recorder::new(TerminalEvents, path).and_then(|source| app.run(&mut terminal, source)),
+            Some(path) => Recorder::new(TerminalEvents, path)
+                .and_then(|source| app.run(&mut terminal, source)),
             None => app.run(&mut terminal, TerminalEvents),
         }));
         let _ = crossterm::execute!(
@@ -185,9 +222,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Ok(result) => result?,
         Err(_) => {
             // The panic hook has restored the terminal and printed the panic.
-            eprintln!("pie-edit crashed (log: {})", log_path.map_or_else(|| "none".into(), |p| p.display().to_string()));
+            eprintln!(
+                "pie-edit crashed (log: {})",
+                log_path.map_or_else(|| "none".into(), |p| p.display().to_string())
+            );
             for path in write_recovery(&app) {
-                eprintln!("pie-edit: unsaved changes were written to {}", path.display());
+                eprintln!(
+                    "pie-edit: unsaved changes were written to {}",
+                    path.display()
+                );
             }
             return Ok(ExitCode::from(101));
         }

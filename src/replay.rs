@@ -45,17 +45,31 @@ pub struct ScriptError {
 
 fn mouse(kind: MouseEventKind, args: &str) -> Result<MouseEvent, String> {
     let (col, row) = args.split_once(',').ok_or("expected COL,ROW")?;
-    let column = col.trim().parse().map_err(|_| format!("bad column {col:?}"))?;
+    let column = col
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad column {col:?}"))?;
     let row = row.trim().parse().map_err(|_| format!("bad row {row:?}"))?;
-    Ok(MouseEvent { kind, column, row, modifiers: KeyModifiers::NONE })
+    Ok(MouseEvent {
+        kind,
+        column,
+        row,
+        modifiers: KeyModifiers::NONE,
+    })
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("bad duration {text:?} (expected e.g. 200ms or 2s)");
     if let Some(ms) = text.strip_suffix("ms") {
-        ms.trim().parse().map(Duration::from_millis).map_err(|_| bad())
+        ms.trim()
+            .parse()
+            .map(Duration::from_millis)
+            .map_err(|_| bad())
     } else if let Some(s) = text.strip_suffix('s') {
-        s.trim().parse::<f64>().map(Duration::from_secs_f64).map_err(|_| bad())
+        s.trim()
+            .parse::<f64>()
+            .map(Duration::from_secs_f64)
+            .map_err(|_| bad())
     } else {
         Err(bad())
     }
@@ -92,10 +106,15 @@ impl Script {
     pub fn parse(text: &str) -> Result<Script, ScriptError> {
         let mut script = Script::default();
         for (index, line) in text.lines().enumerate() {
-            let err = |message: String| ScriptError { line: index + 1, message };
+            let err = |message: String| ScriptError {
+                line: index + 1,
+                message,
+            };
             if let Some(directive) = line.strip_prefix("#:") {
                 let (key, value) = directive.split_once('=').unwrap_or((directive, ""));
-                script.directives.insert(key.trim().to_string(), value.trim().to_string());
+                script
+                    .directives
+                    .insert(key.trim().to_string(), value.trim().to_string());
                 continue;
             }
             if line.starts_with('#') {
@@ -104,7 +123,9 @@ impl Script {
             let mut rest = line;
             while let Some(c) = rest.chars().next() {
                 if c == '<' {
-                    let close = rest.find('>').ok_or_else(|| err("unclosed '<' (write <lt> to type '<')".into()))?;
+                    let close = rest
+                        .find('>')
+                        .ok_or_else(|| err("unclosed '<' (write <lt> to type '<')".into()))?;
                     // `<>>` types '>': an empty bracket is not a key.
                     let (inner, consumed) = if close == 1 && rest[2..].starts_with('>') {
                         (">", 3)
@@ -114,7 +135,9 @@ impl Script {
                     script.steps.push(parse_bracket(inner).map_err(err)?);
                     rest = &rest[consumed..];
                 } else {
-                    script.steps.push(Step::Key(Key::plain(crossterm::event::KeyCode::Char(c))));
+                    script
+                        .steps
+                        .push(Step::Key(Key::plain(crossterm::event::KeyCode::Char(c))));
                     rest = &rest[c.len_utf8()..];
                 }
             }
@@ -157,9 +180,10 @@ pub fn format_event(event: &AppEvent) -> Option<String> {
             MouseEventKind::ScrollDown => Some(format!("<wheel-down:{}>", at(m))),
             _ => None,
         },
-        AppEvent::Paste(text) => {
-            Some(format!("<paste:{}>", base64::engine::general_purpose::STANDARD.encode(text.as_bytes())))
-        }
+        AppEvent::Paste(text) => Some(format!(
+            "<paste:{}>",
+            base64::engine::general_purpose::STANDARD.encode(text.as_bytes())
+        )),
         AppEvent::Wait(d) => Some(format!("<wait:{}ms>", d.as_millis())),
         AppEvent::WaitIdle => Some("<wait-idle>".into()),
         AppEvent::Resize(..) | AppEvent::Tick => None,
@@ -185,9 +209,17 @@ mod tests {
             })
             .collect();
         assert_eq!(keys, "def f():# x<>");
-        assert!(script.steps.contains(&Step::Wait(Duration::from_millis(200))));
+        assert!(
+            script
+                .steps
+                .contains(&Step::Wait(Duration::from_millis(200)))
+        );
         assert!(script.steps.contains(&Step::Key(Key::ctrl('s'))));
-        assert!(script.steps.contains(&Step::Key(Key::new(KeyCode::Right, KeyModifiers::SHIFT))));
+        assert!(
+            script
+                .steps
+                .contains(&Step::Key(Key::new(KeyCode::Right, KeyModifiers::SHIFT)))
+        );
         assert!(script.steps.contains(&Step::WaitIdle));
         assert!(script.steps.contains(&Step::Paste("a\nb".into())));
         assert!(matches!(script.steps.last(), Some(Step::Paste(_))));
@@ -197,10 +229,11 @@ mod tests {
 
     #[test]
     fn formatted_events_parse_back() {
-        let events: Vec<AppEvent> = Script::parse("ab<lt><C-s><Enter><#>x<wait:15ms><click:1,2><paste:eHk=>")
-            .unwrap()
-            .events()
-            .collect();
+        let events: Vec<AppEvent> =
+            Script::parse("ab<lt><C-s><Enter><#>x<wait:15ms><click:1,2><paste:eHk=>")
+                .unwrap()
+                .events()
+                .collect();
         let written: String = events.iter().filter_map(format_event).collect();
         let again: Vec<AppEvent> = Script::parse(&written).unwrap().events().collect();
         assert_eq!(format!("{events:?}"), format!("{again:?}"));

@@ -210,10 +210,12 @@ impl Document {
         Ok(())
     }
 
+    /// The file name without its directory, for the status line and messages.
     pub fn display_name(&self) -> String {
-        self.path
-            .as_ref()
-            .map_or_else(|| "[scratch]".to_string(), |p| p.display().to_string())
+        self.path.as_ref().and_then(|p| p.file_name()).map_or_else(
+            || "[scratch]".to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
     }
 }
 

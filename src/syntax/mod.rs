@@ -3,6 +3,7 @@
 //! for a visible byte range, and the node queries that prediction triggers
 //! need (node kind at an offset, inside a string or comment).
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -168,9 +169,10 @@ impl Syntax {
         }
     }
 
-    /// Highlight captures overlapping `bytes`, in document order. When several
-    /// patterns capture the same node the first one wins, as in tree-sitter's
-    /// own highlighter.
+    /// Highlight captures overlapping `bytes`, in document order. When
+    /// several patterns capture the same node the last one wins: the grammar
+    /// crates' queries list generic patterns (`(identifier) @variable`) before
+    /// specific ones (`function_definition name: ... @function`).
     pub fn highlights(&self, rope: &Rope, bytes: Range<usize>) -> Vec<HighlightSpan> {
         let query = self.language.highlight_query();
         let names = query.capture_names();
@@ -183,18 +185,21 @@ impl Syntax {
         };
         let mut captures = cursor.captures(query, self.tree.root_node(), text);
         let mut spans: Vec<HighlightSpan> = Vec::new();
-        let mut seen: Vec<Range<usize>> = Vec::new();
+        let mut index_of: HashMap<(usize, usize), usize> = HashMap::new();
         while let Some((matched, index)) = captures.next() {
             let capture = matched.captures[*index];
             let range = capture.node.byte_range();
-            if seen.contains(&range) {
-                continue;
+            let scope = names[capture.index as usize];
+            match index_of.get(&(range.start, range.end)) {
+                Some(&i) => spans[i].scope = scope,
+                None => {
+                    index_of.insert((range.start, range.end), spans.len());
+                    spans.push(HighlightSpan {
+                        bytes: range,
+                        scope,
+                    });
+                }
             }
-            seen.push(range.clone());
-            spans.push(HighlightSpan {
-                bytes: range,
-                scope: names[capture.index as usize],
-            });
         }
         spans
     }
@@ -286,6 +291,19 @@ mod tests {
         assert_eq!(scope_of("let"), Some("keyword"));
         assert_eq!(scope_of("\"hi\""), Some("string"));
         assert_eq!(scope_of("// note"), Some("comment"));
+        assert_eq!(scope_of("main"), Some("function"));
+        let py = Rope::from_str("def greet(x):\n    return len(x)\n");
+        let py_syntax = Syntax::new(Language::Python, &py).unwrap();
+        let py_spans = py_syntax.highlights(&py, 0..py.len_bytes());
+        let py_scope = |text: &str| {
+            let start = py.to_string().find(text).unwrap();
+            py_spans
+                .iter()
+                .find(|s| s.bytes.start == start)
+                .map(|s| s.scope)
+        };
+        assert_eq!(py_scope("greet"), Some("function"));
+        assert_eq!(py_scope("len"), Some("function.builtin"));
         let second_line = syntax.highlights(&rope, 12..40);
         assert!(second_line.iter().all(|s| s.bytes.end > 12));
         assert!(!second_line.iter().any(|s| s.bytes.start == 0));

@@ -31,9 +31,19 @@ pub fn layout(area: Rect, editor: &Editor) -> ScreenLayout {
     let gutter_width = (editor.gutter_width() as u16).min(area.width / 2);
     ScreenLayout {
         gutter: Rect::new(area.x, area.y, gutter_width, text_height),
-        text: Rect::new(area.x + gutter_width, area.y, area.width - gutter_width, text_height),
+        text: Rect::new(
+            area.x + gutter_width,
+            area.y,
+            area.width - gutter_width,
+            text_height,
+        ),
         status: Rect::new(area.x, area.y + text_height, area.width, area.height.min(1)),
-        prompt: Rect::new(area.x, area.y + text_height + 1, area.width, area.height.saturating_sub(1).min(1)),
+        prompt: Rect::new(
+            area.x,
+            area.y + text_height + 1,
+            area.width,
+            area.height.saturating_sub(1).min(1),
+        ),
     }
 }
 
@@ -51,7 +61,13 @@ pub fn render(frame: &mut Frame, editor: &Editor, theme: &Theme, overlay: Overla
     let area = frame.area();
     let screen = layout(area, editor);
     let cursor = draw_text(frame.buffer_mut(), &screen, editor, theme, overlay.ghost);
-    draw_status(frame.buffer_mut(), screen.status, editor, theme, overlay.prediction_status);
+    draw_status(
+        frame.buffer_mut(),
+        screen.status,
+        editor,
+        theme,
+        overlay.prediction_status,
+    );
     let prompt_cursor = draw_prompt(frame.buffer_mut(), screen.prompt, editor, theme);
     if editor.help_scroll.is_some() {
         draw_help(frame, area, editor, theme);
@@ -105,7 +121,11 @@ fn draw_text(
     let last = (first + area.height as usize).min(total_lines);
     let spans = editor.doc.syntax().map(|syntax| {
         let start = rope.line_to_byte(first);
-        let end = if last < total_lines { rope.line_to_byte(last) } else { rope.len_bytes() };
+        let end = if last < total_lines {
+            rope.line_to_byte(last)
+        } else {
+            rope.len_bytes()
+        };
         syntax.highlights(rope, start..end)
     });
     let ghost_lines: Vec<&str> = ghost.map(|g| g.split('\n').collect()).unwrap_or_default();
@@ -116,10 +136,28 @@ fn draw_text(
     while row < area.height && line < total_lines {
         let y = area.y + row;
         let is_cursor_line = line == cursor_line;
-        let base = if is_cursor_line { theme.text.patch(theme.current_line) } else { theme.text };
-        let number = format!("{:>w$} ", line + 1, w = screen.gutter.width.saturating_sub(1) as usize);
-        let gutter_style = if is_cursor_line { theme.gutter_current } else { theme.gutter };
-        buf.set_stringn(screen.gutter.x, y, &number, screen.gutter.width as usize, gutter_style);
+        let base = if is_cursor_line {
+            theme.text.patch(theme.current_line)
+        } else {
+            theme.text
+        };
+        let number = format!(
+            "{:>w$} ",
+            line + 1,
+            w = screen.gutter.width.saturating_sub(1) as usize
+        );
+        let gutter_style = if is_cursor_line {
+            theme.gutter_current
+        } else {
+            theme.gutter
+        };
+        buf.set_stringn(
+            screen.gutter.x,
+            y,
+            &number,
+            screen.gutter.width as usize,
+            gutter_style,
+        );
         if is_cursor_line {
             buf.set_style(Rect::new(area.x, y, area.width, 1), base);
         }
@@ -145,7 +183,15 @@ fn draw_text(
         let draw_at = |col: usize, g: &str, w: usize, style: Style, buf: &mut Buffer| {
             if col + w > scroll && col < scroll + area.width as usize {
                 let x = area.x as usize + col.saturating_sub(scroll);
-                put(buf, x as u16, y, right, g, w - scroll.saturating_sub(col).min(w), style);
+                put(
+                    buf,
+                    x as u16,
+                    y,
+                    right,
+                    g,
+                    w - scroll.saturating_sub(col).min(w),
+                    style,
+                );
             }
         };
         let graphemes: Vec<&str> = text.graphemes(true).collect();
@@ -200,7 +246,15 @@ fn draw_text(
                     let w = grapheme_width(gg, col, tab);
                     if col + w > scroll && col < scroll + area.width as usize {
                         let x = area.x as usize + col.saturating_sub(scroll);
-                        put(buf, x as u16, y, right, gg, w, theme.text.patch(theme.ghost));
+                        put(
+                            buf,
+                            x as u16,
+                            y,
+                            right,
+                            gg,
+                            w,
+                            theme.text.patch(theme.ghost),
+                        );
                     }
                     col += w;
                 }
@@ -218,22 +272,40 @@ fn draw_status(buf: &mut Buffer, area: Rect, editor: &Editor, theme: &Theme, pre
     }
     buf.set_style(area, theme.status);
     let (line, col) = editor.cursor_line_col();
-    let visual = crate::text::width::visual_col(&line_text(editor.rope(), line), col, editor.options.tab_width);
-    let name = editor.doc.path().and_then(|p| p.file_name()).map_or_else(
-        || "[scratch]".to_string(),
-        |n| n.to_string_lossy().into_owned(),
+    let visual = crate::text::width::visual_col(
+        &line_text(editor.rope(), line),
+        col,
+        editor.options.tab_width,
     );
+    let name = editor.doc.display_name();
     let modified = if editor.doc.is_modified() { " [+]" } else { "" };
     let language = editor.doc.language().map_or("Plain", |l| l.name());
-    let crlf = if editor.doc.line_ending() == crate::editor::LineEnding::CrLf { "  CRLF" } else { "" };
+    let crlf = if editor.doc.line_ending() == crate::editor::LineEnding::CrLf {
+        "  CRLF"
+    } else {
+        ""
+    };
     let left = format!(" {name}{modified}");
-    let right = format!("{prediction}  {}:{}  {language}{crlf}  F1 help ", line + 1, visual + 1);
-    let style = if editor.doc.is_modified() { theme.status_modified } else { theme.status };
+    let right = format!(
+        "{prediction}  {}:{}  {language}{crlf}  F1 help ",
+        line + 1,
+        visual + 1
+    );
+    let style = if editor.doc.is_modified() {
+        theme.status_modified
+    } else {
+        theme.status
+    };
     buf.set_stringn(area.x, area.y, &left, area.width as usize, style);
     let right_width = str_width(&right, 1) as u16;
     let left_width = str_width(&left, 1) as u16;
     if right_width + left_width < area.width {
-        buf.set_string(area.x + area.width - right_width, area.y, &right, theme.status);
+        buf.set_string(
+            area.x + area.width - right_width,
+            area.y,
+            &right,
+            theme.status,
+        );
     }
 }
 
@@ -271,7 +343,12 @@ fn draw_help(frame: &mut Frame, area: Rect, editor: &Editor, theme: &Theme) {
         area.height.saturating_sub(2 * margin_y),
     );
     let table = editor.keymap.key_table();
-    let key_width = table.iter().map(|(k, _, _)| k.len()).max().unwrap_or(0).min(24);
+    let key_width = table
+        .iter()
+        .map(|(k, _, _)| k.len())
+        .max()
+        .unwrap_or(0)
+        .min(24);
     let lines: Vec<Line> = table
         .iter()
         .skip(editor.help_scroll.unwrap_or(0))

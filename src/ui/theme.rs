@@ -9,8 +9,10 @@ use std::str::FromStr;
 use ratatui::style::{Color, Modifier, Style};
 use serde::Deserialize;
 
-const BUILTIN: &[(&str, &str)] =
-    &[("dark", include_str!("../../themes/dark.toml")), ("light", include_str!("../../themes/light.toml"))];
+const BUILTIN: &[(&str, &str)] = &[
+    ("dark", include_str!("../../themes/dark.toml")),
+    ("light", include_str!("../../themes/light.toml")),
+];
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,15 +90,23 @@ impl Theme {
     /// Parse theme TOML; `origin` names the file in error messages.
     pub fn parse(text: &str, origin: &str) -> Result<Theme, String> {
         let file: ThemeFile = toml::from_str(text).map_err(|err| {
-            let line = err.span().map_or(1, |s| text[..s.start].matches('\n').count() + 1);
+            let line = err
+                .span()
+                .map_or(1, |s| text[..s.start].matches('\n').count() + 1);
             format!("theme {origin} line {line}: {}", err.message())
         })?;
         let ui = |key: &str| -> Result<Style, String> {
-            file.ui.get(key).map_or(Ok(Style::default()), to_style).map_err(|e| format!("theme {origin}: ui.{key}: {e}"))
+            file.ui
+                .get(key)
+                .map_or(Ok(Style::default()), to_style)
+                .map_err(|e| format!("theme {origin}: ui.{key}: {e}"))
         };
         let mut syntax = HashMap::new();
         for (scope, def) in &file.syntax {
-            syntax.insert(scope.clone(), to_style(def).map_err(|e| format!("theme {origin}: syntax.{scope}: {e}"))?);
+            syntax.insert(
+                scope.clone(),
+                to_style(def).map_err(|e| format!("theme {origin}: syntax.{scope}: {e}"))?,
+            );
         }
         Ok(Theme {
             name: file.name.unwrap_or_else(|| origin.to_string()),
@@ -117,7 +127,10 @@ impl Theme {
     }
 
     pub fn builtin(name: &str) -> Option<Theme> {
-        BUILTIN.iter().find(|(n, _)| *n == name).map(|(n, text)| Theme::parse(text, n).expect("built-in theme is valid"))
+        BUILTIN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(n, text)| Theme::parse(text, n).expect("built-in theme is valid"))
     }
 
     pub fn default_dark() -> Theme {
@@ -131,10 +144,13 @@ impl Theme {
         let file = if spec.contains('/') || spec.ends_with(".toml") {
             Some(as_path)
         } else {
-            user_dir.map(|d| d.join(format!("{spec}.toml"))).filter(|p| p.exists())
+            user_dir
+                .map(|d| d.join(format!("{spec}.toml")))
+                .filter(|p| p.exists())
         };
         if let Some(path) = file {
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("theme {}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("theme {}: {e}", path.display()))?;
             return Theme::parse(&text, &path.display().to_string());
         }
         Theme::builtin(spec).ok_or_else(|| {
@@ -164,11 +180,18 @@ mod tests {
         let dark = Theme::load("dark", None).unwrap();
         let light = Theme::load("light", None).unwrap();
         assert_ne!(dark.text.bg, light.text.bg);
-        assert_eq!(dark.syntax_style("function.method"), dark.syntax_style("function"));
+        assert_eq!(
+            dark.syntax_style("function.method"),
+            dark.syntax_style("function")
+        );
         assert!(dark.syntax_style("punctuation.bracket").is_some());
         assert!(dark.syntax_style("nonexistent").is_none());
         assert!(dark.ghost.fg.is_some());
-        assert!(Theme::load("nope", None).unwrap_err().contains("unknown theme"));
+        assert!(
+            Theme::load("nope", None)
+                .unwrap_err()
+                .contains("unknown theme")
+        );
         let err = Theme::parse("[ui]\ntext = { fg = \"#zz\" }\n", "t.toml").unwrap_err();
         assert!(err.contains("ui.text"), "{err}");
     }
