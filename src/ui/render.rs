@@ -286,20 +286,42 @@ fn draw_status(buf: &mut Buffer, area: Rect, editor: &Editor, theme: &Theme, pre
         ""
     };
     let left = format!(" {name}{modified}");
-    let right = format!(
-        "{prediction}  {}:{}  {language}{crlf}  F1 help ",
-        line + 1,
-        visual + 1
-    );
     let style = if editor.doc.is_modified() {
         theme.status_modified
     } else {
         theme.status
     };
     buf.set_stringn(area.x, area.y, &left, area.width as usize, style);
+    // Right-hand pieces in display order, each with a priority: on a narrow
+    // terminal the least important are left out first.
+    let position = format!("{}:{}", line + 1, visual + 1);
+    let pieces: [(&str, u8); 5] = [
+        (prediction, 1),
+        (&position, 0),
+        (language, 2),
+        (crlf.trim(), 3),
+        ("F1 help", 4),
+    ];
+    let room = (area.width as usize).saturating_sub(str_width(&left, 1) + 2);
+    let mut keep = [false; 5];
+    let mut used = 0;
+    for priority in 0..5u8 {
+        for (i, (text, p)) in pieces.iter().enumerate() {
+            let width = str_width(text, 1);
+            if *p == priority && width > 0 && used + width + 2 <= room {
+                keep[i] = true;
+                used += width + 2;
+            }
+        }
+    }
+    let right: String = pieces
+        .iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|((text, _), _)| format!("{text}  "))
+        .collect();
     let right_width = str_width(&right, 1) as u16;
-    let left_width = str_width(&left, 1) as u16;
-    if right_width + left_width < area.width {
+    if right_width > 0 && right_width < area.width {
         buf.set_string(
             area.x + area.width - right_width,
             area.y,
