@@ -1,1 +1,253 @@
-fn main() {}
+//! pie-edit command line: open a file in the terminal editor, replay or
+//! record keystroke scripts, manage models.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+use pie_edit::app::{App, Recorder, ReplayEvents, TerminalEvents};
+use pie_edit::config;
+use pie_edit::editor::{Document, Editor};
+use pie_edit::replay::Script;
+use pie_edit::ui::Theme;
+
+#[derive(Parser)]
+#[command(
+    name = "pie-edit",
+    version,
+    about = "A terminal code editor with live next-line prediction"
+)]
+struct Cli {
+    /// File to edit; a path that does not exist yet is created on first save.
+    file: Option<PathBuf>,
+    /// Theme name (dark, light, or a file in the config dir's themes/) or a theme file path.
+    #[arg(long)]
+    theme: Option<String>,
+    /// Config file to use instead of the default location.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Record this session's keys, with timings, to a replayable .keys script.
+    #[arg(long, value_name = "FILE.keys", conflicts_with = "replay")]
+    record: Option<PathBuf>,
+    /// Replay a .keys script headless and print the final buffer.
+    #[arg(long, value_name = "FILE.keys")]
+    replay: Option<PathBuf>,
+    /// Screen size for --replay, as COLSxROWS.
+    #[arg(
+        long,
+        value_name = "COLSxROWS",
+        default_value = "80x24",
+        requires = "replay"
+    )]
+    size: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Language models for predictions.
+    Model {
+        #[command(subcommand)]
+        action: ModelAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelAction {
+    /// Download a model preset into the data directory.
+    Fetch {
+        /// Which preset (default: the built-in default model).
+        preset: Option<String>,
+    },
+}
+
+fn model_fetch(_preset: Option<&str>) -> anyhow::Result<()> {
+    anyhow::bail!("model fetch: not yet available")
+}
+
+fn init_logging() -> Option<PathBuf> {
+    let dir = config::data_dir();
+    std::fs::create_dir_all(&dir).ok()?;
+    let path = dir.join("pie-edit.log");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .ok()?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PIE_EDIT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Logs never go to the terminal: it belongs to the editor.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .init();
+    Some(path)
+}
+
+fn parse_size(text: &str) -> anyhow::Result<(u16, u16)> {
+    let (w, h) = text
+        .split_once('x')
+        .context("--size must look like 80x24")?;
+    Ok((
+        w.parse().context("bad --size width")?,
+        h.parse().context("bad --size height")?,
+    ))
+}
+
+/// Write every modified buffer to a recovery file; returns the paths.
+fn write_recovery(app: &App) -> Vec<PathBuf> {
+    let doc = &app.editor.doc;
+    if !doc.is_modified() {
+        return vec![];
+    }
+    let dir = config::data_dir().join("recovery");
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = doc
+        .path()
+        .and_then(Path::file_name)
+        .map_or_else(|| "scratch".into(), |n| n.to_string_lossy().into_owned());
+    let path = dir.join(format!("{name}.{stamp}.{}.recovered", std::process::id()));
+    let written = std::fs::create_dir_all(&dir).and_then(|_| {
+        let mut file = std::fs::File::create(&path)?;
+        for chunk in doc.rope().chunks() {
+            file.write_all(chunk.as_bytes())?;
+        }
+        file.sync_all()
+    });
+    match written {
+        Ok(()) => vec![path],
+        Err(err) => {
+            eprintln!(
+                "pie-edit: could not write recovery file {}: {err}",
+                path.display()
+            );
+            vec![]
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(Command::Model {
+        action: ModelAction::Fetch { preset },
+    }) = &cli.command
+    {
+        model_fetch(preset.as_deref())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let log_path = init_logging();
+    tracing::info!(log = ?log_path, "pie-edit starting");
+
+    // Refuse bad files before touching the terminal, so the message stays visible.
+    let doc = match &cli.file {
+        Some(path) => match Document::open(path) {
+            Ok(doc) => doc,
+            Err(err) => {
+                eprintln!("pie-edit: {err}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        None => Document::from_text("", None),
+    };
+    let script = match &cli.replay {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Some(Script::parse(&text).with_context(|| format!("in {}", path.display()))?)
+        }
+        None => None,
+    };
+
+    let config_path = cli.config.clone().or_else(config::default_config_path);
+    let loaded = config_path.as_deref().map(config::load);
+    let (cfg, keymap, mut warnings) = match loaded {
+        Some(l) => (l.config, l.keymap, l.warnings),
+        None => (config::Config::default(), Default::default(), vec![]),
+    };
+    let theme_spec = cli.theme.clone().unwrap_or_else(|| cfg.theme.clone());
+    let user_themes = config::project_dirs().map(|d| d.config_dir().join("themes"));
+    let theme = Theme::load(&theme_spec, user_themes.as_deref()).unwrap_or_else(|err| {
+        warnings.push(format!("{err}; using the dark theme"));
+        Theme::default_dark()
+    });
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+        eprintln!("pie-edit: {warning}");
+    }
+
+    let mut editor = Editor::new(doc, cfg.editor_options(), keymap);
+    editor.message = warnings.first().cloned();
+    let mut app = App::new(editor, theme);
+
+    let outcome = if let Some(script) = &script {
+        let (width, height) = parse_size(&cli.size)?;
+        let mut terminal = Terminal::new(TestBackend::new(width, height))?;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            app.run(&mut terminal, ReplayEvents::new(script))
+        }))
+    } else {
+        let mut terminal = ratatui::init();
+        let _ = crossterm::execute!(
+            std::io::stdout(),
+            crossterm::event::EnableMouseCapture,
+            crossterm::event::EnableBracketedPaste
+        );
+        app.osc52_sink = Some(Box::new(|sequence: &str| {
+            let mut out = std::io::stdout();
+            let _ = out.write_all(sequence.as_bytes());
+            let _ = out.flush();
+        }));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &cli.record {
+            Some(path) => Recorder::new(TerminalEvents, path)
+                .and_then(|source| app.run(&mut terminal, source)),
+            None => app.run(&mut terminal, TerminalEvents),
+        }));
+        let _ = crossterm::execute!(
+            std::io::stdout(),
+            crossterm::event::DisableMouseCapture,
+            crossterm::event::DisableBracketedPaste
+        );
+        ratatui::restore();
+        result
+    };
+    match outcome {
+        Ok(result) => result?,
+        Err(_) => {
+            // The panic hook has restored the terminal and printed the panic.
+            eprintln!(
+                "pie-edit crashed (log: {})",
+                log_path.map_or_else(|| "none".into(), |p| p.display().to_string())
+            );
+            for path in write_recovery(&app) {
+                eprintln!(
+                    "pie-edit: unsaved changes were written to {}",
+                    path.display()
+                );
+            }
+            return Ok(ExitCode::from(101));
+        }
+    }
+    if script.is_some() {
+        print!("{}", app.editor.doc.text());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("pie-edit: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

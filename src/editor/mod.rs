@@ -1,1 +1,14 @@
-//! editor: see shared DESIGN.md for what lives here.
+//! The editor: documents, the one apply path, commands, keymap, search,
+//! clipboard and file IO. Rendering lives in `ui`, the event loop in `app`.
+
+pub mod commands;
+pub mod document;
+pub mod fileio;
+pub mod keys;
+pub mod search;
+pub mod state;
+
+pub use commands::{COMMANDS, Command, Keymap};
+pub use document::{Change, Document, LineEnding};
+pub use keys::Key;
+pub use state::{Editor, EditorOptions, Prompt, PromptKind};

@@ -1,1 +1,327 @@
-//! syntax: see shared DESIGN.md for what lives here.
+//! Syntax: tree-sitter trees for Python and Rust, kept current by feeding
+//! every edit's `InputEdit` and reparsing incrementally, highlight captures
+//! for a visible byte range, and the node queries that prediction triggers
+//! need (node kind at an offset, inside a string or comment).
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use ropey::Rope;
+use tree_sitter::{InputEdit, Node, Parser, Point, Query, QueryCursor, StreamingIterator, Tree};
+
+use crate::text::Edit;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Language {
+    Python,
+    Rust,
+}
+
+impl Language {
+    pub fn from_path(path: &Path) -> Option<Language> {
+        match path.extension()?.to_str()? {
+            "py" | "pyi" => Some(Language::Python),
+            "rs" => Some(Language::Rust),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Language::Python => "Python",
+            Language::Rust => "Rust",
+        }
+    }
+
+    /// Columns per indent level (PEP 8 and rustfmt both use 4).
+    pub fn indent_width(self) -> usize {
+        4
+    }
+
+    /// The char that, ending a line, opens a block: Enter indents one more
+    /// level after it.
+    pub fn block_opener(self) -> char {
+        match self {
+            Language::Python => ':',
+            Language::Rust => '{',
+        }
+    }
+
+    fn ts_language(self) -> tree_sitter::Language {
+        match self {
+            Language::Python => tree_sitter_python::LANGUAGE.into(),
+            Language::Rust => tree_sitter_rust::LANGUAGE.into(),
+        }
+    }
+
+    /// The grammar crate's own highlight query, compiled once per process
+    /// (the Rust one takes milliseconds to compile).
+    fn highlight_query(self) -> &'static Query {
+        static PYTHON: OnceLock<Query> = OnceLock::new();
+        static RUST: OnceLock<Query> = OnceLock::new();
+        let (cell, source) = match self {
+            Language::Python => (&PYTHON, tree_sitter_python::HIGHLIGHTS_QUERY),
+            Language::Rust => (&RUST, tree_sitter_rust::HIGHLIGHTS_QUERY),
+        };
+        cell.get_or_init(|| {
+            Query::new(&self.ts_language(), source).expect("grammar crate ships a valid query")
+        })
+    }
+}
+
+/// One highlighted byte range and its capture name (`keyword`,
+/// `function.method`, ...), which themes map to styles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HighlightSpan {
+    pub bytes: Range<usize>,
+    pub scope: &'static str,
+}
+
+pub struct Syntax {
+    language: Language,
+    parser: Parser,
+    tree: Tree,
+}
+
+impl std::fmt::Debug for Syntax {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Syntax")
+            .field("language", &self.language)
+            .finish()
+    }
+}
+
+fn read_rope(rope: &Rope, byte: usize) -> &[u8] {
+    if byte >= rope.len_bytes() {
+        return &[];
+    }
+    let (chunk, chunk_start, _, _) = rope.chunk_at_byte(byte);
+    &chunk.as_bytes()[byte - chunk_start..]
+}
+
+fn point_at(rope: &Rope, byte: usize) -> Point {
+    let row = rope.byte_to_line(byte);
+    Point {
+        row,
+        column: byte - rope.line_to_byte(row),
+    }
+}
+
+/// The tree-sitter form of `edit`, computed from the rope as it was
+/// *before* the edit was applied.
+pub fn input_edit(old_rope: &Rope, edit: &Edit) -> InputEdit {
+    let start_position = point_at(old_rope, edit.start_byte);
+    let old_end_position = point_at(old_rope, edit.old_end_byte);
+    let new_end_position = match edit.inserted.rfind('\n') {
+        Some(last_nl) => Point {
+            row: start_position.row + edit.inserted.matches('\n').count(),
+            column: edit.inserted.len() - last_nl - 1,
+        },
+        None => Point {
+            row: start_position.row,
+            column: start_position.column + edit.inserted.len(),
+        },
+    };
+    InputEdit {
+        start_byte: edit.start_byte,
+        old_end_byte: edit.old_end_byte,
+        new_end_byte: edit.new_end_byte(),
+        start_position,
+        old_end_position,
+        new_end_position,
+    }
+}
+
+impl Syntax {
+    pub fn new(language: Language, rope: &Rope) -> anyhow::Result<Syntax> {
+        let mut parser = Parser::new();
+        parser.set_language(&language.ts_language())?;
+        let tree = parser
+            .parse_with_options(&mut |byte, _| read_rope(rope, byte), None, None)
+            .ok_or_else(|| anyhow::anyhow!("tree-sitter could not parse the buffer"))?;
+        Ok(Syntax {
+            language,
+            parser,
+            tree,
+        })
+    }
+
+    pub fn language(&self) -> Language {
+        self.language
+    }
+
+    pub fn tree(&self) -> &Tree {
+        &self.tree
+    }
+
+    /// Tell the old tree what changed, then reparse reusing it: only the
+    /// region around the edit is re-lexed.
+    pub fn edit(&mut self, input: &InputEdit, new_rope: &Rope) {
+        self.tree.edit(input);
+        if let Some(tree) = self.parser.parse_with_options(
+            &mut |byte, _| read_rope(new_rope, byte),
+            Some(&self.tree),
+            None,
+        ) {
+            self.tree = tree;
+        }
+    }
+
+    /// Highlight captures overlapping `bytes`, in document order. When
+    /// several patterns capture the same node the last one wins: the grammar
+    /// crates' queries list generic patterns (`(identifier) @variable`) before
+    /// specific ones (`function_definition name: ... @function`).
+    pub fn highlights(&self, rope: &Rope, bytes: Range<usize>) -> Vec<HighlightSpan> {
+        let query = self.language.highlight_query();
+        let names = query.capture_names();
+        let mut cursor = QueryCursor::new();
+        cursor.set_byte_range(bytes);
+        let text = |node: Node| {
+            rope.byte_slice(node.byte_range())
+                .chunks()
+                .map(str::as_bytes)
+        };
+        let mut captures = cursor.captures(query, self.tree.root_node(), text);
+        let mut spans: Vec<HighlightSpan> = Vec::new();
+        let mut index_of: HashMap<(usize, usize), usize> = HashMap::new();
+        while let Some((matched, index)) = captures.next() {
+            let capture = matched.captures[*index];
+            let range = capture.node.byte_range();
+            let scope = names[capture.index as usize];
+            match index_of.get(&(range.start, range.end)) {
+                Some(&i) => spans[i].scope = scope,
+                None => {
+                    index_of.insert((range.start, range.end), spans.len());
+                    spans.push(HighlightSpan {
+                        bytes: range,
+                        scope,
+                    });
+                }
+            }
+        }
+        spans
+    }
+
+    /// Kind of the smallest node at `byte` (for trigger rules).
+    pub fn node_kind_at(&self, byte: usize) -> Option<&'static str> {
+        self.tree
+            .root_node()
+            .descendant_for_byte_range(byte, byte)
+            .map(|n| n.kind())
+    }
+
+    /// Whether a cursor at `byte` sits inside a string or a comment: strictly
+    /// between a string's quotes, or anywhere after a comment's start up to its
+    /// end (a cursor at the end of a `# ...` line is still in the comment).
+    pub fn in_string_or_comment(&self, byte: usize) -> bool {
+        let lookup = byte.saturating_sub(1);
+        let mut node = self
+            .tree
+            .root_node()
+            .descendant_for_byte_range(lookup, byte);
+        while let Some(n) = node {
+            let kind = n.kind();
+            if kind.contains("comment") && n.start_byte() < byte && byte <= n.end_byte() {
+                return true;
+            }
+            if is_string_kind(kind)
+                && n.start_byte() < byte
+                && (byte < n.end_byte() || n.has_error())
+            {
+                return true;
+            }
+            node = n.parent();
+        }
+        false
+    }
+}
+
+fn is_string_kind(kind: &str) -> bool {
+    matches!(
+        kind,
+        "string" | "string_literal" | "raw_string_literal" | "char_literal" | "concatenated_string"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(rope: &mut Rope, syntax: &mut Syntax, edit: Edit) {
+        let input = input_edit(rope, &edit);
+        edit.apply_to(rope);
+        syntax.edit(&input, rope);
+    }
+
+    #[test]
+    fn incremental_reparse_equals_a_fresh_parse() {
+        let mut rope = Rope::from_str("def f(x):\n    return x\n\nprint(f(1))\n");
+        let mut syntax = Syntax::new(Language::Python, &rope).unwrap();
+        let edits = [
+            (10, 10, "    y = 'é'\n"),
+            (0, 3, "async def"),
+            (4, 4, "\n\n"),
+        ];
+        for (start, end, text) in edits {
+            let edit = Edit::replace(&rope, start, end, text);
+            apply(&mut rope, &mut syntax, edit);
+            let fresh = Syntax::new(Language::Python, &rope).unwrap();
+            assert_eq!(
+                syntax.tree().root_node().to_sexp(),
+                fresh.tree().root_node().to_sexp()
+            );
+        }
+    }
+
+    #[test]
+    fn highlights_keywords_and_strings_in_range() {
+        let rope = Rope::from_str("fn main() {\n    let s = \"hi\"; // note\n}\n");
+        let syntax = Syntax::new(Language::Rust, &rope).unwrap();
+        let spans = syntax.highlights(&rope, 0..rope.len_bytes());
+        let scope_of = |text: &str| {
+            let start = rope.to_string().find(text).unwrap();
+            spans
+                .iter()
+                .find(|s| s.bytes.start == start)
+                .map(|s| s.scope)
+        };
+        assert_eq!(scope_of("fn"), Some("keyword"));
+        assert_eq!(scope_of("let"), Some("keyword"));
+        assert_eq!(scope_of("\"hi\""), Some("string"));
+        assert_eq!(scope_of("// note"), Some("comment"));
+        assert_eq!(scope_of("main"), Some("function"));
+        let py = Rope::from_str("def greet(x):\n    return len(x)\n");
+        let py_syntax = Syntax::new(Language::Python, &py).unwrap();
+        let py_spans = py_syntax.highlights(&py, 0..py.len_bytes());
+        let py_scope = |text: &str| {
+            let start = py.to_string().find(text).unwrap();
+            py_spans
+                .iter()
+                .find(|s| s.bytes.start == start)
+                .map(|s| s.scope)
+        };
+        assert_eq!(py_scope("greet"), Some("function"));
+        assert_eq!(py_scope("len"), Some("function.builtin"));
+        let second_line = syntax.highlights(&rope, 12..40);
+        assert!(second_line.iter().all(|s| s.bytes.end > 12));
+        assert!(!second_line.iter().any(|s| s.bytes.start == 0));
+    }
+
+    #[test]
+    fn strings_and_comments_are_detected() {
+        let text = "x = 'abc'  # note\ny = f(x)\n";
+        let rope = Rope::from_str(text);
+        let syntax = Syntax::new(Language::Python, &rope).unwrap();
+        assert!(syntax.in_string_or_comment(text.find('b').unwrap()));
+        assert!(!syntax.in_string_or_comment(text.find("'abc'").unwrap()));
+        assert!(!syntax.in_string_or_comment(text.find("'abc'").unwrap() + 5));
+        assert!(syntax.in_string_or_comment(text.find('\n').unwrap()));
+        assert!(!syntax.in_string_or_comment(text.find("f(x)").unwrap() + 2));
+        assert_eq!(
+            syntax.node_kind_at(text.find('y').unwrap()),
+            Some("identifier")
+        );
+    }
+}

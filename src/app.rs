@@ -1,0 +1,374 @@
+//! The event loop. It is generic over where events come from (the terminal,
+//! or a replay script in tests) and over the ratatui backend (a real
+//! terminal, or a `TestBackend`), so tests drive the same code path a user
+//! does. Each iteration it also drains a channel of background messages
+//! (the prediction engine's suggestion chunks), so it never blocks on them.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use crossterm::event::{Event, KeyEvent, MouseButton, MouseEvent, MouseEventKind};
+use ratatui::Terminal;
+use ratatui::backend::Backend;
+use ratatui::layout::Rect;
+
+use crate::editor::{Change, Editor, Key};
+use crate::replay;
+use crate::ui::{self, Overlay, Theme};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppEvent {
+    Key(KeyEvent),
+    Mouse(MouseEvent),
+    Paste(String),
+    Resize(u16, u16),
+    /// Nothing happened for a while (lets timers such as a debounce fire).
+    Tick,
+    /// Let this much time pass while handling background messages (replay).
+    Wait(Duration),
+    /// Handle background messages until the app reports idle (replay).
+    WaitIdle,
+}
+
+/// What an event source returns when asked for the next event.
+pub enum Next {
+    Event(AppEvent),
+    /// Nothing arrived within the timeout.
+    Timeout,
+    /// The source is exhausted (end of a script): the loop ends.
+    End,
+}
+
+pub trait EventSource {
+    fn next_event(&mut self, timeout: Duration) -> anyhow::Result<Next>;
+}
+
+/// Events from the real terminal, through crossterm.
+pub struct TerminalEvents;
+
+impl EventSource for TerminalEvents {
+    fn next_event(&mut self, timeout: Duration) -> anyhow::Result<Next> {
+        if !crossterm::event::poll(timeout)? {
+            return Ok(Next::Timeout);
+        }
+        Ok(match crossterm::event::read()? {
+            Event::Key(key) => Next::Event(AppEvent::Key(key)),
+            Event::Mouse(mouse) => Next::Event(AppEvent::Mouse(mouse)),
+            Event::Paste(text) => Next::Event(AppEvent::Paste(text)),
+            Event::Resize(w, h) => Next::Event(AppEvent::Resize(w, h)),
+            _ => Next::Timeout,
+        })
+    }
+}
+
+/// Events from a parsed script, in order; then `End`.
+pub struct ReplayEvents {
+    events: std::vec::IntoIter<AppEvent>,
+}
+
+impl ReplayEvents {
+    pub fn new(script: &replay::Script) -> ReplayEvents {
+        ReplayEvents {
+            events: script.events().collect::<Vec<_>>().into_iter(),
+        }
+    }
+}
+
+impl EventSource for ReplayEvents {
+    fn next_event(&mut self, _timeout: Duration) -> anyhow::Result<Next> {
+        Ok(self.events.next().map_or(Next::End, Next::Event))
+    }
+}
+
+/// Wraps a source and writes every event it yields to a `.keys` file, with
+/// the pauses between them as `<wait:…>` steps, so the session can be replayed.
+pub struct Recorder<S> {
+    inner: S,
+    out: std::io::BufWriter<std::fs::File>,
+    last: Instant,
+}
+
+impl<S: EventSource> Recorder<S> {
+    pub fn new(inner: S, path: &std::path::Path) -> anyhow::Result<Recorder<S>> {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+        writeln!(out, "# recorded by pie-edit --record")?;
+        Ok(Recorder {
+            inner,
+            out,
+            last: Instant::now(),
+        })
+    }
+}
+
+/// Pauses shorter than this are not written: they are keyboard jitter.
+const RECORD_MIN_PAUSE: Duration = Duration::from_millis(20);
+
+impl<S: EventSource> EventSource for Recorder<S> {
+    fn next_event(&mut self, timeout: Duration) -> anyhow::Result<Next> {
+        let next = self.inner.next_event(timeout)?;
+        if let Next::Event(event) = &next
+            && let Some(text) = replay::format_event(event)
+        {
+            let pause = self.last.elapsed();
+            self.last = Instant::now();
+            if pause >= RECORD_MIN_PAUSE {
+                write!(self.out, "<wait:{}ms>", pause.as_millis())?;
+            }
+            self.out.write_all(text.as_bytes())?;
+            // Flushed per event, so a crash keeps the recording.
+            self.out.flush()?;
+        }
+        Ok(next)
+    }
+}
+
+/// Messages from background threads to the loop.
+pub enum AppMessage {
+    /// A suggestion for document `version` (dropped if the buffer moved on).
+    Ghost { version: u64, text: Option<String> },
+    /// The status line's prediction slot.
+    PredictionStatus(String),
+    /// Anything else: run on the loop's thread with full access.
+    Run(Box<dyn FnOnce(&mut App) + Send>),
+}
+
+pub type ChangeListener = Box<dyn FnMut(&Editor, &[Change])>;
+/// Writes escape sequences (OSC 52) to the terminal.
+pub type TerminalSink = Box<dyn FnMut(&str)>;
+
+pub struct App {
+    pub editor: Editor,
+    pub theme: Theme,
+    /// Ghost text and the document version it was made for.
+    pub ghost: Option<(u64, String)>,
+    pub prediction_status: String,
+    sender: Sender<AppMessage>,
+    receiver: Receiver<AppMessage>,
+    /// Called with every batch of `(version, edit)` changes, in order.
+    pub change_listeners: Vec<ChangeListener>,
+    /// Reports whether background work is done (for `<wait-idle>`).
+    pub idle_probe: Option<Box<dyn Fn() -> bool>>,
+    /// Where OSC 52 clipboard sequences go (the terminal); when unset they
+    /// stay in `editor.osc52_out`.
+    pub osc52_sink: Option<TerminalSink>,
+    /// Frames drawn so far.
+    pub frames: u64,
+    /// Gives up a `<wait-idle>` after this long.
+    pub idle_timeout: Duration,
+}
+
+impl App {
+    pub fn new(editor: Editor, theme: Theme) -> App {
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        App {
+            editor,
+            theme,
+            ghost: None,
+            prediction_status: String::new(),
+            sender,
+            receiver,
+            change_listeners: Vec::new(),
+            idle_probe: None,
+            osc52_sink: None,
+            frames: 0,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// A handle for background threads to send messages to the loop.
+    pub fn sender(&self) -> Sender<AppMessage> {
+        self.sender.clone()
+    }
+
+    /// The ghost text to draw: only if it was made for the current version.
+    pub fn visible_ghost(&self) -> Option<&str> {
+        self.ghost
+            .as_ref()
+            .filter(|(v, _)| *v == self.editor.doc.version())
+            .map(|(_, text)| text.as_str())
+    }
+
+    pub fn run<B: Backend>(
+        &mut self,
+        terminal: &mut Terminal<B>,
+        mut events: impl EventSource,
+    ) -> anyhow::Result<()>
+    where
+        B::Error: Send + Sync + 'static,
+    {
+        let mut dirty = true;
+        loop {
+            dirty |= self.drain_messages();
+            self.dispatch_changes();
+            if dirty {
+                self.draw(terminal)?;
+                dirty = false;
+            }
+            if self.editor.quit {
+                return Ok(());
+            }
+            match events.next_event(Duration::from_millis(50))? {
+                Next::Event(event) => {
+                    self.handle_event(event, terminal.size()?.into());
+                    dirty = true;
+                }
+                Next::Timeout => self.handle_event(AppEvent::Tick, terminal.size()?.into()),
+                Next::End => {
+                    self.drain_messages();
+                    self.dispatch_changes();
+                    self.draw(terminal)?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Settle the view for the terminal size, then draw.
+    pub fn draw<B: Backend>(&mut self, terminal: &mut Terminal<B>) -> anyhow::Result<()>
+    where
+        B::Error: Send + Sync + 'static,
+    {
+        let size = terminal.size()?;
+        self.layout(Rect::new(0, 0, size.width, size.height));
+        let overlay = Overlay {
+            ghost: self.visible_ghost(),
+            prediction_status: &self.prediction_status,
+        };
+        let (editor, theme) = (&self.editor, &self.theme);
+        terminal.draw(|frame| ui::render(frame, editor, theme, overlay))?;
+        self.frames += 1;
+        if let Some(sink) = self.osc52_sink.as_mut() {
+            for sequence in self.editor.osc52_out.drain(..) {
+                sink(&sequence);
+            }
+        }
+        Ok(())
+    }
+
+    fn layout(&mut self, area: Rect) {
+        let screen = ui::layout(area, &self.editor);
+        self.editor.view_width = screen.text.width as usize;
+        // Ghost lines below the cursor take rows too.
+        let ghost_rows = self.visible_ghost().map_or(0, |g| g.matches('\n').count());
+        self.editor.view_height = (screen.text.height as usize)
+            .saturating_sub(ghost_rows)
+            .max(1);
+        self.editor.scroll_to_cursor();
+    }
+
+    pub fn handle_event(&mut self, event: AppEvent, area: Rect) {
+        match event {
+            AppEvent::Key(key) => {
+                if let Some(key) = Key::from_event(&key) {
+                    self.editor.handle_key(key);
+                }
+            }
+            AppEvent::Mouse(mouse) => self.handle_mouse(mouse, area),
+            AppEvent::Paste(text) => {
+                if let Some(prompt) = self.editor.prompt.as_mut() {
+                    prompt.input.push_str(text.lines().next().unwrap_or(""));
+                } else {
+                    self.editor.paste_text(&text);
+                }
+            }
+            AppEvent::Resize(..) | AppEvent::Tick => {}
+            AppEvent::Wait(d) => self.wait(d),
+            AppEvent::WaitIdle => self.wait_idle(),
+        }
+    }
+
+    fn handle_mouse(&mut self, mouse: MouseEvent, area: Rect) {
+        self.layout(area);
+        let screen = ui::layout(area, &self.editor);
+        let text = screen.text;
+        let in_rows = mouse.row >= text.y && mouse.row < text.y + text.height;
+        let col = mouse.column.saturating_sub(text.x) as usize;
+        let row = mouse.row.saturating_sub(text.y) as usize;
+        match mouse.kind {
+            MouseEventKind::Down(MouseButton::Left) if in_rows => {
+                self.editor.click(col, row, false)
+            }
+            MouseEventKind::Drag(MouseButton::Left) => {
+                let row = if in_rows {
+                    row
+                } else if mouse.row < text.y {
+                    0
+                } else {
+                    text.height as usize
+                };
+                self.editor.click(col, row, true);
+            }
+            MouseEventKind::ScrollUp => self.editor.scroll_by(-3),
+            MouseEventKind::ScrollDown => self.editor.scroll_by(3),
+            _ => {}
+        }
+    }
+
+    /// Handle every queued background message; true if any arrived.
+    pub fn drain_messages(&mut self) -> bool {
+        let mut any = false;
+        while let Ok(message) = self.receiver.try_recv() {
+            self.handle_message(message);
+            any = true;
+        }
+        any
+    }
+
+    fn handle_message(&mut self, message: AppMessage) {
+        match message {
+            AppMessage::Ghost { version, text } => {
+                if version == self.editor.doc.version() {
+                    self.ghost = text.map(|t| (version, t));
+                }
+            }
+            AppMessage::PredictionStatus(status) => self.prediction_status = status,
+            AppMessage::Run(f) => f(self),
+        }
+    }
+
+    /// Hand every edit since the last call to the listeners.
+    pub fn dispatch_changes(&mut self) {
+        let changes = self.editor.doc.take_changes();
+        if changes.is_empty() {
+            return;
+        }
+        let mut listeners = std::mem::take(&mut self.change_listeners);
+        for listener in &mut listeners {
+            listener(&self.editor, &changes);
+        }
+        self.change_listeners = listeners;
+    }
+
+    fn wait(&mut self, duration: Duration) {
+        let deadline = Instant::now() + duration;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            if let Ok(message) = self.receiver.recv_timeout(left) {
+                self.handle_message(message);
+                self.dispatch_changes();
+            }
+        }
+    }
+
+    fn wait_idle(&mut self) {
+        let deadline = Instant::now() + self.idle_timeout;
+        self.dispatch_changes();
+        while Instant::now() < deadline {
+            self.drain_messages();
+            self.dispatch_changes();
+            if self.idle_probe.as_ref().is_none_or(|idle| idle()) {
+                // One more drain: work may have finished with a last message.
+                self.drain_messages();
+                return;
+            }
+            if let Ok(message) = self.receiver.recv_timeout(Duration::from_millis(5)) {
+                self.handle_message(message);
+            }
+        }
+        tracing::warn!("wait-idle gave up after {:?}", self.idle_timeout);
+    }
+}

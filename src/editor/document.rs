@@ -1,0 +1,260 @@
+//! A document: the rope and everything that must follow it through edits.
+//!
+//! [`Document::apply`] is the one apply path. It updates the rope, bumps the
+//! version, feeds tree-sitter the edit, and queues `(version, edit)` for
+//! listeners (the prediction engine drains it with [`Document::take_changes`]),
+//! so every change, undo and redo included, reaches them as a value.
+
+use std::path::{Path, PathBuf};
+
+use ropey::Rope;
+
+use super::fileio::{self, OpenError, SaveError};
+use crate::syntax::{self, Language, Syntax};
+use crate::text::{Edit, EditKind, History, Selection};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineEnding {
+    Lf,
+    CrLf,
+}
+
+impl LineEnding {
+    /// The file's first line break decides: new lines typed into a CRLF file
+    /// get CRLF, so a save never mixes styles.
+    pub fn detect(rope: &Rope) -> LineEnding {
+        for line in rope.lines().take(1) {
+            let len = line.len_chars();
+            if len >= 2 && line.char(len - 1) == '\n' && line.char(len - 2) == '\r' {
+                return LineEnding::CrLf;
+            }
+        }
+        LineEnding::Lf
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineEnding::Lf => "\n",
+            LineEnding::CrLf => "\r\n",
+        }
+    }
+}
+
+/// One change as listeners see it: the document version right after `edit`.
+pub type Change = (u64, Edit);
+
+#[derive(Debug)]
+pub struct Document {
+    rope: Rope,
+    path: Option<PathBuf>,
+    history: History,
+    syntax: Option<Syntax>,
+    line_ending: LineEnding,
+    version: u64,
+    saved_version: u64,
+    changes: Vec<Change>,
+}
+
+impl Document {
+    /// An unnamed scratch buffer (or the text of a file, for tests).
+    pub fn from_text(text: &str, language: Option<Language>) -> Document {
+        let rope = Rope::from_str(text);
+        let syntax = language.and_then(|lang| Syntax::new(lang, &rope).ok());
+        Document {
+            line_ending: LineEnding::detect(&rope),
+            rope,
+            path: None,
+            history: History::new(),
+            syntax,
+            version: 0,
+            saved_version: 0,
+            changes: Vec::new(),
+        }
+    }
+
+    /// Open `path`; a path that does not exist yet gives an empty buffer
+    /// that the first save creates.
+    pub fn open(path: &Path) -> Result<Document, OpenError> {
+        let text = fileio::read_text(path)?.unwrap_or_default();
+        let mut doc = Document::from_text(&text, Language::from_path(path));
+        doc.path = Some(path.to_path_buf());
+        Ok(doc)
+    }
+
+    pub fn rope(&self) -> &Rope {
+        &self.rope
+    }
+
+    pub fn text(&self) -> String {
+        self.rope.to_string()
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    pub fn set_path(&mut self, path: PathBuf) {
+        if self.syntax.is_none()
+            && let Some(lang) = Language::from_path(&path)
+        {
+            self.syntax = Syntax::new(lang, &self.rope).ok();
+        }
+        self.path = Some(path);
+    }
+
+    pub fn syntax(&self) -> Option<&Syntax> {
+        self.syntax.as_ref()
+    }
+
+    pub fn language(&self) -> Option<Language> {
+        self.syntax.as_ref().map(Syntax::language)
+    }
+
+    pub fn line_ending(&self) -> LineEnding {
+        self.line_ending
+    }
+
+    /// Bumped by every applied edit; the prediction engine tags its work
+    /// with it so stale results can be dropped.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn is_modified(&self) -> bool {
+        self.version != self.saved_version
+    }
+
+    /// The one apply path. Every change to the text comes through here.
+    ///
+    /// # Panics
+    /// If the edit's range is outside the rope: edits are built from this
+    /// document's rope, so that is a bug, not bad input.
+    pub fn apply(&mut self, edit: Edit) -> u64 {
+        assert!(
+            edit.start_char <= edit.old_end_char && edit.old_end_char <= self.rope.len_chars(),
+            "edit {}..{} outside a document of {} chars",
+            edit.start_char,
+            edit.old_end_char,
+            self.rope.len_chars()
+        );
+        let input = self
+            .syntax
+            .as_ref()
+            .map(|_| syntax::input_edit(&self.rope, &edit));
+        edit.apply_to(&mut self.rope);
+        if let (Some(syntax), Some(input)) = (self.syntax.as_mut(), input) {
+            syntax.edit(&input, &self.rope);
+        }
+        self.version += 1;
+        self.changes.push((self.version, edit));
+        self.version
+    }
+
+    /// Apply and record in the undo history.
+    pub fn edit(&mut self, edit: Edit, kind: EditKind, before: Selection, after: Selection) -> u64 {
+        if edit.is_noop() {
+            return self.version;
+        }
+        self.history.record(edit.clone(), kind, before, after);
+        self.apply(edit)
+    }
+
+    /// Group every edit until [`Document::commit`] into one undo step (a
+    /// paste, an accepted suggestion, an indent of many lines).
+    pub fn begin_transaction(&mut self, before: Selection) {
+        self.history.begin(before);
+    }
+
+    pub fn commit(&mut self) {
+        self.history.commit();
+    }
+
+    /// End the current typed run (the cursor moved, a command ran).
+    pub fn seal_history(&mut self) {
+        self.history.seal();
+    }
+
+    /// Undo one step through [`Document::apply`]; returns the selection to restore.
+    pub fn undo(&mut self) -> Option<Selection> {
+        let (edits, selection) = self.history.undo()?;
+        for edit in edits {
+            self.apply(edit);
+        }
+        Some(selection.clamp(self.rope.len_chars()))
+    }
+
+    pub fn redo(&mut self) -> Option<Selection> {
+        let (edits, selection) = self.history.redo()?;
+        for edit in edits {
+            self.apply(edit);
+        }
+        Some(selection.clamp(self.rope.len_chars()))
+    }
+
+    /// Every `(version, edit)` since the last call, oldest first.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Save to the document's path. On failure nothing changes: the buffer
+    /// stays modified and the file on disk is untouched.
+    pub fn save(&mut self) -> Result<(), SaveError> {
+        let path = self.path.clone().ok_or_else(|| {
+            SaveError::Io(
+                PathBuf::from("(scratch)"),
+                std::io::Error::other("the buffer has no file name"),
+            )
+        })?;
+        fileio::save_atomic(&path, &self.rope)?;
+        self.saved_version = self.version;
+        Ok(())
+    }
+
+    /// The file name without its directory, for the status line and messages.
+    pub fn display_name(&self) -> String {
+        self.path.as_ref().and_then(|p| p.file_name()).map_or_else(
+            || "[scratch]".to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_edit_undo_and_redo_reaches_listeners_and_syntax() {
+        let mut doc = Document::from_text("def f():\n    pass\n", Some(Language::Python));
+        let sel = Selection::cursor(0);
+        let edit = Edit::insert(doc.rope(), 0, "x = 1\n");
+        doc.edit(edit.clone(), EditKind::Other, sel, sel);
+        doc.undo().unwrap();
+        doc.redo().unwrap();
+        let changes = doc.take_changes();
+        assert_eq!(changes.len(), 3);
+        assert_eq!(changes[0], (1, edit.clone()));
+        assert_eq!(changes[1], (2, edit.inverse()));
+        assert_eq!(changes[2], (3, edit));
+        assert!(doc.take_changes().is_empty());
+        let fresh = Syntax::new(Language::Python, doc.rope()).unwrap();
+        assert_eq!(
+            doc.syntax().unwrap().tree().root_node().to_sexp(),
+            fresh.tree().root_node().to_sexp()
+        );
+        assert_eq!(doc.version(), 3);
+    }
+
+    #[test]
+    fn open_and_save_unchanged_is_byte_identical() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crlf.py");
+        let bytes = b"a = 1\r\nb = 2\r\nno_newline";
+        std::fs::write(&path, bytes).unwrap();
+        let mut doc = Document::open(&path).unwrap();
+        assert_eq!(doc.line_ending(), LineEnding::CrLf);
+        assert!(!doc.is_modified());
+        doc.save().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    }
+}

@@ -1,0 +1,391 @@
+//! Drawing. Rendering reads the editor state and changes nothing: scroll
+//! positions are settled by the app before each frame.
+
+use ratatui::Frame;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Position, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+use unicode_segmentation::UnicodeSegmentation;
+
+use super::theme::Theme;
+use crate::editor::Editor;
+use crate::text::movement::line_text;
+use crate::text::width::{grapheme_width, str_width};
+
+/// Where things are on screen for a given terminal size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScreenLayout {
+    /// Line numbers.
+    pub gutter: Rect,
+    /// The text itself.
+    pub text: Rect,
+    pub status: Rect,
+    /// Prompt or message line.
+    pub prompt: Rect,
+}
+
+pub fn layout(area: Rect, editor: &Editor) -> ScreenLayout {
+    let text_height = area.height.saturating_sub(2);
+    let gutter_width = (editor.gutter_width() as u16).min(area.width / 2);
+    ScreenLayout {
+        gutter: Rect::new(area.x, area.y, gutter_width, text_height),
+        text: Rect::new(
+            area.x + gutter_width,
+            area.y,
+            area.width - gutter_width,
+            text_height,
+        ),
+        status: Rect::new(area.x, area.y + text_height, area.width, area.height.min(1)),
+        prompt: Rect::new(
+            area.x,
+            area.y + text_height + 1,
+            area.width,
+            area.height.saturating_sub(1).min(1),
+        ),
+    }
+}
+
+/// What the app adds on top of the editor state.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Overlay<'a> {
+    /// Ghost text at the cursor: its first line inline after the cursor,
+    /// further lines as virtual lines below the cursor line.
+    pub ghost: Option<&'a str>,
+    /// The status line's prediction slot (model state, latency, ...).
+    pub prediction_status: &'a str,
+}
+
+pub fn render(frame: &mut Frame, editor: &Editor, theme: &Theme, overlay: Overlay) {
+    let area = frame.area();
+    let screen = layout(area, editor);
+    let cursor = draw_text(frame.buffer_mut(), &screen, editor, theme, overlay.ghost);
+    draw_status(
+        frame.buffer_mut(),
+        screen.status,
+        editor,
+        theme,
+        overlay.prediction_status,
+    );
+    let prompt_cursor = draw_prompt(frame.buffer_mut(), screen.prompt, editor, theme);
+    if editor.help_scroll.is_some() {
+        draw_help(frame, area, editor, theme);
+    } else if let Some(pos) = prompt_cursor.or(cursor) {
+        frame.set_cursor_position(pos);
+    }
+}
+
+/// Paint one grapheme; returns the columns it took. Cells past `right` are
+/// not touched, and a wide grapheme that would straddle the edge is blanked.
+fn put(buf: &mut Buffer, x: u16, y: u16, right: u16, g: &str, width: usize, style: Style) {
+    if x >= right {
+        return;
+    }
+    let fits = x as usize + width <= right as usize;
+    if g == "\t" || !fits {
+        for dx in 0..width as u16 {
+            if x + dx < right {
+                buf[(x + dx, y)].set_symbol(" ").set_style(style);
+            }
+        }
+    } else if g.chars().all(char::is_control) {
+        buf[(x, y)].set_symbol("\u{fffd}").set_style(style);
+    } else {
+        // set_stringn knows that a wide grapheme covers the next cell too.
+        buf.set_stringn(x, y, g, (right - x) as usize, style);
+    }
+}
+
+/// Draw gutter and text; returns the cursor's screen position if visible.
+fn draw_text(
+    buf: &mut Buffer,
+    screen: &ScreenLayout,
+    editor: &Editor,
+    theme: &Theme,
+    ghost: Option<&str>,
+) -> Option<Position> {
+    let rope = editor.rope();
+    let area = screen.text;
+    buf.set_style(screen.gutter, theme.gutter);
+    buf.set_style(area, theme.text);
+    if area.height == 0 || area.width == 0 {
+        return None;
+    }
+    let tab = editor.options.tab_width;
+    let (cursor_line, cursor_col) = editor.cursor_line_col();
+    let cursor_char = editor.cursor();
+    let sel = editor.selection;
+    let total_lines = rope.len_lines();
+    let first = editor.scroll_line.min(total_lines.saturating_sub(1));
+    let last = (first + area.height as usize).min(total_lines);
+    let spans = editor.doc.syntax().map(|syntax| {
+        let start = rope.line_to_byte(first);
+        let end = if last < total_lines {
+            rope.line_to_byte(last)
+        } else {
+            rope.len_bytes()
+        };
+        syntax.highlights(rope, start..end)
+    });
+    let ghost_lines: Vec<&str> = ghost.map(|g| g.split('\n').collect()).unwrap_or_default();
+    let right = area.x + area.width;
+    let mut cursor_pos = None;
+    let mut row: u16 = 0;
+    let mut line = first;
+    while row < area.height && line < total_lines {
+        let y = area.y + row;
+        let is_cursor_line = line == cursor_line;
+        let base = if is_cursor_line {
+            theme.text.patch(theme.current_line)
+        } else {
+            theme.text
+        };
+        let number = format!(
+            "{:>w$} ",
+            line + 1,
+            w = screen.gutter.width.saturating_sub(1) as usize
+        );
+        let gutter_style = if is_cursor_line {
+            theme.gutter_current
+        } else {
+            theme.gutter
+        };
+        buf.set_stringn(
+            screen.gutter.x,
+            y,
+            &number,
+            screen.gutter.width as usize,
+            gutter_style,
+        );
+        if is_cursor_line {
+            buf.set_style(Rect::new(area.x, y, area.width, 1), base);
+        }
+        let text = line_text(rope, line);
+        let line_start_byte = rope.line_to_byte(line);
+        let line_start_char = rope.line_to_char(line);
+        let mut byte_styles: Vec<Option<Style>> = vec![None; text.len()];
+        if let Some(spans) = &spans {
+            for span in spans {
+                let s = span.bytes.start.max(line_start_byte);
+                let e = span.bytes.end.min(line_start_byte + text.len());
+                if s < e
+                    && let Some(style) = theme.syntax_style(span.scope)
+                {
+                    byte_styles[s - line_start_byte..e - line_start_byte].fill(Some(style));
+                }
+            }
+        }
+        let mut col = 0usize;
+        let mut char_idx = line_start_char;
+        let mut byte_idx = 0usize;
+        let scroll = editor.scroll_col;
+        let draw_at = |col: usize, g: &str, w: usize, style: Style, buf: &mut Buffer| {
+            if col + w > scroll && col < scroll + area.width as usize {
+                let x = area.x as usize + col.saturating_sub(scroll);
+                put(
+                    buf,
+                    x as u16,
+                    y,
+                    right,
+                    g,
+                    w - scroll.saturating_sub(col).min(w),
+                    style,
+                );
+            }
+        };
+        let graphemes: Vec<&str> = text.graphemes(true).collect();
+        let mut ghost_drawn = false;
+        for g in graphemes.iter().copied().chain(std::iter::once("")) {
+            if is_cursor_line && char_idx == cursor_char {
+                if col >= scroll && col <= scroll + area.width as usize {
+                    cursor_pos = Some(Position::new(area.x + (col - scroll) as u16, y));
+                }
+                if let Some(first_ghost) = ghost_lines.first()
+                    && !ghost_drawn
+                {
+                    ghost_drawn = true;
+                    for gg in first_ghost.graphemes(true) {
+                        let w = grapheme_width(gg, col, tab);
+                        draw_at(col, gg, w, base.patch(theme.ghost), buf);
+                        col += w;
+                    }
+                }
+            }
+            if g.is_empty() {
+                break;
+            }
+            let w = grapheme_width(g, col, tab);
+            let mut style = base;
+            if let Some(Some(s)) = byte_styles.get(byte_idx) {
+                style = style.patch(*s);
+            }
+            if char_idx >= sel.start() && char_idx < sel.end() {
+                style = style.patch(theme.selection);
+            }
+            draw_at(col, g, w, style, buf);
+            col += w;
+            char_idx += g.chars().count();
+            byte_idx += g.len();
+        }
+        // A selected line break shows as one highlighted cell.
+        let break_char = line_start_char + text.chars().count();
+        if break_char >= sel.start() && break_char < sel.end() && line + 1 < total_lines {
+            draw_at(col, " ", 1, base.patch(theme.selection), buf);
+        }
+        row += 1;
+        line += 1;
+        if is_cursor_line {
+            for extra in ghost_lines.iter().skip(1) {
+                if row >= area.height {
+                    break;
+                }
+                let y = area.y + row;
+                let mut col = 0usize;
+                for gg in extra.graphemes(true) {
+                    let w = grapheme_width(gg, col, tab);
+                    if col + w > scroll && col < scroll + area.width as usize {
+                        let x = area.x as usize + col.saturating_sub(scroll);
+                        put(
+                            buf,
+                            x as u16,
+                            y,
+                            right,
+                            gg,
+                            w,
+                            theme.text.patch(theme.ghost),
+                        );
+                    }
+                    col += w;
+                }
+                row += 1;
+            }
+        }
+    }
+    let _ = cursor_col;
+    cursor_pos
+}
+
+fn draw_status(buf: &mut Buffer, area: Rect, editor: &Editor, theme: &Theme, prediction: &str) {
+    if area.height == 0 {
+        return;
+    }
+    buf.set_style(area, theme.status);
+    let (line, col) = editor.cursor_line_col();
+    let visual = crate::text::width::visual_col(
+        &line_text(editor.rope(), line),
+        col,
+        editor.options.tab_width,
+    );
+    let name = editor.doc.display_name();
+    let modified = if editor.doc.is_modified() { " [+]" } else { "" };
+    let language = editor.doc.language().map_or("Plain", |l| l.name());
+    let crlf = if editor.doc.line_ending() == crate::editor::LineEnding::CrLf {
+        "  CRLF"
+    } else {
+        ""
+    };
+    let left = format!(" {name}{modified}");
+    let style = if editor.doc.is_modified() {
+        theme.status_modified
+    } else {
+        theme.status
+    };
+    buf.set_stringn(area.x, area.y, &left, area.width as usize, style);
+    // Right-hand pieces in display order, each with a priority: on a narrow
+    // terminal the least important are left out first.
+    let position = format!("{}:{}", line + 1, visual + 1);
+    let pieces: [(&str, u8); 5] = [
+        (prediction, 1),
+        (&position, 0),
+        (language, 2),
+        (crlf.trim(), 3),
+        ("F1 help", 4),
+    ];
+    let room = (area.width as usize).saturating_sub(str_width(&left, 1) + 2);
+    let mut keep = [false; 5];
+    let mut used = 0;
+    for priority in 0..5u8 {
+        for (i, (text, p)) in pieces.iter().enumerate() {
+            let width = str_width(text, 1);
+            if *p == priority && width > 0 && used + width + 2 <= room {
+                keep[i] = true;
+                used += width + 2;
+            }
+        }
+    }
+    let right: String = pieces
+        .iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|((text, _), _)| format!("{text}  "))
+        .collect();
+    let right_width = str_width(&right, 1) as u16;
+    if right_width > 0 && right_width < area.width {
+        buf.set_string(
+            area.x + area.width - right_width,
+            area.y,
+            &right,
+            theme.status,
+        );
+    }
+}
+
+/// Draw the prompt or message line; returns the prompt's cursor position.
+fn draw_prompt(buf: &mut Buffer, area: Rect, editor: &Editor, theme: &Theme) -> Option<Position> {
+    if area.height == 0 {
+        return None;
+    }
+    buf.set_style(area, theme.prompt);
+    if let Some(prompt) = &editor.prompt {
+        let text = format!("{}{}", prompt.label(), prompt.input);
+        buf.set_stringn(area.x, area.y, &text, area.width as usize, theme.prompt);
+        let x = (str_width(&text, 1) as u16).min(area.width.saturating_sub(1));
+        if let Some(message) = &editor.message {
+            let w = str_width(message, 1) as u16 + 2;
+            if x + w < area.width {
+                buf.set_string(area.x + area.width - w, area.y, message, theme.message);
+            }
+        }
+        return Some(Position::new(area.x + x, area.y));
+    }
+    if let Some(message) = &editor.message {
+        buf.set_stringn(area.x, area.y, message, area.width as usize, theme.message);
+    }
+    None
+}
+
+fn draw_help(frame: &mut Frame, area: Rect, editor: &Editor, theme: &Theme) {
+    let margin_x = area.width / 10;
+    let margin_y = area.height / 10;
+    let rect = Rect::new(
+        area.x + margin_x,
+        area.y + margin_y,
+        area.width.saturating_sub(2 * margin_x),
+        area.height.saturating_sub(2 * margin_y),
+    );
+    let table = editor.keymap.key_table();
+    let key_width = table
+        .iter()
+        .map(|(k, _, _)| k.len())
+        .max()
+        .unwrap_or(0)
+        .min(24);
+    let lines: Vec<Line> = table
+        .iter()
+        .skip(editor.help_scroll.unwrap_or(0))
+        .map(|(keys, name, doc)| {
+            Line::from(vec![
+                Span::styled(format!("{keys:<key_width$}  "), theme.help_key),
+                Span::styled(format!("{name:<20} "), theme.help_key),
+                Span::styled(*doc, theme.help),
+            ])
+        })
+        .collect();
+    frame.render_widget(Clear, rect);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(" Keys (Up/Down scroll, any other key closes) ")
+        .style(theme.help);
+    frame.render_widget(Paragraph::new(lines).block(block).style(theme.help), rect);
+}

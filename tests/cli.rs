@@ -1,0 +1,204 @@
+//! The real binary: bad inputs are refused with a clear message and a
+//! non-zero exit, `--replay` prints the final buffer, a panic leaves a
+//! recovery file, a bad config names its file and line.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn pie_edit(args: &[&str], home: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pie-edit"))
+        .args(args)
+        // Keep logs and recovery files out of the real data dir.
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .output()
+        .unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn assert_refused(path: &Path, home: &Path, expected: &str) {
+    let out = pie_edit(&[path.to_str().unwrap()], home);
+    assert!(!out.status.success(), "must exit non-zero");
+    assert!(
+        stderr(&out).contains(expected),
+        "stderr {:?} should contain {expected:?}",
+        stderr(&out)
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "nothing may be drawn: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn refuses_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_refused(dir.path(), dir.path(), "is a directory");
+}
+
+#[test]
+fn refuses_a_binary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("image.png");
+    fs::write(&path, b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR").unwrap();
+    assert_refused(&path, dir.path(), "binary file (NUL byte at offset 8)");
+    assert_eq!(fs::read(&path).unwrap(), b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR");
+}
+
+#[test]
+fn refuses_invalid_utf8() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latin1.txt");
+    fs::write(&path, b"caf\xe9 au lait\n").unwrap();
+    assert_refused(&path, dir.path(), "not valid UTF-8 (bad byte at offset 3)");
+}
+
+#[test]
+fn refuses_an_unreadable_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // Root reads any mode-000 file, so use a file whose read fails for anyone.
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let path = if is_root {
+        Path::new("/proc/self/mem").to_path_buf()
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.path().join("secret.txt");
+        fs::write(&path, "x").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).unwrap();
+        path
+    };
+    assert_refused(&path, dir.path(), "cannot read");
+}
+
+#[test]
+fn help_and_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = pie_edit(&["--help"], dir.path());
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--replay", "--record", "--theme", "--config", "model"] {
+        assert!(text.contains(flag), "--help lacks {flag}");
+    }
+    let version = pie_edit(&["--version"], dir.path());
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("pie-edit {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn replay_prints_the_final_buffer_and_saves() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("s.keys");
+    fs::write(&script, "class A:<Enter>pass<Enter><C-s>").unwrap();
+    let file = dir.path().join("a.py");
+    let out = pie_edit(
+        &["--replay", script.to_str().unwrap(), file.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected = "class A:\n    pass\n    ";
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    assert_eq!(fs::read_to_string(&file).unwrap(), expected);
+}
+
+#[test]
+fn a_panic_writes_modified_buffers_to_a_recovery_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    fs::write(&config, "[keys]\n\"F12\" = \"debug-panic\"\n").unwrap();
+    let script = dir.path().join("s.keys");
+    fs::write(&script, "precious work<F12>never").unwrap();
+    let file = dir.path().join("notes.txt");
+    fs::write(&file, "old\n").unwrap();
+    let out = pie_edit(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--replay",
+            script.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(101));
+    let err = stderr(&out);
+    let marker = "unsaved changes were written to ";
+    let recovery = err
+        .lines()
+        .find_map(|l| l.split_once(marker))
+        .map(|(_, p)| p.trim().to_string());
+    let recovery = recovery.unwrap_or_else(|| panic!("no recovery path in {err:?}"));
+    assert!(
+        recovery.starts_with(dir.path().join("data").to_str().unwrap()),
+        "{recovery}"
+    );
+    assert_eq!(fs::read_to_string(&recovery).unwrap(), "precious workold\n");
+    assert_eq!(
+        fs::read_to_string(&file).unwrap(),
+        "old\n",
+        "the original stays untouched"
+    );
+}
+
+#[test]
+fn a_bad_config_names_file_and_line_and_defaults_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    fs::write(&config, "theme = \"dark\"\n\ntab_width = [\n").unwrap();
+    let script = dir.path().join("s.keys");
+    fs::write(&script, "ok").unwrap();
+    let out = pie_edit(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--replay",
+            script.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("config error in {} line 3", config.display())),
+        "{err}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok");
+}
+
+#[test]
+fn an_unknown_theme_is_reported_and_dark_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("s.keys");
+    fs::write(&script, "x").unwrap();
+    let out = pie_edit(
+        &["--theme", "neon", "--replay", script.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(out.status.success());
+    assert!(
+        stderr(&out).contains("unknown theme \"neon\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn logs_go_to_the_data_dir_not_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("s.keys");
+    fs::write(&script, "x").unwrap();
+    let out = pie_edit(&["--replay", script.to_str().unwrap()], dir.path());
+    assert!(out.status.success());
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    let log = fs::read_to_string(dir.path().join("data/pie-edit/pie-edit.log")).unwrap();
+    assert!(log.contains("pie-edit starting"), "{log}");
+}
