@@ -2,6 +2,8 @@
 //! position, the prompt line and the clipboard. Commands change it; the UI
 //! only reads it.
 
+use crate::predict::ghost::Ghost;
+use crate::predict::live::PredictSignal;
 use base64::Engine as _;
 use ropey::Rope;
 
@@ -83,6 +85,10 @@ pub struct Editor {
     pub last_search: String,
     pub options: EditorOptions,
     pub keymap: Keymap,
+    /// The suggestion shown after the cursor; never part of the rope.
+    pub ghost: Option<Ghost>,
+    /// A prediction command for the predictor to act on.
+    pub predict_signal: Option<PredictSignal>,
 }
 
 impl Editor {
@@ -105,6 +111,8 @@ impl Editor {
             last_search: String::new(),
             options,
             keymap,
+            ghost: None,
+            predict_signal: None,
         }
     }
 

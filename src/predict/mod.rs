@@ -3,8 +3,10 @@
 //! text.
 
 pub mod align;
+pub mod config;
 pub mod engine;
 pub mod ghost;
 pub mod healing;
+pub mod live;
 pub mod mirror;
 pub mod trigger;

@@ -1,0 +1,120 @@
+//! The `[predict]` table of the config file.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::model::UpdateMode;
+use crate::model::source::DEFAULT_PRESET;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PredictConfig {
+    /// Predictions on at start (F2 toggles them).
+    pub enabled: bool,
+    /// A preset name, `hf:ORG/REPO[:FILE]`, or a path to a .gguf file or a
+    /// safetensors directory.
+    pub model: String,
+    /// Tokens of the buffer the KV cache mirrors around the cursor.
+    pub max_context: usize,
+    /// Lines of code per suggestion.
+    pub lines: usize,
+    /// Most tokens generated per suggestion.
+    pub max_tokens: usize,
+    /// Pause in typing after which a suggestion is asked for, in ms.
+    pub debounce_ms: u64,
+    /// How the cache follows edits: `pie` (default) or `full` (re-encode
+    /// everything after the edit, for comparison).
+    pub update_mode: ModeName,
+    /// Languages with syntactic triggers (after Enter, `:`, `(`, ...).
+    pub trigger_languages: Vec<String>,
+    /// Languages where predictions stay off inside strings and comments.
+    pub suppress_in_strings_and_comments: Vec<String>,
+    /// Predict in files with no known language (debounce trigger only).
+    pub plain_text: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeName {
+    Pie,
+    Full,
+}
+
+impl ModeName {
+    pub fn mode(self) -> UpdateMode {
+        match self {
+            ModeName::Pie => UpdateMode::Pie,
+            ModeName::Full => UpdateMode::Full,
+        }
+    }
+}
+
+impl Default for PredictConfig {
+    fn default() -> Self {
+        PredictConfig {
+            enabled: true,
+            model: DEFAULT_PRESET.into(),
+            max_context: 2048,
+            lines: 1,
+            max_tokens: 48,
+            debounce_ms: 150,
+            update_mode: ModeName::Pie,
+            trigger_languages: vec!["python".into(), "rust".into()],
+            suppress_in_strings_and_comments: vec!["python".into(), "rust".into()],
+            plain_text: false,
+        }
+    }
+}
+
+impl PredictConfig {
+    /// Parse the `[predict]` table; errors name the offending key.
+    pub fn from_table(table: &toml::Table) -> Result<PredictConfig, String> {
+        let config: PredictConfig =
+            toml::Value::Table(table.clone()).try_into().map_err(|e: toml::de::Error| format!("[predict]: {}", e.message()))?;
+        if config.max_context < 64 {
+            return Err(format!("[predict] max_context = {} is below the minimum of 64", config.max_context));
+        }
+        Ok(config)
+    }
+
+    pub fn debounce(&self) -> Duration {
+        Duration::from_millis(self.debounce_ms)
+    }
+
+    fn lists(list: &[String], language: &str) -> bool {
+        list.iter().any(|l| l.eq_ignore_ascii_case(language))
+    }
+
+    pub fn triggers_for(&self, language: &str) -> bool {
+        Self::lists(&self.trigger_languages, language)
+    }
+
+    pub fn suppresses_in(&self, language: &str) -> bool {
+        Self::lists(&self.suppress_in_strings_and_comments, language)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_table_is_the_default_and_keys_override() {
+        assert_eq!(PredictConfig::from_table(&toml::Table::new()).unwrap(), PredictConfig::default());
+        let table: toml::Table = toml::from_str("lines = 3\nupdate_mode = \"full\"\ndebounce_ms = 0").unwrap();
+        let config = PredictConfig::from_table(&table).unwrap();
+        assert_eq!((config.lines, config.update_mode, config.debounce_ms), (3, ModeName::Full, 0));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let table: toml::Table = toml::from_str("update_mode = \"fast\"").unwrap();
+        let err = PredictConfig::from_table(&table).unwrap_err();
+        assert!(err.contains("[predict]") && err.contains("fast"), "{err}");
+        let table: toml::Table = toml::from_str("max_context = 8").unwrap();
+        assert!(PredictConfig::from_table(&table).unwrap_err().contains("max_context"));
+        let table: toml::Table = toml::from_str("colour = 1").unwrap();
+        assert!(PredictConfig::from_table(&table).unwrap_err().contains("colour"));
+    }
+}

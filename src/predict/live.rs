@@ -1,0 +1,311 @@
+//! Live prediction in the editor: the editor's end of the engine thread.
+//!
+//! Each loop iteration the app hands the predictor the edits made since the
+//! last one and lets it poll the engine. The predictor forwards every edit
+//! (the engine keeps its cache aligned eagerly), keeps or drops the ghost
+//! text, decides when to ask for a suggestion (syntactic triggers right
+//! away, otherwise after a pause in typing), and appends streamed chunks to
+//! the ghost. It never waits on the engine.
+
+use std::time::{Duration, Instant};
+
+use super::config::PredictConfig;
+use super::engine::{CacheInfo, EngineHandle, EngineState, Event, Request};
+use super::ghost::Ghost;
+use super::mirror::{self, MirrorConfig};
+use super::trigger::{self, Trigger};
+use crate::editor::{Change, Editor};
+use crate::model::Sampling;
+
+/// What a prediction command (a key) asks of the predictor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PredictSignal {
+    /// Suggest now, wherever the cursor is (Alt-\).
+    Request,
+    /// Turn predictions on or off.
+    Toggle,
+}
+
+pub struct Predictor {
+    config: PredictConfig,
+    engine: EngineHandle,
+    enabled: bool,
+    state: EngineState,
+    next_id: u64,
+    /// The prediction whose chunks feed the ghost text.
+    streaming: Option<u64>,
+    /// When typing paused, for the debounce trigger.
+    pause_since: Option<Instant>,
+    /// When the last edit happened: latencies count from the keystroke.
+    last_edit_at: Instant,
+    /// Keystroke to first ghost text, and to the complete suggestion.
+    latency: Option<(Duration, Duration)>,
+    cache: CacheInfo,
+    /// The newest document version sent to the engine, and the newest it
+    /// reported idle at.
+    sent_version: u64,
+    idle_version: Option<u64>,
+    /// Why the last prediction was asked for (tests and logs).
+    pub last_trigger: Option<Trigger>,
+}
+
+impl Predictor {
+    /// Start the engine thread; the model loads there in the background.
+    pub fn spawn(config: PredictConfig) -> Predictor {
+        let mirror_config = MirrorConfig {
+            max_context: config.max_context,
+            mode: config.update_mode.mode(),
+            max_lines: config.lines,
+            max_tokens: config.max_tokens,
+            sampling: Sampling::Greedy,
+        };
+        let spec = config.model.clone();
+        let engine = EngineHandle::spawn(move |progress| mirror::load(&spec, mirror_config, progress));
+        Predictor::with_engine(config, engine)
+    }
+
+    /// Drive an already started engine (tests use a model-free backend).
+    pub fn with_engine(config: PredictConfig, engine: EngineHandle) -> Predictor {
+        Predictor {
+            enabled: config.enabled,
+            config,
+            engine,
+            state: EngineState::Loading("starting".into()),
+            next_id: 0,
+            streaming: None,
+            pause_since: None,
+            last_edit_at: Instant::now(),
+            latency: None,
+            cache: CacheInfo::default(),
+            sent_version: 0,
+            idle_version: None,
+            last_trigger: None,
+        }
+    }
+
+    /// Mirror the editor's document from scratch.
+    pub fn open(&mut self, editor: &Editor) {
+        self.sent_version = editor.doc.version();
+        self.engine.send(Request::Open {
+            version: self.sent_version,
+            text: editor.doc.text(),
+            cursor_char: editor.cursor(),
+        });
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Edits made since the last call, oldest first.
+    pub fn on_changes(&mut self, editor: &mut Editor, changes: &[Change]) {
+        let Some(&(version, _)) = changes.last() else {
+            return;
+        };
+        self.last_edit_at = Instant::now();
+        self.sent_version = version;
+        self.engine.send(Request::Edits { version, edits: changes.iter().map(|(_, e)| e.clone()).collect() });
+
+        // Typing (or accepting) text that the suggestion shows consumes it.
+        let consumed = match (editor.ghost.as_mut(), changes) {
+            (Some(ghost), [(_, edit)]) if edit.removed.is_empty() => {
+                ghost.consume_typed(edit.start_char, &edit.inserted)
+            }
+            _ => false,
+        };
+        if consumed {
+            return;
+        }
+        editor.ghost = None;
+        self.streaming = None;
+        if !self.enabled {
+            return;
+        }
+        let [.., (_, last)] = changes else { return };
+        let typed_at_cursor = last.removed.is_empty() && last.new_end_char() == editor.cursor();
+        if typed_at_cursor && let Some(reason) = self.syntactic_trigger(editor) {
+            self.request(editor, reason);
+        } else {
+            self.pause_since = Some(Instant::now());
+        }
+    }
+
+    fn syntactic_trigger(&self, editor: &Editor) -> Option<Trigger> {
+        let language = editor.doc.language()?;
+        if !self.config.triggers_for(language.name()) {
+            return None;
+        }
+        let syntax = editor.doc.syntax()?;
+        let rope = editor.rope();
+        let cursor = editor.cursor();
+        let line_start = rope.line_to_char(rope.char_to_line(cursor));
+        let line_before = rope.slice(line_start..cursor).to_string();
+        trigger::syntactic_trigger(syntax.tree(), rope.char_to_byte(cursor), &line_before)
+    }
+
+    /// Whether a suggestion may be shown at the cursor now.
+    fn may_predict(&self, editor: &Editor) -> bool {
+        if !self.enabled || !matches!(self.state, EngineState::Ready(_)) || !editor.selection.is_empty() {
+            return false;
+        }
+        if editor.prompt.is_some() {
+            return false;
+        }
+        match (editor.doc.language(), editor.doc.syntax()) {
+            (Some(language), Some(syntax)) => {
+                let rope = editor.rope();
+                let cursor = editor.cursor();
+                let line_start = rope.line_to_char(rope.char_to_line(cursor));
+                let line_before = rope.slice(line_start..cursor).to_string();
+                !(self.config.suppresses_in(language.name())
+                    && trigger::in_string_or_comment(syntax.tree(), rope.char_to_byte(cursor), &line_before))
+            }
+            _ => self.config.plain_text,
+        }
+    }
+
+    fn request(&mut self, editor: &mut Editor, reason: Trigger) {
+        self.pause_since = None;
+        if !self.may_predict(editor) {
+            return;
+        }
+        self.next_id += 1;
+        self.streaming = Some(self.next_id);
+        self.last_trigger = Some(reason);
+        editor.ghost = Some(Ghost::new(editor.cursor()));
+        self.engine.send(Request::Predict {
+            version: editor.doc.version(),
+            id: self.next_id,
+            cursor_char: editor.cursor(),
+            requested_at: if reason == Trigger::Manual { Instant::now() } else { self.last_edit_at },
+        });
+        tracing::debug!(?reason, id = self.next_id, "prediction requested");
+    }
+
+    /// Handle engine events, prediction commands, cursor moves and the
+    /// typing-pause timer. Returns true when the screen needs redrawing.
+    pub fn poll(&mut self, editor: &mut Editor) -> bool {
+        let mut dirty = false;
+        match editor.predict_signal.take() {
+            Some(PredictSignal::Request) => {
+                editor.ghost = None;
+                self.request(editor, Trigger::Manual);
+                dirty = true;
+            }
+            Some(PredictSignal::Toggle) => {
+                self.enabled = !self.enabled;
+                editor.ghost = None;
+                self.streaming = None;
+                self.pause_since = None;
+                editor.message = Some(format!("Predictions {}", if self.enabled { "on" } else { "off" }));
+                dirty = true;
+            }
+            None => {}
+        }
+        // Moving the cursor away (or selecting) discards the suggestion.
+        if let Some(ghost) = &editor.ghost
+            && (ghost.anchor != editor.cursor() || !editor.selection.is_empty())
+        {
+            editor.ghost = None;
+            self.streaming = None;
+            dirty = true;
+        }
+        while let Ok(event) = self.engine.events.try_recv() {
+            dirty |= self.handle_event(editor, event);
+        }
+        if let Some(since) = self.pause_since
+            && since.elapsed() >= self.config.debounce()
+        {
+            if editor.ghost.is_none() {
+                self.request(editor, Trigger::Pause);
+            }
+            self.pause_since = None;
+        }
+        dirty
+    }
+
+    fn handle_event(&mut self, editor: &mut Editor, event: Event) -> bool {
+        match event {
+            Event::State(state) => {
+                if let EngineState::Failed(message) = &state {
+                    editor.message = Some(format!("Predictions off: {message}"));
+                    editor.ghost = None;
+                    self.streaming = None;
+                }
+                self.state = state;
+                true
+            }
+            Event::Chunk { id, text, .. } => {
+                match editor.ghost.as_mut() {
+                    Some(ghost) if self.streaming == Some(id) => ghost.text.push_str(&text),
+                    _ => return false,
+                }
+                true
+            }
+            Event::Finished { id, first_token, total, .. } => {
+                if self.streaming != Some(id) {
+                    return false;
+                }
+                self.streaming = None;
+                if let Some(first) = first_token {
+                    self.latency = Some((first, total));
+                }
+                if let Some(ghost) = editor.ghost.as_mut() {
+                    ghost.complete = true;
+                    if ghost.is_empty() {
+                        editor.ghost = None;
+                    }
+                }
+                true
+            }
+            Event::Cache(info) => {
+                self.cache = info;
+                true
+            }
+            Event::Idle { version } => {
+                self.idle_version = Some(version);
+                false
+            }
+        }
+    }
+
+    /// No work in flight: the engine has caught up with every edit, no
+    /// prediction is streaming and no typing-pause trigger is pending.
+    pub fn is_idle(&self) -> bool {
+        let engine_settled = match self.state {
+            EngineState::Loading(_) => false,
+            EngineState::Failed(_) => true,
+            EngineState::Ready(_) => self.idle_version == Some(self.sent_version),
+        };
+        engine_settled && self.streaming.is_none() && self.pause_since.is_none()
+    }
+
+    /// How long to sleep at most before the next poll is due.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        if self.streaming.is_some() || matches!(self.state, EngineState::Loading(_)) {
+            return Some(Duration::from_millis(10));
+        }
+        self.pause_since.map(|since| self.config.debounce().saturating_sub(since.elapsed()))
+    }
+
+    /// The status line's prediction slot.
+    pub fn status(&self) -> String {
+        let model = match &self.state {
+            EngineState::Loading(what) => return format!("{what}…"),
+            EngineState::Failed(_) => return "predictions: error".into(),
+            EngineState::Ready(name) => name,
+        };
+        if !self.enabled {
+            return format!("{model} off");
+        }
+        let activity = if self.streaming.is_some() { "predicting" } else { "ready" };
+        let mut status = format!("{model} {activity}");
+        if let Some((first, total)) = self.latency {
+            status.push_str(&format!(" {}/{}ms", first.as_millis(), total.as_millis()));
+        }
+        if self.cache.tokens > 0 {
+            status.push_str(&format!(" {}tok {}", self.cache.tokens, self.cache.mode));
+        }
+        status
+    }
+}
