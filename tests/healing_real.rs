@@ -127,11 +127,12 @@ fn natural_continuations_pass_the_filter_on_real_code() {
         .expect("known function");
     let text = &source[start..start + 1500];
     let full = tokenizer.encode(text);
-    let (mut checked, mut backed_off, mut kept_prompt) = (0, 0, 0);
+    let (mut checked, mut backed_off, mut kept_prompt, mut removed_tokens) = (0, 0, 0, 0);
     for cursor in (1..text.len()).filter(|&c| text.is_char_boundary(c)) {
         let aligned = AlignedText::new(tokenizer, &text[..cursor]);
         let plan = healing::plan(&aligned, tokenizer, cursor).unwrap();
         checked += 1;
+        removed_tokens += aligned.tokens().len() - plan.keep_tokens;
         backed_off += usize::from(!plan.required.is_empty());
         if full.get(..plan.keep_tokens) != Some(&aligned.tokens()[..plan.keep_tokens]) {
             continue;
@@ -152,10 +153,12 @@ fn natural_continuations_pass_the_filter_on_real_code() {
         }
     }
     eprintln!(
-        "{checked} cursors: {backed_off} healed, {kept_prompt} where the full text keeps the healed prompt"
+        "{checked} cursors: {backed_off} healed, {kept_prompt} where the full text keeps the \
+         healed prompt, {:.2} prompt tokens removed on average",
+        removed_tokens as f64 / checked as f64
     );
     assert!(
-        kept_prompt * 10 >= checked * 9,
+        kept_prompt * 100 >= checked * 93,
         "healed prompts rarely match the full tokenization"
     );
 }

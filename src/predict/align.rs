@@ -332,6 +332,13 @@ impl AlignedText {
 
 /// Whether `pos` is a pre-token boundary (see the module docs); with
 /// `right_edge`, also safe as the end of a separately tokenized window.
+/// Whether byte `pos` of `text` is certainly a pre-token boundary for the
+/// byte-level regex tokenizers (see the module docs), whatever text follows
+/// the character at `pos`.
+pub fn is_pretoken_boundary(text: &str, pos: usize) -> bool {
+    is_boundary(text, pos, false)
+}
+
 fn is_boundary(text: &str, pos: usize, right_edge: bool) -> bool {
     if pos == 0 || pos >= text.len() {
         return pos == 0 || pos == text.len();

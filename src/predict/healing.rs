@@ -15,7 +15,7 @@
 //! generated tokens into the ghost text after the cursor.
 
 use crate::model::Tokenizer;
-use crate::predict::align::AlignedText;
+use crate::predict::align::{AlignedText, is_pretoken_boundary};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("cursor byte {cursor} is outside the mirrored text of {len} bytes or inside a character")]
@@ -43,6 +43,13 @@ pub struct HealPlan {
 /// (`\n` + indentation is the case that matters most). At least one token is
 /// kept whenever the cursor is past the first token, so the engine always has
 /// a token to re-run for fresh logits.
+/// How many more tokens healing may give back to reach a pre-token boundary.
+/// Measured on textwrap.py (every cursor in 1.5 kB): the healed prompt was a
+/// prefix of the completed text's own tokenization at 90.5% of cursors with
+/// 0 extra tokens, 93.2% with 1, 94.1% with 2, 95.3% with 3; each extra token
+/// is one more constrained decode step before the ghost text shows.
+const MAX_EXTRA_BACKOFF: usize = 2;
+
 pub fn plan(
     aligned: &AlignedText,
     tokenizer: &Tokenizer,
@@ -68,7 +75,10 @@ pub fn plan(
     let split_by_cursor = aligned.token_end(last) > cursor;
     let back_off =
         split_by_cursor || (last > 0 && can_be_extended(tokenizer, aligned.tokens()[last]));
-    let keep_tokens = if back_off { last } else { before };
+    let mut keep_tokens = if back_off { last } else { before };
+    if back_off && tokenizer.has_regex_boundaries() {
+        keep_tokens = back_to_pretoken_boundary(text, starts, keep_tokens);
+    }
     let kept_end = starts
         .get(keep_tokens)
         .copied()
@@ -78,6 +88,19 @@ pub fn plan(
         keep_tokens,
         required: text.as_bytes()[kept_end..cursor].to_vec(),
     })
+}
+
+/// When the prompt would end inside a pre-token (e.g. in a run of spaces that
+/// BPE cut into pieces), the completed text may tokenize that run
+/// differently, and the prompt would no longer be a prefix of any natural
+/// tokenization. Move the cut back to a pre-token boundary if one is near.
+fn back_to_pretoken_boundary(text: &str, starts: &[usize], keep_tokens: usize) -> usize {
+    (keep_tokens.saturating_sub(MAX_EXTRA_BACKOFF).max(1)..=keep_tokens)
+        .rev()
+        .find(|&candidate| {
+            candidate < starts.len() && is_pretoken_boundary(text, starts[candidate])
+        })
+        .unwrap_or(keep_tokens)
 }
 
 /// Whether a longer token starts with this token's bytes.
