@@ -14,6 +14,8 @@ use ratatui::backend::Backend;
 use ratatui::layout::Rect;
 
 use crate::editor::{Change, Editor, Key};
+use crate::predict::ghost::Ghost;
+use crate::predict::live::Predictor;
 use crate::replay;
 use crate::ui::{self, Overlay, Theme};
 
@@ -140,8 +142,9 @@ pub type TerminalSink = Box<dyn FnMut(&str)>;
 pub struct App {
     pub editor: Editor,
     pub theme: Theme,
-    /// Ghost text and the document version it was made for.
-    pub ghost: Option<(u64, String)>,
+    /// The prediction engine's editor side; `None` runs without predictions.
+    pub predictor: Option<Predictor>,
+    /// The status line's prediction slot when no predictor runs.
     pub prediction_status: String,
     sender: Sender<AppMessage>,
     receiver: Receiver<AppMessage>,
@@ -164,7 +167,7 @@ impl App {
         App {
             editor,
             theme,
-            ghost: None,
+            predictor: None,
             prediction_status: String::new(),
             sender,
             receiver,
@@ -181,12 +184,33 @@ impl App {
         self.sender.clone()
     }
 
-    /// The ghost text to draw: only if it was made for the current version.
+    /// Attach a predictor and let it mirror the current document.
+    pub fn attach_predictor(&mut self, mut predictor: Predictor) {
+        predictor.open(&self.editor);
+        self.predictor = Some(predictor);
+    }
+
+    /// The ghost text to draw: only while it sits at the cursor.
     pub fn visible_ghost(&self) -> Option<&str> {
-        self.ghost
+        self.editor.visible_ghost().map(|g| g.text.as_str())
+    }
+
+    /// Engine events, prediction keys, timers: true when a redraw is due.
+    fn poll_predictor(&mut self) -> bool {
+        match self.predictor.as_mut() {
+            Some(predictor) => predictor.poll(&mut self.editor),
+            None => false,
+        }
+    }
+
+    /// How long the loop may wait for input before the predictor needs a
+    /// look (streamed chunks should show without waiting for a key).
+    fn input_timeout(&self) -> Duration {
+        let idle = Duration::from_millis(50);
+        self.predictor
             .as_ref()
-            .filter(|(v, _)| *v == self.editor.doc.version())
-            .map(|(_, text)| text.as_str())
+            .and_then(Predictor::next_deadline)
+            .map_or(idle, |d| d.min(idle))
     }
 
     pub fn run<B: Backend>(
@@ -201,6 +225,7 @@ impl App {
         loop {
             dirty |= self.drain_messages();
             self.dispatch_changes();
+            dirty |= self.poll_predictor();
             if dirty {
                 self.draw(terminal)?;
                 dirty = false;
@@ -208,7 +233,7 @@ impl App {
             if self.editor.quit {
                 return Ok(());
             }
-            match events.next_event(Duration::from_millis(50))? {
+            match events.next_event(self.input_timeout())? {
                 Next::Event(event) => {
                     self.handle_event(event, terminal.size()?.into());
                     dirty = true;
@@ -231,9 +256,10 @@ impl App {
     {
         let size = terminal.size()?;
         self.layout(Rect::new(0, 0, size.width, size.height));
+        let status = self.predictor.as_ref().map(Predictor::status);
         let overlay = Overlay {
             ghost: self.visible_ghost(),
-            prediction_status: &self.prediction_status,
+            prediction_status: status.as_deref().unwrap_or(&self.prediction_status),
         };
         let (editor, theme) = (&self.editor, &self.theme);
         terminal.draw(|frame| ui::render(frame, editor, theme, overlay))?;
@@ -319,7 +345,12 @@ impl App {
         match message {
             AppMessage::Ghost { version, text } => {
                 if version == self.editor.doc.version() {
-                    self.ghost = text.map(|t| (version, t));
+                    let anchor = self.editor.cursor();
+                    self.editor.ghost = text.map(|text| Ghost {
+                        anchor,
+                        text,
+                        complete: true,
+                    });
                 }
             }
             AppMessage::PredictionStatus(status) => self.prediction_status = status,
@@ -332,6 +363,9 @@ impl App {
         let changes = self.editor.doc.take_changes();
         if changes.is_empty() {
             return;
+        }
+        if let Some(predictor) = self.predictor.as_mut() {
+            predictor.on_changes(&mut self.editor, &changes);
         }
         let mut listeners = std::mem::take(&mut self.change_listeners);
         for listener in &mut listeners {
@@ -347,10 +381,16 @@ impl App {
             if left.is_zero() {
                 break;
             }
-            if let Ok(message) = self.receiver.recv_timeout(left) {
+            // Short slices, so the predictor's streamed chunks and timers are
+            // handled during the wait as they would be between keys.
+            if let Ok(message) = self
+                .receiver
+                .recv_timeout(left.min(Duration::from_millis(5)))
+            {
                 self.handle_message(message);
-                self.dispatch_changes();
             }
+            self.dispatch_changes();
+            self.poll_predictor();
         }
     }
 
@@ -360,7 +400,9 @@ impl App {
         while Instant::now() < deadline {
             self.drain_messages();
             self.dispatch_changes();
-            if self.idle_probe.as_ref().is_none_or(|idle| idle()) {
+            self.poll_predictor();
+            let predictor_idle = self.predictor.as_ref().is_none_or(Predictor::is_idle);
+            if predictor_idle && self.idle_probe.as_ref().is_none_or(|idle| idle()) {
                 // One more drain: work may have finished with a last message.
                 self.drain_messages();
                 return;

@@ -13,6 +13,8 @@ use ratatui::backend::TestBackend;
 use pie_edit::app::{App, Recorder, ReplayEvents, TerminalEvents};
 use pie_edit::config;
 use pie_edit::editor::{Document, Editor};
+use pie_edit::predict::config::PredictConfig;
+use pie_edit::predict::live::Predictor;
 use pie_edit::replay::Script;
 use pie_edit::ui::Theme;
 
@@ -45,6 +47,16 @@ struct Cli {
         requires = "replay"
     )]
     size: String,
+    /// Model for predictions: a preset (smollm2-135m, qwen2.5-coder-0.5b,
+    /// deepseek-coder-1.3b), hf:ORG/REPO[:FILE], or a .gguf / safetensors path.
+    #[arg(long, value_name = "SPEC")]
+    model: Option<String>,
+    /// Run without predictions (no model is loaded).
+    #[arg(long)]
+    no_predict: bool,
+    /// With --replay: load the model and predict as in a live session.
+    #[arg(long, requires = "replay")]
+    predict: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -67,8 +79,8 @@ enum ModelAction {
     },
 }
 
-fn model_fetch(_preset: Option<&str>) -> anyhow::Result<()> {
-    anyhow::bail!("model fetch: not yet available")
+fn model_fetch(preset: Option<&str>) -> anyhow::Result<()> {
+    pie_edit::model::source::run_fetch_command(preset)
 }
 
 fn init_logging() -> Option<PathBuf> {
@@ -178,6 +190,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         warnings.push(format!("{err}; using the dark theme"));
         Theme::default_dark()
     });
+    let mut predict_config = PredictConfig::from_table(&cfg.predict).unwrap_or_else(|err| {
+        warnings.push(format!("{err}; using the default prediction settings"));
+        PredictConfig::default()
+    });
+    if let Some(model) = &cli.model {
+        predict_config.model = model.clone();
+    }
+
     for warning in &warnings {
         tracing::warn!("{warning}");
         eprintln!("pie-edit: {warning}");
@@ -186,6 +206,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut editor = Editor::new(doc, cfg.editor_options(), keymap);
     editor.message = warnings.first().cloned();
     let mut app = App::new(editor, theme);
+    // A replay is about editing unless it asks for predictions: timing-driven
+    // suggestions would make it depend on the machine's speed.
+    let predict = !cli.no_predict && (script.is_none() || cli.predict);
+    if predict {
+        app.attach_predictor(Predictor::spawn(predict_config));
+    }
 
     let outcome = if let Some(script) = &script {
         let (width, height) = parse_size(&cli.size)?;

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use super::keys::{Key, KeyParseError};
 use super::state::{Editor, PromptKind};
+use super::suggestion::Accept;
+use crate::predict::live::PredictSignal;
 
 pub struct Command {
     pub name: &'static str,
@@ -62,6 +64,12 @@ commands! {
     "find-prev" => "Previous match of the last search", |e| e.find_next(false);
     "goto-line" => "Go to a line (N or N:COL)", |e| e.open_prompt(PromptKind::GotoLine);
     "help" => "Show this key list", |e| e.help_scroll = Some(0);
+    "accept-or-indent" => "Accept the whole suggestion (one undo step); without one, indent", |e| { if !e.accept_suggestion(Accept::All) { e.indent() } };
+    "accept-word-or-move" => "Accept the suggestion's next word; without one, move to the next word end", |e| { if !e.accept_suggestion(Accept::Word) { e.move_word(true, false) } };
+    "accept-line-or-dedent" => "Accept the suggestion's first line; without one, dedent", |e| { if !e.accept_suggestion(Accept::Line) { e.dedent() } };
+    "dismiss-suggestion" => "Hide the suggestion", |e| { e.dismiss_suggestion(); };
+    "suggest" => "Ask for a suggestion at the cursor now", |e| e.signal_predictor(PredictSignal::Request);
+    "toggle-predictions" => "Turn predictions on or off", |e| e.signal_predictor(PredictSignal::Toggle);
     "debug-panic" => "Crash on purpose (tests the recovery file); unbound by default", |_| panic!("debug-panic command");
 }
 
@@ -72,7 +80,7 @@ pub const DEFAULT_KEYS: &[(&str, &str)] = &[
     ("Up", "move-up"),
     ("Down", "move-down"),
     ("C-Left", "move-word-left"),
-    ("C-Right", "move-word-right"),
+    ("C-Right", "accept-word-or-move"),
     ("Home", "move-line-start"),
     ("End", "move-line-end"),
     ("PgUp", "page-up"),
@@ -93,8 +101,11 @@ pub const DEFAULT_KEYS: &[(&str, &str)] = &[
     ("C-S-End", "select-doc-end"),
     ("C-a", "select-all"),
     ("Enter", "insert-newline"),
-    ("Tab", "indent"),
-    ("S-Tab", "dedent"),
+    ("Tab", "accept-or-indent"),
+    ("S-Tab", "accept-line-or-dedent"),
+    ("Esc", "dismiss-suggestion"),
+    ("A-\\", "suggest"),
+    ("F2", "toggle-predictions"),
     ("BS", "delete-backward"),
     ("Del", "delete-forward"),
     ("C-c", "copy"),

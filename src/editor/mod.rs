@@ -7,6 +7,7 @@ pub mod fileio;
 pub mod keys;
 pub mod search;
 pub mod state;
+pub mod suggestion;
 
 pub use commands::{COMMANDS, Command, Keymap};
 pub use document::{Change, Document, LineEnding};

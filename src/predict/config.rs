@@ -70,10 +70,14 @@ impl Default for PredictConfig {
 impl PredictConfig {
     /// Parse the `[predict]` table; errors name the offending key.
     pub fn from_table(table: &toml::Table) -> Result<PredictConfig, String> {
-        let config: PredictConfig =
-            toml::Value::Table(table.clone()).try_into().map_err(|e: toml::de::Error| format!("[predict]: {}", e.message()))?;
+        let config: PredictConfig = toml::Value::Table(table.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("[predict]: {}", e.message()))?;
         if config.max_context < 64 {
-            return Err(format!("[predict] max_context = {} is below the minimum of 64", config.max_context));
+            return Err(format!(
+                "[predict] max_context = {} is below the minimum of 64",
+                config.max_context
+            ));
         }
         Ok(config)
     }
@@ -101,10 +105,17 @@ mod tests {
 
     #[test]
     fn empty_table_is_the_default_and_keys_override() {
-        assert_eq!(PredictConfig::from_table(&toml::Table::new()).unwrap(), PredictConfig::default());
-        let table: toml::Table = toml::from_str("lines = 3\nupdate_mode = \"full\"\ndebounce_ms = 0").unwrap();
+        assert_eq!(
+            PredictConfig::from_table(&toml::Table::new()).unwrap(),
+            PredictConfig::default()
+        );
+        let table: toml::Table =
+            toml::from_str("lines = 3\nupdate_mode = \"full\"\ndebounce_ms = 0").unwrap();
         let config = PredictConfig::from_table(&table).unwrap();
-        assert_eq!((config.lines, config.update_mode, config.debounce_ms), (3, ModeName::Full, 0));
+        assert_eq!(
+            (config.lines, config.update_mode, config.debounce_ms),
+            (3, ModeName::Full, 0)
+        );
     }
 
     #[test]
@@ -113,8 +124,16 @@ mod tests {
         let err = PredictConfig::from_table(&table).unwrap_err();
         assert!(err.contains("[predict]") && err.contains("fast"), "{err}");
         let table: toml::Table = toml::from_str("max_context = 8").unwrap();
-        assert!(PredictConfig::from_table(&table).unwrap_err().contains("max_context"));
+        assert!(
+            PredictConfig::from_table(&table)
+                .unwrap_err()
+                .contains("max_context")
+        );
         let table: toml::Table = toml::from_str("colour = 1").unwrap();
-        assert!(PredictConfig::from_table(&table).unwrap_err().contains("colour"));
+        assert!(
+            PredictConfig::from_table(&table)
+                .unwrap_err()
+                .contains("colour")
+        );
     }
 }

@@ -35,6 +35,9 @@ pub trait Backend {
     ) -> Result<()>;
     /// What the status line shows about the cache.
     fn cache_info(&self) -> CacheInfo;
+    /// Check the cache against `doc` from scratch (re-tokenizing): the
+    /// invariant that PIE updates must keep. Slow; for tests and debugging.
+    fn verify(&self, doc: &Rope) -> Result<(), String>;
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,6 +67,11 @@ pub enum Request {
         cursor_char: usize,
         requested_at: Instant,
     },
+    /// Compare the engine's copy of the document with `text`, and its cache
+    /// with a fresh tokenization; answered by [`Event::Verified`].
+    Verify {
+        text: String,
+    },
     Shutdown,
 }
 
@@ -90,6 +98,8 @@ pub enum Event {
     Idle {
         version: u64,
     },
+    /// The answer to [`Request::Verify`]: Err says what differs.
+    Verified(Result<(), String>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,6 +193,9 @@ fn fail_and_drain(requests: &Receiver<Request>, events: &Sender<Event>, message:
             Request::Shutdown => return,
             Request::Open { version: v, .. } | Request::Edits { version: v, .. } => version = v,
             Request::Predict { .. } => {}
+            Request::Verify { .. } => {
+                let _ = events.send(Event::Verified(Err("the engine is not running".into())));
+            }
         }
         if requests.is_empty() {
             let _ = events.send(Event::Idle { version });
@@ -307,6 +320,18 @@ impl<B: Backend> Worker<B> {
                         self.cursor_char = cursor_char;
                         self.flush_edits()?;
                         self.predict(version, id, cursor_char, requested_at, requests)?;
+                    }
+                    Request::Verify { text } => {
+                        self.flush_edits()?;
+                        let result = if self.doc != text.as_str() {
+                            Err(
+                                "the engine's copy of the document differs from the editor's"
+                                    .into(),
+                            )
+                        } else {
+                            self.backend.verify(&self.doc)
+                        };
+                        self.send(Event::Verified(result));
                     }
                 }
             }
@@ -450,6 +475,9 @@ mod tests {
                 tokens: 0,
                 mode: "PIE".into(),
             }
+        }
+        fn verify(&self, _: &Rope) -> Result<(), String> {
+            Ok(())
         }
     }
 

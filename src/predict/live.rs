@@ -47,6 +47,8 @@ pub struct Predictor {
     idle_version: Option<u64>,
     /// Why the last prediction was asked for (tests and logs).
     pub last_trigger: Option<Trigger>,
+    /// The engine's answer to the last [`Predictor::verify`].
+    pub verification: Option<Result<(), String>>,
 }
 
 impl Predictor {
@@ -60,7 +62,8 @@ impl Predictor {
             sampling: Sampling::Greedy,
         };
         let spec = config.model.clone();
-        let engine = EngineHandle::spawn(move |progress| mirror::load(&spec, mirror_config, progress));
+        let engine =
+            EngineHandle::spawn(move |progress| mirror::load(&spec, mirror_config, progress));
         Predictor::with_engine(config, engine)
     }
 
@@ -80,6 +83,7 @@ impl Predictor {
             sent_version: 0,
             idle_version: None,
             last_trigger: None,
+            verification: None,
         }
     }
 
@@ -93,6 +97,21 @@ impl Predictor {
         });
     }
 
+    /// Ask the engine to check its cache against the editor's text from
+    /// scratch; the answer lands in `verification`.
+    pub fn verify(&mut self, editor: &Editor) {
+        self.verification = None;
+        self.idle_version = None;
+        self.engine.send(Request::Verify {
+            text: editor.doc.text(),
+        });
+    }
+
+    /// Predictions asked of the engine so far.
+    pub fn requests_sent(&self) -> u64 {
+        self.next_id
+    }
+
     pub fn enabled(&self) -> bool {
         self.enabled
     }
@@ -104,7 +123,10 @@ impl Predictor {
         };
         self.last_edit_at = Instant::now();
         self.sent_version = version;
-        self.engine.send(Request::Edits { version, edits: changes.iter().map(|(_, e)| e.clone()).collect() });
+        self.engine.send(Request::Edits {
+            version,
+            edits: changes.iter().map(|(_, e)| e.clone()).collect(),
+        });
 
         // Typing (or accepting) text that the suggestion shows consumes it.
         let consumed = match (editor.ghost.as_mut(), changes) {
@@ -145,7 +167,10 @@ impl Predictor {
 
     /// Whether a suggestion may be shown at the cursor now.
     fn may_predict(&self, editor: &Editor) -> bool {
-        if !self.enabled || !matches!(self.state, EngineState::Ready(_)) || !editor.selection.is_empty() {
+        if !self.enabled
+            || !matches!(self.state, EngineState::Ready(_))
+            || !editor.selection.is_empty()
+        {
             return false;
         }
         if editor.prompt.is_some() {
@@ -158,7 +183,11 @@ impl Predictor {
                 let line_start = rope.line_to_char(rope.char_to_line(cursor));
                 let line_before = rope.slice(line_start..cursor).to_string();
                 !(self.config.suppresses_in(language.name())
-                    && trigger::in_string_or_comment(syntax.tree(), rope.char_to_byte(cursor), &line_before))
+                    && trigger::in_string_or_comment(
+                        syntax.tree(),
+                        rope.char_to_byte(cursor),
+                        &line_before,
+                    ))
             }
             _ => self.config.plain_text,
         }
@@ -177,7 +206,11 @@ impl Predictor {
             version: editor.doc.version(),
             id: self.next_id,
             cursor_char: editor.cursor(),
-            requested_at: if reason == Trigger::Manual { Instant::now() } else { self.last_edit_at },
+            requested_at: if reason == Trigger::Manual {
+                Instant::now()
+            } else {
+                self.last_edit_at
+            },
         });
         tracing::debug!(?reason, id = self.next_id, "prediction requested");
     }
@@ -197,7 +230,10 @@ impl Predictor {
                 editor.ghost = None;
                 self.streaming = None;
                 self.pause_since = None;
-                editor.message = Some(format!("Predictions {}", if self.enabled { "on" } else { "off" }));
+                editor.message = Some(format!(
+                    "Predictions {}",
+                    if self.enabled { "on" } else { "off" }
+                ));
                 dirty = true;
             }
             None => {}
@@ -242,7 +278,12 @@ impl Predictor {
                 }
                 true
             }
-            Event::Finished { id, first_token, total, .. } => {
+            Event::Finished {
+                id,
+                first_token,
+                total,
+                ..
+            } => {
                 if self.streaming != Some(id) {
                     return false;
                 }
@@ -266,6 +307,10 @@ impl Predictor {
                 self.idle_version = Some(version);
                 false
             }
+            Event::Verified(result) => {
+                self.verification = Some(result);
+                false
+            }
         }
     }
 
@@ -285,7 +330,8 @@ impl Predictor {
         if self.streaming.is_some() || matches!(self.state, EngineState::Loading(_)) {
             return Some(Duration::from_millis(10));
         }
-        self.pause_since.map(|since| self.config.debounce().saturating_sub(since.elapsed()))
+        self.pause_since
+            .map(|since| self.config.debounce().saturating_sub(since.elapsed()))
     }
 
     /// The status line's prediction slot.
@@ -298,7 +344,11 @@ impl Predictor {
         if !self.enabled {
             return format!("{model} off");
         }
-        let activity = if self.streaming.is_some() { "predicting" } else { "ready" };
+        let activity = if self.streaming.is_some() {
+            "predicting"
+        } else {
+            "ready"
+        };
         let mut status = format!("{model} {activity}");
         if let Some((first, total)) = self.latency {
             status.push_str(&format!(" {}/{}ms", first.as_millis(), total.as_millis()));

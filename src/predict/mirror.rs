@@ -326,6 +326,33 @@ impl Backend for Mirror {
             mode: mode.to_string(),
         }
     }
+
+    fn verify(&self, doc: &ropey::Rope) -> Result<(), String> {
+        let window = self.window_range();
+        if window.end > doc.len_chars() {
+            return Err(format!(
+                "window {window:?} is past the document's {} chars",
+                doc.len_chars()
+            ));
+        }
+        let text = doc.slice(window.clone()).to_string();
+        if self.aligned.text() != text {
+            return Err(format!("window {window:?} text differs from the document"));
+        }
+        let fresh = self.tokenizer.encode(&text);
+        if self.session.tokens() != fresh.as_slice() {
+            let first = fresh
+                .iter()
+                .zip(self.session.tokens())
+                .position(|(a, b)| a != b);
+            return Err(format!(
+                "cached tokens ({}) differ from a fresh tokenization ({}) first at {first:?}",
+                self.session.tokens().len(),
+                fresh.len()
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Load the model named by `spec` for the engine thread: resolve (fetching

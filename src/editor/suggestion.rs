@@ -1,0 +1,49 @@
+//! Commands on the ghost-text suggestion. Each key falls back to its usual
+//! command when no suggestion is shown, so Tab still indents and Ctrl-Right
+//! still moves by word.
+
+use super::state::Editor;
+use crate::predict::ghost::Ghost;
+use crate::predict::live::PredictSignal;
+
+/// Which part of a suggestion a key accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    All,
+    Word,
+    Line,
+}
+
+impl Editor {
+    /// The suggestion, if one is shown at the cursor.
+    pub fn visible_ghost(&self) -> Option<&Ghost> {
+        self.ghost
+            .as_ref()
+            .filter(|g| g.anchor == self.cursor() && self.selection.is_empty() && !g.is_empty())
+    }
+
+    /// Insert (part of) the suggestion as one undo step. The predictor sees
+    /// the insertion match the ghost text and trims it, as for typing.
+    /// Returns false when no suggestion is shown.
+    pub fn accept_suggestion(&mut self, part: Accept) -> bool {
+        let Some(ghost) = self.visible_ghost() else {
+            return false;
+        };
+        let text = match part {
+            Accept::All => ghost.all(),
+            Accept::Word => ghost.next_word(),
+            Accept::Line => ghost.first_line(),
+        }
+        .to_string();
+        self.paste_text(&text);
+        true
+    }
+
+    pub fn dismiss_suggestion(&mut self) -> bool {
+        self.ghost.take().is_some()
+    }
+
+    pub fn signal_predictor(&mut self, signal: PredictSignal) {
+        self.predict_signal = Some(signal);
+    }
+}
