@@ -93,19 +93,25 @@ impl Mirror {
         self.config.mode = mode;
     }
 
-    /// Choose a window around `cursor` (three quarters of the budget before
-    /// it: prediction reads what precedes the cursor) and encode it.
+    /// Choose a window and encode it: the whole document when it fits the
+    /// token budget (then no cursor jump ever re-encodes), otherwise lines
+    /// around `cursor` with three quarters of the budget before it, since
+    /// prediction reads what precedes the cursor.
     fn place_window(&mut self, doc: &ropey::Rope, cursor: usize) -> Result<()> {
         let budget = self.config.max_context * BYTES_PER_TOKEN_ESTIMATE;
-        let cursor_byte = doc.char_to_byte(cursor);
-        let from = doc.byte_to_line(cursor_byte.saturating_sub(budget * 3 / 4));
-        let from = doc.line_to_char(from);
-        let to_byte = (cursor_byte + budget / 4).min(doc.len_bytes());
-        let to_line = doc.byte_to_line(to_byte);
-        let to = if to_line + 1 >= doc.len_lines() {
-            doc.len_chars()
+        let (from, to) = if doc.len_bytes() <= budget {
+            (0, doc.len_chars())
         } else {
-            doc.line_to_char(to_line + 1)
+            let cursor_byte = doc.char_to_byte(cursor);
+            let from =
+                doc.line_to_char(doc.byte_to_line(cursor_byte.saturating_sub(budget * 3 / 4)));
+            let to_line = doc.byte_to_line((cursor_byte + budget / 4).min(doc.len_bytes()));
+            let to = if to_line + 1 >= doc.len_lines() {
+                doc.len_chars()
+            } else {
+                doc.line_to_char(to_line + 1)
+            };
+            (from, to)
         };
         self.start = from;
         self.window = doc.slice(from..to).into();
