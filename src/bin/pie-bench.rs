@@ -49,6 +49,9 @@ struct Args {
     /// What to do with Q4_0/Q4_1 matrices at load.
     #[arg(long, value_enum, default_value_t = Weights::Q8_0)]
     weights: Weights,
+    /// Leave Q8_0 matrices unpadded (slower generic kernel; for comparison).
+    #[arg(long)]
+    no_pad: bool,
     /// Only measure prefill/decode speed, for each weight treatment in turn.
     #[arg(long)]
     speed_only: bool,
@@ -194,17 +197,22 @@ fn main() -> Result<()> {
     if args.speed_only {
         println!("| weights (Q4_1 matrices) | load s | prefill pp512 tok/s | decode tg64 tok/s |");
         println!("|---|---|---|---|");
-        for w in [Weights::Q8_0, Weights::F32, Weights::Keep] {
+        let variants = [
+            ("Q8_0, padded to 256", Weights::Q8_0, true),
+            ("Q8_0, unpadded", Weights::Q8_0, false),
+            ("F32", Weights::F32, false),
+            ("kept Q4_1", Weights::Keep, false),
+        ];
+        for (label, w, pad) in variants {
             let started = Instant::now();
-            let model = Arc::new(Model::load(
-                &path,
-                &LoadOptions {
-                    slow_quant: w.into(),
-                },
-            )?);
+            let options = LoadOptions {
+                slow_quant: w.into(),
+                pad_for_fast_kernels: pad,
+            };
+            let model = Arc::new(Model::load(&path, &options)?);
             let load = started.elapsed().as_secs_f64();
             let (pp, tg) = speed(&model)?;
-            println!("| {w:?} | {load:.1} | {pp:.0} | {tg:.0} |");
+            println!("| {label} | {load:.1} | {pp:.0} | {tg:.0} |");
         }
         return Ok(());
     }
@@ -213,6 +221,7 @@ fn main() -> Result<()> {
         &path,
         &LoadOptions {
             slow_quant: args.weights.into(),
+            pad_for_fast_kernels: !args.no_pad,
         },
     )?);
     let c = model.config();
