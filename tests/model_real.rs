@@ -281,20 +281,22 @@ fn pie_next_token_distribution_stays_close_to_full_on_real_python_edits() {
         let first = hunks[0].start + hunks[0].new_tokens.len();
         let mut edit_kl = (0.0, 0.0, 0);
         let started = std::time::Instant::now();
-        for at in first + 1..new_ids.len() {
-            // Predict at line ends, where the next token (newline plus the
-            // next line's indentation) is in the model's distribution; a
-            // prompt cut after a bare newline is not (see DESIGN.md).
-            if !decode(&tok, &new_ids[at..at + 1]).starts_with('\n') {
-                continue;
-            }
+        // Predict at line ends, where the next token (newline plus the next
+        // line's indentation) is in the model's distribution; a prompt cut
+        // after a bare newline is not (see DESIGN.md). Eight of them per
+        // edit, spread over the text after it, keep the test affordable.
+        let line_ends: Vec<usize> = (first + 1..new_ids.len())
+            .filter(|&at| decode(&tok, &new_ids[at..at + 1]).starts_with('\n'))
+            .collect();
+        let stride = line_ends.len().div_ceil(8).max(1);
+        for &at in line_ends.iter().step_by(stride) {
             let lp = pie.next_logits(at).unwrap();
             let lf = full.next_logits(at).unwrap();
             let lc = conflict.next_logits(at).unwrap();
             edit_kl.0 += kl(&lf, &lp);
             edit_kl.1 += kl(&lf, &lc);
             edit_kl.2 += 1;
-            if edit_kl.2 % 4 == 1 {
+            if edit_kl.2 % 2 == 1 {
                 let a = greedy_line(&mut pie, &tok, at);
                 let b = greedy_line(&mut full, &tok, at);
                 lines += 1;
@@ -324,7 +326,7 @@ fn pie_next_token_distribution_stays_close_to_full_on_real_python_edits() {
     println!(
         "overall: mean KL(Full||Pie) {mean_pie:.4}, KL(Full||Conflict) {mean_conflict:.4} over {points} points; greedy next line equal {same_lines}/{lines}"
     );
-    assert!(points >= 30, "too few prediction points: {points}");
+    assert!(points >= 40, "too few prediction points: {points}");
     assert!(mean_pie < 0.1, "Pie drifts from Full: mean KL {mean_pie}");
     assert!(
         mean_conflict > 2.0 * mean_pie,
