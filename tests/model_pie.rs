@@ -682,3 +682,29 @@ fn requantized_q4_1_model_stays_close_to_dense() {
         "quantization had no effect, so the test tests nothing"
     );
 }
+
+#[test]
+fn a_fork_is_independent_of_its_origin() {
+    let (_dir, model) = tiny_model(Variant::GgufQwen2);
+    let toks = tokens(30, 9);
+    let mut origin = Session::new(model).unwrap();
+    origin.reset(&toks).unwrap();
+    let before = layer_kv(&origin, 1).0.copy().unwrap();
+    let mut fork = origin.fork().unwrap();
+    fork.apply(
+        &[TokenEdit {
+            start: 3,
+            old_len: 2,
+            new_tokens: vec![1],
+        }],
+        UpdateMode::Pie,
+    )
+    .unwrap();
+    assert_eq!(origin.tokens(), toks.as_slice());
+    assert_eq!(
+        max_diff(&before, &layer_kv(&origin, 1).0),
+        0.0,
+        "editing the fork changed the origin"
+    );
+    assert_eq!(fork.tokens().len(), toks.len() - 1);
+}

@@ -17,7 +17,8 @@ pub struct Segment {
     pub to: usize,
 }
 
-#[derive(Debug, Clone)]
+/// `Clone` is deliberately not derived: see [`KvCache::deep_copy`].
+#[derive(Debug)]
 pub struct KvCache {
     /// Per layer `(K, V)`, each `[n_kv_heads, capacity, head_dim]`, f32.
     layers: Vec<(Tensor, Tensor)>,
@@ -68,6 +69,24 @@ impl KvCache {
 
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// An independent copy. (`Clone` would share the tensors' storage, and
+    /// the in-place writes of one cache would show through the other.)
+    pub fn deep_copy(&self) -> Result<Self> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|(k, v)| Ok((k.copy()?, v.copy()?)))
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            layers,
+            len: self.len,
+            capacity: self.capacity,
+            n_kv_heads: self.n_kv_heads,
+            head_dim: self.head_dim,
+            device: self.device.clone(),
+        })
     }
 
     pub fn is_empty(&self) -> bool {

@@ -35,6 +35,15 @@
 //!     Cancel between tokens by returning `ControlFlow::Break` from `on_token`;
 //!     the logit filter is where token healing constrains the first tokens.
 //!   - `next_logits(prefix_len)`: the next-token logits alone.
+//!   - `fork()`: an independent copy (cache copied, not re-encoded), e.g. to
+//!     repair a copy in idle time while the original keeps serving.
+//! - Loading: [`Model::load`] takes a `.gguf` file or a safetensors directory.
+//!   [`LoadOptions::default`] re-quantizes Q4_0/Q4_1 matrices to Q8_0 and pads
+//!   Q8_0 rows to a multiple of 256 so candle's fast repacked kernel applies.
+//! - Threads: candle sizes its pools from `RAYON_NUM_THREADS` /
+//!   `CANDLE_NUM_THREADS` on first use; set them at startup, before any
+//!   thread is spawned. On a busy machine one thread was measured faster
+//!   than two (see BENCHMARKS.md).
 //! - Every error (bad file, bad edit, bad token id) is an `anyhow::Error` whose
 //!   message names the cause; nothing here panics on bad input.
 

@@ -67,6 +67,18 @@ impl Session {
         })
     }
 
+    /// An independent session with the same tokens and cache (a copy, no
+    /// re-encoding): for comparing update modes, or repairing a copy while
+    /// this one keeps serving.
+    pub fn fork(&self) -> Result<Self> {
+        Ok(Self {
+            model: self.model.clone(),
+            cache: self.cache.deep_copy()?,
+            scratch: self.model.new_cache(64)?,
+            tokens: self.tokens.clone(),
+        })
+    }
+
     pub fn model(&self) -> &Arc<Model> {
         &self.model
     }

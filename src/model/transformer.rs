@@ -9,11 +9,36 @@ use super::config::ModelConfig;
 use super::kv_cache::KvCache;
 use super::rope::{Rope, RopeTables};
 
+/// A weight matrix `[out, in]` applied as `x W^T`. `pad_in` zero columns were
+/// appended to `W` at load so that `in` is a multiple of 256: candle's
+/// repacked AVX512-VNNI Q8_0 kernel only takes such shapes, and is several
+/// times faster than its per-row path (SmolLM2's 576-wide rows miss it).
+pub(crate) struct Linear {
+    pub weight: QMatMul,
+    pub pad_in: usize,
+}
+
+impl Linear {
+    pub fn new(weight: QMatMul) -> Self {
+        Self { weight, pad_in: 0 }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.pad_in == 0 {
+            Ok(self.weight.forward(x)?)
+        } else {
+            Ok(self
+                .weight
+                .forward(&x.pad_with_zeros(D::Minus1, 0, self.pad_in)?)?)
+        }
+    }
+}
+
 pub(crate) struct Attention {
-    pub q: QMatMul,
-    pub k: QMatMul,
-    pub v: QMatMul,
-    pub o: QMatMul,
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
     /// Qwen2 has biases on Q, K and V.
     pub q_bias: Option<Tensor>,
     pub k_bias: Option<Tensor>,
@@ -24,9 +49,9 @@ pub(crate) struct Layer {
     pub attn_norm: Tensor,
     pub attn: Attention,
     pub ffn_norm: Tensor,
-    pub gate: QMatMul,
-    pub up: QMatMul,
-    pub down: QMatMul,
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
 }
 
 /// A loaded model. Immutable, so one `Arc<Model>` serves several sessions.
@@ -37,7 +62,7 @@ pub struct Model {
     pub(crate) embed: Tensor,
     pub(crate) layers: Vec<Layer>,
     pub(crate) norm: Tensor,
-    pub(crate) output: QMatMul,
+    pub(crate) output: Linear,
     pub(crate) device: Device,
 }
 
@@ -75,7 +100,7 @@ struct Part {
     causal_offset: Option<usize>,
 }
 
-fn linear(w: &QMatMul, x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+fn linear(w: &Linear, x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     let y = w.forward(x)?;
     Ok(match bias {
         Some(b) => y.broadcast_add(b)?,
@@ -317,7 +342,7 @@ impl Model {
             .reshape((c.n_heads, n, c.head_dim))?
             .transpose(0, 1)?
             .reshape((n, c.n_heads * c.head_dim))?;
-        Ok(a.o.forward(&y)?)
+        a.o.forward(&y)
     }
 
     /// Prefill `tokens` into an empty cache at positions `0..n`, returning the

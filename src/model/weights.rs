@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::config::ModelConfig;
 use super::rope::Rope;
-use super::transformer::{Attention, Layer, Model};
+use super::transformer::{Attention, Layer, Linear, Model};
 
 /// What to do with GGUF matrices in Q4_0/Q4_1, which candle multiplies on a
 /// generic path more than 10x slower than its AVX kernels.
@@ -26,10 +26,24 @@ pub enum SlowQuant {
     Keep,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct LoadOptions {
     pub slow_quant: SlowQuant,
+    /// Pad Q8_0 matrices whose input width is not a multiple of 256 with zero
+    /// columns, so that candle's repacked kernel applies (see [`Linear`]).
+    pub pad_for_fast_kernels: bool,
 }
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            slow_quant: SlowQuant::default(),
+            pad_for_fast_kernels: true,
+        }
+    }
+}
+
+const SUPERBLOCK: usize = 256;
 
 fn is_slow(dtype: GgmlDType) -> bool {
     matches!(
@@ -38,18 +52,34 @@ fn is_slow(dtype: GgmlDType) -> bool {
     )
 }
 
-fn matmul_from_qtensor(q: QTensor, options: &LoadOptions, device: &Device) -> Result<QMatMul> {
-    if !is_slow(q.dtype()) || options.slow_quant == SlowQuant::Keep {
-        return Ok(QMatMul::from_qtensor(q)?);
+fn matmul_from_qtensor(q: QTensor, options: &LoadOptions, device: &Device) -> Result<Linear> {
+    let cols = *q.shape().dims().last().unwrap_or(&0);
+    let target = if is_slow(q.dtype()) {
+        match options.slow_quant {
+            SlowQuant::Keep => return Ok(Linear::new(QMatMul::from_qtensor(q)?)),
+            SlowQuant::ToQ8_0 if cols.is_multiple_of(GgmlDType::Q8_0.block_size()) => {
+                GgmlDType::Q8_0
+            }
+            _ => return Ok(Linear::new(QMatMul::Tensor(q.dequantize(device)?))),
+        }
+    } else if q.dtype() == GgmlDType::Q8_0 {
+        GgmlDType::Q8_0
+    } else {
+        return Ok(Linear::new(QMatMul::from_qtensor(q)?));
+    };
+    let pad_in = if options.pad_for_fast_kernels {
+        cols.next_multiple_of(SUPERBLOCK) - cols
+    } else {
+        0
+    };
+    if pad_in == 0 && q.dtype() == target {
+        return Ok(Linear::new(QMatMul::from_qtensor(q)?));
     }
-    let dense = q.dequantize(device)?;
-    let cols = *dense.dims().last().unwrap_or(&0);
-    match options.slow_quant {
-        SlowQuant::ToQ8_0 if cols.is_multiple_of(GgmlDType::Q8_0.block_size()) => Ok(
-            QMatMul::from_qtensor(QTensor::quantize(&dense, GgmlDType::Q8_0)?)?,
-        ),
-        _ => Ok(QMatMul::Tensor(dense)),
-    }
+    let dense = q.dequantize(device)?.pad_with_zeros(1, 0, pad_in)?;
+    Ok(Linear {
+        weight: QMatMul::from_qtensor(QTensor::quantize(&dense, target)?)?,
+        pad_in,
+    })
 }
 
 impl Model {
@@ -86,7 +116,7 @@ impl Model {
         let mut layers = Vec::with_capacity(config.n_layers);
         for i in 0..config.n_layers {
             let p = format!("blk.{i}");
-            let mut mm = |name: &str| -> Result<QMatMul> {
+            let mut mm = |name: &str| -> Result<Linear> {
                 matmul_from_qtensor(tensor(&format!("{p}.{name}.weight"))?, options, &device)
             };
             let q = mm("attn_q")?;
@@ -171,32 +201,44 @@ impl Model {
         };
         let embed = take("model.embed_tokens.weight")?;
         let output = match take("lm_head.weight") {
-            Ok(w) => QMatMul::Tensor(w),
-            Err(_) => QMatMul::Tensor(embed.clone()),
+            Ok(w) => Linear::new(QMatMul::Tensor(w)),
+            Err(_) => Linear::new(QMatMul::Tensor(embed.clone())),
         };
         let norm = take("model.norm.weight")?;
         let mut layers = Vec::with_capacity(config.n_layers);
         for i in 0..config.n_layers {
             let p = format!("model.layers.{i}");
-            let mut mm = |name: &str| -> Result<QMatMul> {
-                Ok(QMatMul::Tensor(take(&format!("{p}.{name}.weight"))?))
+            let mut t = |name: &str| take(&format!("{p}.{name}"));
+            let mut mm = |name: &str| -> Result<Linear> {
+                Ok(Linear::new(QMatMul::Tensor(t(&format!("{name}.weight"))?)))
             };
+            let (q, k, v, o) = (
+                mm("self_attn.q_proj")?,
+                mm("self_attn.k_proj")?,
+                mm("self_attn.v_proj")?,
+                mm("self_attn.o_proj")?,
+            );
+            let (gate, up, down) = (
+                mm("mlp.gate_proj")?,
+                mm("mlp.up_proj")?,
+                mm("mlp.down_proj")?,
+            );
             let attn = Attention {
-                q: mm("self_attn.q_proj")?,
-                k: mm("self_attn.k_proj")?,
-                v: mm("self_attn.v_proj")?,
-                o: mm("self_attn.o_proj")?,
-                q_bias: take(&format!("{p}.self_attn.q_proj.bias")).ok(),
-                k_bias: take(&format!("{p}.self_attn.k_proj.bias")).ok(),
-                v_bias: take(&format!("{p}.self_attn.v_proj.bias")).ok(),
+                q,
+                k,
+                v,
+                o,
+                q_bias: t("self_attn.q_proj.bias").ok(),
+                k_bias: t("self_attn.k_proj.bias").ok(),
+                v_bias: t("self_attn.v_proj.bias").ok(),
             };
             layers.push(Layer {
-                attn_norm: take(&format!("{p}.input_layernorm.weight"))?,
+                attn_norm: t("input_layernorm.weight")?,
                 attn,
-                ffn_norm: take(&format!("{p}.post_attention_layernorm.weight"))?,
-                gate: QMatMul::Tensor(take(&format!("{p}.mlp.gate_proj.weight"))?),
-                up: QMatMul::Tensor(take(&format!("{p}.mlp.up_proj.weight"))?),
-                down: QMatMul::Tensor(take(&format!("{p}.mlp.down_proj.weight"))?),
+                ffn_norm: t("post_attention_layernorm.weight")?,
+                gate,
+                up,
+                down,
             });
         }
         let model = Self {
@@ -237,8 +279,7 @@ impl Model {
         }
         let probe = Tensor::zeros((1, c.hidden), DType::F32, &self.device)?;
         for (i, l) in self.layers.iter().enumerate() {
-            use candle_core::Module;
-            let shape_of = |m: &QMatMul, x: &Tensor| -> Result<Vec<usize>> {
+            let shape_of = |m: &Linear, x: &Tensor| -> Result<Vec<usize>> {
                 Ok(m.forward(x)?.dims().to_vec())
             };
             let q = shape_of(&l.attn.q, &probe).with_context(|| format!("layer {i} attn_q"))?;

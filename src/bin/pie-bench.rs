@@ -1,0 +1,258 @@
+//! Engine benchmark: KV-cache update time for Pie, Conflict and Full after
+//! insertions, deletions and multi-place edits in the middle of the context,
+//! plus prefill and decode speed.
+//!
+//! `cargo run --release --bin pie-bench -- --threads 2`
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
+use pie_edit::model::{
+    GenerateOptions, LoadOptions, Model, Sampling, Session, SlowQuant, TokenEdit, UpdateMode,
+};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Weights {
+    Q8_0,
+    F32,
+    Keep,
+}
+
+impl From<Weights> for SlowQuant {
+    fn from(w: Weights) -> Self {
+        match w {
+            Weights::Q8_0 => SlowQuant::ToQ8_0,
+            Weights::F32 => SlowQuant::ToF32,
+            Weights::Keep => SlowQuant::Keep,
+        }
+    }
+}
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// GGUF file or safetensors directory (default: the SmolLM2 model in the data directory).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// CPU threads for candle's kernels.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Context sizes (tokens) for the cache-update table.
+    #[arg(long, value_delimiter = ',', default_value = "512,1024,2048,4096")]
+    contexts: Vec<usize>,
+    /// Repetitions of the cheap (Pie, Conflict) updates; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// What to do with Q4_0/Q4_1 matrices at load.
+    #[arg(long, value_enum, default_value_t = Weights::Q8_0)]
+    weights: Weights,
+    /// Leave Q8_0 matrices unpadded (slower generic kernel; for comparison).
+    #[arg(long)]
+    no_pad: bool,
+    /// Only measure prefill/decode speed, for each weight treatment in turn.
+    #[arg(long)]
+    speed_only: bool,
+}
+
+fn default_model() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    Ok(PathBuf::from(home).join(".local/share/pie-edit/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+}
+
+/// Token ids drawn from a fixed pseudo-random sequence: the update cost does
+/// not depend on which tokens they are, only on how many.
+fn synthetic_tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
+    let mut state = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            // Stay within the common part of the vocabulary, away from special tokens.
+            (100 + (state >> 33) as usize % (vocab.min(20_000) - 100)) as u32
+        })
+        .collect()
+}
+
+fn edits(n: usize, vocab: usize) -> Vec<(&'static str, Vec<TokenEdit>)> {
+    let new = |k: usize, seed: u64| synthetic_tokens(k, vocab, seed);
+    vec![
+        (
+            "insertion (+8)",
+            vec![TokenEdit {
+                start: n / 2,
+                old_len: 0,
+                new_tokens: new(8, 1),
+            }],
+        ),
+        (
+            "deletion (-8)",
+            vec![TokenEdit {
+                start: n / 2,
+                old_len: 8,
+                new_tokens: vec![],
+            }],
+        ),
+        (
+            "multi-place (3 hunks)",
+            vec![
+                TokenEdit {
+                    start: n / 4,
+                    old_len: 2,
+                    new_tokens: new(4, 2),
+                },
+                TokenEdit {
+                    start: n / 2,
+                    old_len: 3,
+                    new_tokens: vec![],
+                },
+                TokenEdit {
+                    start: 3 * n / 4,
+                    old_len: 0,
+                    new_tokens: new(5, 3),
+                },
+            ],
+        ),
+    ]
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn time_update(
+    base: &Session,
+    hunks: &[TokenEdit],
+    mode: UpdateMode,
+    reps: usize,
+) -> Result<Duration> {
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let mut s = base.fork()?;
+        let started = Instant::now();
+        s.apply(hunks, mode)?;
+        times.push(started.elapsed());
+    }
+    Ok(median(times))
+}
+
+/// (prefill tok/s over 512 tokens, decode tok/s over 64 tokens)
+fn speed(model: &Arc<Model>) -> Result<(f64, f64)> {
+    let vocab = model.config().vocab_size;
+    let prompt = synthetic_tokens(512, vocab, 7);
+    let mut s = Session::new(model.clone())?;
+    let mut best_prefill = Duration::MAX;
+    for _ in 0..3 {
+        let started = Instant::now();
+        s.reset(&prompt)?;
+        best_prefill = best_prefill.min(started.elapsed());
+    }
+    // Decode from a one-token context, as llama-bench's tg64 does.
+    s.reset(&prompt[..1])?;
+    let opts = GenerateOptions {
+        max_tokens: 64,
+        sampling: Sampling::Greedy,
+    };
+    let mut best_decode = Duration::MAX;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let mut no_eos = |_: &[u32], logits: &mut [f32]| {
+            if let Some(eos) = model.config().eos_id {
+                logits[eos as usize] = f32::NEG_INFINITY;
+            }
+        };
+        let out = s.generate(1, &opts, &mut no_eos, &mut |_| ControlFlow::Continue(()))?;
+        anyhow::ensure!(out.len() == 64, "decode stopped after {} tokens", out.len());
+        best_decode = best_decode.min(started.elapsed());
+    }
+    Ok((
+        512.0 / best_prefill.as_secs_f64(),
+        64.0 / best_decode.as_secs_f64(),
+    ))
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    // SAFETY: nothing else runs yet; candle reads these when it builds its
+    // thread pools on first use.
+    unsafe {
+        std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", args.threads.to_string());
+    }
+    let path = match &args.model {
+        Some(p) => p.clone(),
+        None => default_model()?,
+    };
+    println!("model: {}", path.display());
+    println!("threads: {}", args.threads);
+
+    if args.speed_only {
+        println!("| weights (Q4_1 matrices) | load s | prefill pp512 tok/s | decode tg64 tok/s |");
+        println!("|---|---|---|---|");
+        let variants = [
+            ("Q8_0, padded to 256", Weights::Q8_0, true),
+            ("Q8_0, unpadded", Weights::Q8_0, false),
+            ("F32", Weights::F32, false),
+            ("kept Q4_1", Weights::Keep, false),
+        ];
+        for (label, w, pad) in variants {
+            let started = Instant::now();
+            let options = LoadOptions {
+                slow_quant: w.into(),
+                pad_for_fast_kernels: pad,
+            };
+            let model = Arc::new(Model::load(&path, &options)?);
+            let load = started.elapsed().as_secs_f64();
+            let (pp, tg) = speed(&model)?;
+            println!("| {label} | {load:.1} | {pp:.0} | {tg:.0} |");
+        }
+        return Ok(());
+    }
+
+    let model = Arc::new(Model::load(
+        &path,
+        &LoadOptions {
+            slow_quant: args.weights.into(),
+            pad_for_fast_kernels: !args.no_pad,
+        },
+    )?);
+    let c = model.config();
+    println!(
+        "config: {:?}, {} layers, {} heads / {} kv heads x {}, context length {}",
+        c.arch, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.context_length
+    );
+    let (pp, tg) = speed(&model)?;
+    println!("prefill pp512: {pp:.0} tok/s; decode tg64: {tg:.0} tok/s\n");
+
+    println!("| context | edit | Full ms | Pie ms | Conflict ms | Full/Pie | encoded Pie/Full |");
+    println!("|---|---|---|---|---|---|---|");
+    for &n in &args.contexts {
+        let tokens = synthetic_tokens(n, c.vocab_size, n as u64);
+        let mut base = Session::new(model.clone())?;
+        base.reset(&tokens)?;
+        for (name, hunks) in edits(n, c.vocab_size) {
+            let pie = time_update(&base, &hunks, UpdateMode::Pie, args.reps)?;
+            let conflict = time_update(&base, &hunks, UpdateMode::Conflict, args.reps)?;
+            let full = time_update(&base, &hunks, UpdateMode::Full, 1)?;
+            let encoded_pie: usize = hunks.iter().map(|h| h.new_tokens.len()).sum();
+            let new_len = n as isize + hunks.iter().map(|h| h.delta()).sum::<isize>();
+            let encoded_full = new_len as usize - hunks[0].start;
+            println!(
+                "| {n} | {name} | {:.1} | {:.2} | {:.2} | {:.0}x | {encoded_pie}/{encoded_full} |",
+                ms(full),
+                ms(pie),
+                ms(conflict),
+                full.as_secs_f64() / pie.as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
