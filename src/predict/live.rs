@@ -38,8 +38,11 @@ pub struct Predictor {
     pause_since: Option<Instant>,
     /// When the last edit happened: latencies count from the keystroke.
     last_edit_at: Instant,
-    /// Keystroke to first ghost text, and to the complete suggestion.
-    latency: Option<(Duration, Duration)>,
+    /// Keystroke to first ghost text, and to the complete suggestion, for
+    /// every prediction that showed text (benchmarks read the history).
+    pub latencies: Vec<(Duration, Duration)>,
+    /// Predictions that ended before their first token (a newer key came).
+    pub cancelled_before_first_token: usize,
     cache: CacheInfo,
     /// The newest document version sent to the engine, and the newest it
     /// reported idle at.
@@ -78,7 +81,8 @@ impl Predictor {
             streaming: None,
             pause_since: None,
             last_edit_at: Instant::now(),
-            latency: None,
+            latencies: Vec::new(),
+            cancelled_before_first_token: 0,
             cache: CacheInfo::default(),
             sent_version: 0,
             idle_version: None,
@@ -284,13 +288,16 @@ impl Predictor {
                 total,
                 ..
             } => {
+                // Every prediction counts for latency, also one whose ghost
+                // was dropped meanwhile.
+                match first_token {
+                    Some(first) => self.latencies.push((first, total)),
+                    None => self.cancelled_before_first_token += 1,
+                }
                 if self.streaming != Some(id) {
                     return false;
                 }
                 self.streaming = None;
-                if let Some(first) = first_token {
-                    self.latency = Some((first, total));
-                }
                 if let Some(ghost) = editor.ghost.as_mut() {
                     ghost.complete = true;
                     if ghost.is_empty() {
@@ -350,7 +357,7 @@ impl Predictor {
             "ready"
         };
         let mut status = format!("{model} {activity}");
-        if let Some((first, total)) = self.latency {
+        if let Some((first, total)) = self.latencies.last() {
             status.push_str(&format!(" {}/{}ms", first.as_millis(), total.as_millis()));
         }
         if self.cache.tokens > 0 {

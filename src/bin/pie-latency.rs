@@ -1,0 +1,108 @@
+//! Keystroke-to-ghost-text latency: a typing session replayed through the
+//! real app loop (headless), with the real model on its background thread.
+//!
+//! `cargo run --release --bin pie-latency -- [--mode pie|full] [--file F]`
+//!
+//! The session types new code into a ~2k-token Python file, key by key with
+//! a pause between keys, and waits for the suggestion after each line. It
+//! reports, over every prediction that showed text, the time from the
+//! keystroke that triggered it to the first ghost text and to the complete
+//! suggestion (p50/p95), and how many predictions a newer key cancelled
+//! before their first token.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use pie_edit::app::{App, ReplayEvents};
+use pie_edit::editor::{Document, Editor, EditorOptions, Keymap};
+use pie_edit::predict::config::{ModeName, PredictConfig};
+use pie_edit::predict::live::Predictor;
+use pie_edit::replay::Script;
+use pie_edit::ui::Theme;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+#[derive(Parser)]
+struct Args {
+    /// Cache update mode: pie or full.
+    #[arg(long, default_value = "pie")]
+    mode: String,
+    /// The file typed into (default: assets/demo.py).
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Pause between keys, in ms.
+    #[arg(long, default_value_t = 120)]
+    key_ms: u64,
+}
+
+/// What gets typed, line by line: the start of a new function at the end of
+/// the file, and an edit in the middle of it.
+const SESSION: &[&str] = &[
+    "<C-End><Enter><Enter>",
+    "def summarize(tasks):<Enter>",
+    "counts = {}<Enter>",
+    "for task in tasks:<Enter>",
+    "key = task.priority.name<Enter>",
+    "counts[key] = counts.get(key, 0) + 1<Enter>",
+    "<BS>return counts<Enter>",
+    "<C-g>11<Enter><End><Enter>",
+    "import os<Enter>",
+    "<C-End><Enter><Enter>",
+    "def export(tasks, path):<Enter>",
+    "with open(path, \"w\") as f:<Enter>",
+];
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mode = match args.mode.as_str() {
+        "pie" => ModeName::Pie,
+        "full" => ModeName::Full,
+        other => anyhow::bail!("--mode must be pie or full, not {other}"),
+    };
+    let path = args.file.unwrap_or_else(|| PathBuf::from("assets/demo.py"));
+    let doc = Document::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let editor = Editor::new(doc, EditorOptions::default(), Keymap::default());
+    let mut app = App::new(editor, Theme::default_dark());
+    app.idle_timeout = Duration::from_secs(600);
+    let config = PredictConfig { update_mode: mode, ..PredictConfig::default() };
+    app.attach_predictor(Predictor::spawn(config));
+    let mut terminal = Terminal::new(TestBackend::new(100, 30))?;
+    app.run(&mut terminal, ReplayEvents::new(&Script::parse("<wait-idle>")?))?;
+    let cache_tokens = app.predictor.as_ref().map(Predictor::status).unwrap_or_default();
+    eprintln!("file encoded: {cache_tokens}");
+
+    let wait = format!("<wait:{}ms>", args.key_ms);
+    for line in SESSION {
+        let script = Script::parse(line)?;
+        // Re-emit each key with the typing pause after it, then wait for the
+        // suggestion as a reader would.
+        let keys: Vec<String> = script.events().filter_map(|e| pie_edit::replay::format_event(&e)).collect();
+        let typed = format!("{}<wait-idle>", keys.iter().map(|k| format!("{k}{wait}")).collect::<String>());
+        app.run(&mut terminal, ReplayEvents::new(&Script::parse(&typed)?))?;
+    }
+
+    let predictor = app.predictor.as_ref().context("predictor attached")?;
+    let mut first: Vec<Duration> = predictor.latencies.iter().map(|l| l.0).collect();
+    let mut full: Vec<Duration> = predictor.latencies.iter().map(|l| l.1).collect();
+    anyhow::ensure!(!first.is_empty(), "no prediction showed text");
+    first.sort();
+    full.sort();
+    println!(
+        "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
+        args.mode,
+        first.len(),
+        percentile(&first, 0.5).as_secs_f64() * 1e3,
+        percentile(&first, 0.95).as_secs_f64() * 1e3,
+        percentile(&full, 0.5).as_secs_f64() * 1e3,
+        percentile(&full, 0.95).as_secs_f64() * 1e3,
+        predictor.cancelled_before_first_token,
+    );
+    Ok(())
+}
