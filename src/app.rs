@@ -133,6 +133,12 @@ pub enum AppMessage {
     Run(Box<dyn FnOnce(&mut App) + Send>),
 }
 
+/// How long the loop waits for an event before a `Tick`.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// A slice of idle-time reparsing: short enough that a key pressed meanwhile
+/// is handled without a visible delay.
+const IDLE_PARSE_SLICE: Duration = Duration::from_millis(8);
+
 pub type ChangeListener = Box<dyn FnMut(&Editor, &[Change])>;
 /// Writes escape sequences (OSC 52) to the terminal.
 pub type TerminalSink = Box<dyn FnMut(&str)>;
@@ -208,13 +214,25 @@ impl App {
             if self.editor.quit {
                 return Ok(());
             }
-            match events.next_event(Duration::from_millis(50))? {
+            // A paused reparse resumes whenever no key is waiting.
+            let timeout = if self.editor.doc.syntax_pending() {
+                Duration::ZERO
+            } else {
+                POLL_INTERVAL
+            };
+            match events.next_event(timeout)? {
                 Next::Event(event) => {
                     self.handle_event(event, terminal.size()?.into());
                     dirty = true;
                 }
-                Next::Timeout => self.handle_event(AppEvent::Tick, terminal.size()?.into()),
+                Next::Timeout => {
+                    if self.editor.doc.syntax_pending() {
+                        dirty |= self.editor.doc.refresh_syntax(Some(IDLE_PARSE_SLICE));
+                    }
+                    self.handle_event(AppEvent::Tick, terminal.size()?.into());
+                }
                 Next::End => {
+                    self.editor.doc.refresh_syntax(None);
                     self.drain_messages();
                     self.dispatch_changes();
                     self.draw(terminal)?;
@@ -347,7 +365,13 @@ impl App {
             if left.is_zero() {
                 break;
             }
-            if let Ok(message) = self.receiver.recv_timeout(left) {
+            if self.editor.doc.syntax_pending() {
+                self.editor
+                    .doc
+                    .refresh_syntax(Some(IDLE_PARSE_SLICE.min(left)));
+                self.drain_messages();
+                self.dispatch_changes();
+            } else if let Ok(message) = self.receiver.recv_timeout(left) {
                 self.handle_message(message);
                 self.dispatch_changes();
             }
@@ -356,6 +380,7 @@ impl App {
 
     fn wait_idle(&mut self) {
         let deadline = Instant::now() + self.idle_timeout;
+        self.editor.doc.refresh_syntax(None);
         self.dispatch_changes();
         while Instant::now() < deadline {
             self.drain_messages();

@@ -6,6 +6,7 @@
 //! so every change, undo and redo included, reaches them as a value.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ropey::Rope;
 
@@ -40,6 +41,10 @@ impl LineEnding {
     }
 }
 
+/// The first parse of a file may take this long before the editor shows
+/// it; a bigger file gets its highlighting when the parse finishes in idle time.
+const INITIAL_PARSE_BUDGET: Duration = Duration::from_millis(100);
+
 /// One change as listeners see it: the document version right after `edit`.
 pub type Change = (u64, Edit);
 
@@ -59,7 +64,9 @@ impl Document {
     /// An unnamed scratch buffer (or the text of a file, for tests).
     pub fn from_text(text: &str, language: Option<Language>) -> Document {
         let rope = Rope::from_str(text);
-        let syntax = language.and_then(|lang| Syntax::new(lang, &rope).ok());
+        let syntax = language
+            .filter(|_| rope.len_bytes() <= syntax::MAX_SYNTAX_BYTES)
+            .and_then(|lang| Syntax::new_budgeted(lang, &rope, Some(INITIAL_PARSE_BUDGET)).ok());
         Document {
             line_ending: LineEnding::detect(&rope),
             rope,
@@ -97,7 +104,7 @@ impl Document {
         if self.syntax.is_none()
             && let Some(lang) = Language::from_path(&path)
         {
-            self.syntax = Syntax::new(lang, &self.rope).ok();
+            self.syntax = Syntax::new_budgeted(lang, &self.rope, Some(INITIAL_PARSE_BUDGET)).ok();
         }
         self.path = Some(path);
     }
@@ -108,6 +115,20 @@ impl Document {
 
     pub fn language(&self) -> Option<Language> {
         self.syntax.as_ref().map(Syntax::language)
+    }
+
+    /// Whether a reparse was paused by its time budget.
+    pub fn syntax_pending(&self) -> bool {
+        self.syntax.as_ref().is_some_and(Syntax::is_pending)
+    }
+
+    /// Resume a paused reparse for up to `budget` (`None`: to the end).
+    /// Returns whether the tree is current.
+    pub fn refresh_syntax(&mut self, budget: Option<Duration>) -> bool {
+        match self.syntax.as_mut() {
+            Some(syntax) => syntax.continue_parse(&self.rope, budget),
+            None => true,
+        }
     }
 
     pub fn line_ending(&self) -> LineEnding {
@@ -237,10 +258,12 @@ mod tests {
         assert_eq!(changes[1], (2, edit.inverse()));
         assert_eq!(changes[2], (3, edit));
         assert!(doc.take_changes().is_empty());
+        assert!(doc.refresh_syntax(None));
         let fresh = Syntax::new(Language::Python, doc.rope()).unwrap();
+        let tree = doc.syntax().unwrap().tree().unwrap();
         assert_eq!(
-            doc.syntax().unwrap().tree().root_node().to_sexp(),
-            fresh.tree().root_node().to_sexp()
+            tree.root_node().to_sexp(),
+            fresh.tree().unwrap().root_node().to_sexp()
         );
         assert_eq!(doc.version(), 3);
     }
