@@ -137,7 +137,7 @@ pub enum AppMessage {
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// A slice of idle-time reparsing: short enough that a key pressed meanwhile
 /// is handled without a visible delay.
-const IDLE_PARSE_SLICE: Duration = Duration::from_millis(8);
+const IDLE_PARSE_SLICE: Duration = Duration::from_millis(2);
 
 pub type ChangeListener = Box<dyn FnMut(&Editor, &[Change])>;
 /// Writes escape sequences (OSC 52) to the terminal.
@@ -273,6 +273,19 @@ impl App {
             .saturating_sub(ghost_rows)
             .max(1);
         self.editor.scroll_to_cursor();
+        let rope = self.editor.rope();
+        let first = self
+            .editor
+            .scroll_line
+            .min(rope.len_lines().saturating_sub(1));
+        let last = first + screen.text.height as usize;
+        let start = rope.line_to_byte(first);
+        let end = if last < rope.len_lines() {
+            rope.line_to_byte(last)
+        } else {
+            rope.len_bytes()
+        };
+        self.editor.doc.prepare_highlights(start..end);
     }
 
     pub fn handle_event(&mut self, event: AppEvent, area: Rect) {
