@@ -86,7 +86,10 @@ pub struct Document {
     syntax: Option<Syntax>,
     line_ending: LineEnding,
     version: u64,
-    saved_version: u64,
+    /// History state at the last save (or open).
+    saved_state: u64,
+    /// An edit bypassed the history (a direct `apply`) since the last save.
+    unrecorded_since_save: bool,
     changes: Vec<Change>,
     highlights: HighlightCache,
 }
@@ -105,7 +108,8 @@ impl Document {
             history: History::new(),
             syntax,
             version: 0,
-            saved_version: 0,
+            saved_state: 0,
+            unrecorded_since_save: false,
             changes: Vec::new(),
             highlights: HighlightCache::default(),
         }
@@ -195,8 +199,10 @@ impl Document {
         self.version
     }
 
+    /// Differs from the saved file: undoing back to the saved state counts
+    /// as unmodified.
     pub fn is_modified(&self) -> bool {
-        self.version != self.saved_version
+        self.history.state_id() != self.saved_state || self.unrecorded_since_save
     }
 
     /// The one apply path. Every change to the text comes through here.
@@ -205,6 +211,11 @@ impl Document {
     /// If the edit's range is outside the rope: edits are built from this
     /// document's rope, so that is a bug, not bad input.
     pub fn apply(&mut self, edit: Edit) -> u64 {
+        self.unrecorded_since_save = true;
+        self.apply_inner(edit)
+    }
+
+    fn apply_inner(&mut self, edit: Edit) -> u64 {
         assert!(
             edit.start_char <= edit.old_end_char && edit.old_end_char <= self.rope.len_chars(),
             "edit {}..{} outside a document of {} chars",
@@ -232,7 +243,7 @@ impl Document {
             return self.version;
         }
         self.history.record(edit.clone(), kind, before, after);
-        self.apply(edit)
+        self.apply_inner(edit)
     }
 
     /// Group every edit until [`Document::commit`] into one undo step (a
@@ -254,7 +265,7 @@ impl Document {
     pub fn undo(&mut self) -> Option<Selection> {
         let (edits, selection) = self.history.undo()?;
         for edit in edits {
-            self.apply(edit);
+            self.apply_inner(edit);
         }
         Some(selection.clamp(self.rope.len_chars()))
     }
@@ -262,7 +273,7 @@ impl Document {
     pub fn redo(&mut self) -> Option<Selection> {
         let (edits, selection) = self.history.redo()?;
         for edit in edits {
-            self.apply(edit);
+            self.apply_inner(edit);
         }
         Some(selection.clamp(self.rope.len_chars()))
     }
@@ -282,7 +293,12 @@ impl Document {
             )
         })?;
         fileio::save_atomic(&path, &self.rope)?;
-        self.saved_version = self.version;
+        // Typing after a save must start a new undo group, so that the saved
+        // state keeps its own history id.
+        self.history.commit();
+        self.history.seal();
+        self.saved_state = self.history.state_id();
+        self.unrecorded_since_save = false;
         Ok(())
     }
 
@@ -321,6 +337,12 @@ mod tests {
             fresh.tree().unwrap().root_node().to_sexp()
         );
         assert_eq!(doc.version(), 3);
+        assert!(doc.is_modified());
+        doc.undo();
+        assert!(
+            !doc.is_modified(),
+            "undo back to the opened state is unmodified"
+        );
     }
 
     #[test]
