@@ -118,6 +118,9 @@ impl Session {
     fn idle(&mut self) -> bool {
         let pending = self.app.editor.doc.syntax_pending();
         self.app.editor.doc.refresh_syntax(None);
+        // The idle frame after the reparse queries highlights on the new tree.
+        self.app.keystroke_frame = false;
+        self.app.draw(&mut self.terminal).unwrap();
         pending
     }
 }

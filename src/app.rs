@@ -162,6 +162,9 @@ pub struct App {
     pub frames: u64,
     /// Gives up a `<wait-idle>` after this long.
     pub idle_timeout: Duration,
+    /// The next frame answers a key: a highlight query on a newer tree can
+    /// wait for the idle frame after it.
+    pub keystroke_frame: bool,
 }
 
 impl App {
@@ -179,6 +182,7 @@ impl App {
             osc52_sink: None,
             frames: 0,
             idle_timeout: Duration::from_secs(60),
+            keystroke_frame: false,
         }
     }
 
@@ -223,15 +227,19 @@ impl App {
             match events.next_event(timeout)? {
                 Next::Event(event) => {
                     self.handle_event(event, terminal.size()?.into());
+                    self.keystroke_frame = true;
                     dirty = true;
                 }
                 Next::Timeout => {
+                    self.keystroke_frame = false;
                     if self.editor.doc.syntax_pending() {
                         dirty |= self.editor.doc.refresh_syntax(Some(IDLE_PARSE_SLICE));
                     }
+                    dirty |= self.editor.doc.highlights_outdated();
                     self.handle_event(AppEvent::Tick, terminal.size()?.into());
                 }
                 Next::End => {
+                    self.keystroke_frame = false;
                     self.editor.doc.refresh_syntax(None);
                     self.drain_messages();
                     self.dispatch_changes();
@@ -285,7 +293,9 @@ impl App {
         } else {
             rope.len_bytes()
         };
-        self.editor.doc.prepare_highlights(start..end);
+        self.editor
+            .doc
+            .prepare_highlights(start..end, self.keystroke_frame);
     }
 
     pub fn handle_event(&mut self, event: AppEvent, area: Rect) {

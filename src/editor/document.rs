@@ -169,19 +169,30 @@ impl Document {
 
     /// Make the highlight spans for `bytes` ready for the next frame: query
     /// only when the tree changed or the range is not covered yet.
-    pub fn prepare_highlights(&mut self, bytes: std::ops::Range<usize>) {
+    ///
+    /// With `shifted_ok` (a frame right after a keystroke), spans shifted
+    /// through the edits are used even when a newer tree exists; the query
+    /// then waits for idle time ([`Document::highlights_outdated`]).
+    pub fn prepare_highlights(&mut self, bytes: std::ops::Range<usize>, shifted_ok: bool) {
         let Some(syntax) = &self.syntax else { return };
         let cache = &mut self.highlights;
         let fresh = cache.generation == Some(syntax.generation());
         let covered = cache.bytes.start <= bytes.start && bytes.end <= cache.bytes.end;
         // While a reparse is pending the shifted spans are as good as a
         // query of the position-adjusted tree, and much cheaper.
-        if (fresh || syntax.is_pending()) && covered && cache.generation.is_some() {
+        if (fresh || shifted_ok || syntax.is_pending()) && covered && cache.generation.is_some() {
             return;
         }
         cache.spans = syntax.highlights(&self.rope, bytes.clone());
         cache.bytes = bytes;
         cache.generation = Some(syntax.generation());
+    }
+
+    /// A newer complete tree exists than the one the spans came from.
+    pub fn highlights_outdated(&self) -> bool {
+        self.syntax
+            .as_ref()
+            .is_some_and(|s| !s.is_pending() && self.highlights.generation != Some(s.generation()))
     }
 
     /// Highlight spans prepared by [`Document::prepare_highlights`].
@@ -350,7 +361,7 @@ mod tests {
         let text = "def f(x):\n    return 'a'  # c\n".repeat(50);
         let mut doc = Document::from_text(&text, Some(Language::Python));
         doc.refresh_syntax(None);
-        doc.prepare_highlights(0..200);
+        doc.prepare_highlights(0..200, false);
         let before: Vec<_> = doc.highlights().to_vec();
         let sel = Selection::cursor(0);
         doc.edit(
@@ -361,7 +372,7 @@ mod tests {
         );
         // Whether or not the reparse finished within its budget, the
         // prepared spans must now describe the new text.
-        doc.prepare_highlights(6..206);
+        doc.prepare_highlights(6..206, false);
         doc.refresh_syntax(None);
         let shifted: Vec<_> = before
             .iter()
@@ -376,7 +387,7 @@ mod tests {
                 "{start} {scope}"
             );
         }
-        doc.prepare_highlights(0..206);
+        doc.prepare_highlights(0..206, false);
         assert_eq!(doc.highlights(), &fresh_from_zero(&doc)[..]);
     }
 
