@@ -142,11 +142,12 @@ impl History {
 
 fn continues(prev: &Edit, next: &Edit, kind: EditKind) -> bool {
     match kind {
-        // A newline ends a typed run: undo then removes one line at a time.
+        // A newline starts a new run that the line typed after it joins:
+        // undo then removes one typed line, with its Enter, at a time.
         EditKind::Typing => {
             next.start_char == prev.new_end_char()
                 && next.removed.is_empty()
-                && !prev.inserted.ends_with('\n')
+                && !next.inserted.contains('\n')
         }
         // Backspace walks left, Delete stays in place.
         EditKind::Deleting => {
