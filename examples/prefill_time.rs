@@ -1,6 +1,6 @@
+use pie_edit::model::{LoadOptions, Model, Session, Tokenizer, source};
 use std::sync::Arc;
 use std::time::Instant;
-use pie_edit::model::{source, LoadOptions, Model, Session, Tokenizer};
 fn main() -> anyhow::Result<()> {
     let files = source::ensure_default_model()?;
     let t = Instant::now();
@@ -14,7 +14,11 @@ fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         s.reset(&ids[..n])?;
         let e = t.elapsed();
-        println!("prefill {n}: {:?} = {:.0} tok/s", e, n as f64 / e.as_secs_f64());
+        println!(
+            "prefill {n}: {:?} = {:.0} tok/s",
+            e,
+            n as f64 / e.as_secs_f64()
+        );
     }
     Ok(())
 }

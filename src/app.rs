@@ -135,6 +135,12 @@ pub enum AppMessage {
     Run(Box<dyn FnOnce(&mut App) + Send>),
 }
 
+/// How long the loop waits for an event before a `Tick`.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// A slice of idle-time reparsing: short enough that a key pressed meanwhile
+/// is handled without a visible delay.
+const IDLE_PARSE_SLICE: Duration = Duration::from_millis(2);
+
 pub type ChangeListener = Box<dyn FnMut(&Editor, &[Change])>;
 /// Writes escape sequences (OSC 52) to the terminal.
 pub type TerminalSink = Box<dyn FnMut(&str)>;
@@ -159,6 +165,9 @@ pub struct App {
     pub frames: u64,
     /// Gives up a `<wait-idle>` after this long.
     pub idle_timeout: Duration,
+    /// The next frame answers a key: a highlight query on a newer tree can
+    /// wait for the idle frame after it.
+    pub keystroke_frame: bool,
 }
 
 impl App {
@@ -176,6 +185,7 @@ impl App {
             osc52_sink: None,
             frames: 0,
             idle_timeout: Duration::from_secs(60),
+            keystroke_frame: false,
         }
     }
 
@@ -206,11 +216,10 @@ impl App {
     /// How long the loop may wait for input before the predictor needs a
     /// look (streamed chunks should show without waiting for a key).
     fn input_timeout(&self) -> Duration {
-        let idle = Duration::from_millis(50);
         self.predictor
             .as_ref()
             .and_then(Predictor::next_deadline)
-            .map_or(idle, |d| d.min(idle))
+            .map_or(POLL_INTERVAL, |d| d.min(POLL_INTERVAL))
     }
 
     pub fn run<B: Backend>(
@@ -233,13 +242,29 @@ impl App {
             if self.editor.quit {
                 return Ok(());
             }
-            match events.next_event(self.input_timeout())? {
+            // A paused reparse resumes whenever no key is waiting.
+            let timeout = if self.editor.doc.syntax_pending() {
+                Duration::ZERO
+            } else {
+                self.input_timeout()
+            };
+            match events.next_event(timeout)? {
                 Next::Event(event) => {
                     self.handle_event(event, terminal.size()?.into());
+                    self.keystroke_frame = true;
                     dirty = true;
                 }
-                Next::Timeout => self.handle_event(AppEvent::Tick, terminal.size()?.into()),
+                Next::Timeout => {
+                    self.keystroke_frame = false;
+                    if self.editor.doc.syntax_pending() {
+                        dirty |= self.editor.doc.refresh_syntax(Some(IDLE_PARSE_SLICE));
+                    }
+                    dirty |= self.editor.doc.highlights_outdated();
+                    self.handle_event(AppEvent::Tick, terminal.size()?.into());
+                }
                 Next::End => {
+                    self.keystroke_frame = false;
+                    self.editor.doc.refresh_syntax(None);
                     self.drain_messages();
                     self.dispatch_changes();
                     self.draw(terminal)?;
@@ -281,6 +306,21 @@ impl App {
             .saturating_sub(ghost_rows)
             .max(1);
         self.editor.scroll_to_cursor();
+        let rope = self.editor.rope();
+        let first = self
+            .editor
+            .scroll_line
+            .min(rope.len_lines().saturating_sub(1));
+        let last = first + screen.text.height as usize;
+        let start = rope.line_to_byte(first);
+        let end = if last < rope.len_lines() {
+            rope.line_to_byte(last)
+        } else {
+            rope.len_bytes()
+        };
+        self.editor
+            .doc
+            .prepare_highlights(start..end, self.keystroke_frame);
     }
 
     pub fn handle_event(&mut self, event: AppEvent, area: Rect) {
@@ -383,7 +423,12 @@ impl App {
             }
             // Short slices, so the predictor's streamed chunks and timers are
             // handled during the wait as they would be between keys.
-            if let Ok(message) = self
+            if self.editor.doc.syntax_pending() {
+                self.editor
+                    .doc
+                    .refresh_syntax(Some(IDLE_PARSE_SLICE.min(left)));
+                self.drain_messages();
+            } else if let Ok(message) = self
                 .receiver
                 .recv_timeout(left.min(Duration::from_millis(5)))
             {
@@ -396,6 +441,7 @@ impl App {
 
     fn wait_idle(&mut self) {
         let deadline = Instant::now() + self.idle_timeout;
+        self.editor.doc.refresh_syntax(None);
         self.dispatch_changes();
         while Instant::now() < deadline {
             self.drain_messages();

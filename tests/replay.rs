@@ -202,6 +202,7 @@ replay_tests!(
     light_theme,
     paste_is_one_undo_step,
     delete_forward_and_select_all,
+    undo_to_saved_state_is_unmodified,
 );
 
 #[test]

@@ -71,11 +71,21 @@ fn main() -> anyhow::Result<()> {
     let editor = Editor::new(doc, EditorOptions::default(), Keymap::default());
     let mut app = App::new(editor, Theme::default_dark());
     app.idle_timeout = Duration::from_secs(600);
-    let config = PredictConfig { update_mode: mode, ..PredictConfig::default() };
+    let config = PredictConfig {
+        update_mode: mode,
+        ..PredictConfig::default()
+    };
     app.attach_predictor(Predictor::spawn(config));
     let mut terminal = Terminal::new(TestBackend::new(100, 30))?;
-    app.run(&mut terminal, ReplayEvents::new(&Script::parse("<wait-idle>")?))?;
-    let cache_tokens = app.predictor.as_ref().map(Predictor::status).unwrap_or_default();
+    app.run(
+        &mut terminal,
+        ReplayEvents::new(&Script::parse("<wait-idle>")?),
+    )?;
+    let cache_tokens = app
+        .predictor
+        .as_ref()
+        .map(Predictor::status)
+        .unwrap_or_default();
     eprintln!("file encoded: {cache_tokens}");
 
     let wait = format!("<wait:{}ms>", args.key_ms);
@@ -83,8 +93,16 @@ fn main() -> anyhow::Result<()> {
         let script = Script::parse(line)?;
         // Re-emit each key with the typing pause after it, then wait for the
         // suggestion as a reader would.
-        let keys: Vec<String> = script.events().filter_map(|e| pie_edit::replay::format_event(&e)).collect();
-        let typed = format!("{}<wait-idle>", keys.iter().map(|k| format!("{k}{wait}")).collect::<String>());
+        let keys: Vec<String> = script
+            .events()
+            .filter_map(|e| pie_edit::replay::format_event(&e))
+            .collect();
+        let typed = format!(
+            "{}<wait-idle>",
+            keys.iter()
+                .map(|k| format!("{k}{wait}"))
+                .collect::<String>()
+        );
         app.run(&mut terminal, ReplayEvents::new(&Script::parse(&typed)?))?;
     }
 

@@ -194,6 +194,23 @@ impl Keymap {
     }
 }
 
+/// The key table as a Markdown table (the README's, checked by a test).
+pub fn markdown_key_table(keymap: &Keymap) -> String {
+    let mut out = String::from("| Keys | Command | What it does |\n|---|---|---|\n");
+    for (keys, name, doc) in keymap.key_table() {
+        let keys = if keys.is_empty() {
+            "(unbound)".to_string()
+        } else {
+            keys.split(' ')
+                .map(|k| format!("`{}`", k.replace('|', "\\|")))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        out.push_str(&format!("| {keys} | `{name}` | {doc} |\n"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,11 +6,12 @@
 //! so every change, undo and redo included, reaches them as a value.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ropey::Rope;
 
 use super::fileio::{self, OpenError, SaveError};
-use crate::syntax::{self, Language, Syntax};
+use crate::syntax::{self, HighlightSpan, Language, Syntax};
 use crate::text::{Edit, EditKind, History, Selection};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +41,42 @@ impl LineEnding {
     }
 }
 
+/// The first parse of a file may take this long before the editor shows
+/// it; a bigger file gets its highlighting when the parse finishes in idle time.
+const INITIAL_PARSE_BUDGET: Duration = Duration::from_millis(100);
+
 /// One change as listeners see it: the document version right after `edit`.
 pub type Change = (u64, Edit);
+
+/// Highlight spans for the visible bytes, kept until the syntax tree
+/// changes. Edits made while a reparse is pending shift the spans instead
+/// of querying the stale tree again: on a 100k-line file a highlight query
+/// costs milliseconds, shifting a screenful of spans microseconds.
+#[derive(Debug, Default)]
+struct HighlightCache {
+    generation: Option<u64>,
+    bytes: std::ops::Range<usize>,
+    spans: Vec<HighlightSpan>,
+}
+
+impl HighlightCache {
+    fn map_through(&mut self, edit: &Edit) {
+        let map = |pos: usize, is_end: bool| {
+            if pos < edit.start_byte || (pos == edit.start_byte && !is_end) {
+                pos
+            } else if pos >= edit.old_end_byte {
+                pos - edit.old_end_byte + edit.new_end_byte()
+            } else {
+                edit.new_end_byte()
+            }
+        };
+        for span in &mut self.spans {
+            span.bytes = map(span.bytes.start, false)..map(span.bytes.end, true);
+        }
+        self.spans.retain(|s| s.bytes.start < s.bytes.end);
+        self.bytes = map(self.bytes.start, false)..map(self.bytes.end, true);
+    }
+}
 
 #[derive(Debug)]
 pub struct Document {
@@ -51,15 +86,21 @@ pub struct Document {
     syntax: Option<Syntax>,
     line_ending: LineEnding,
     version: u64,
-    saved_version: u64,
+    /// History state at the last save (or open).
+    saved_state: u64,
+    /// An edit bypassed the history (a direct `apply`) since the last save.
+    unrecorded_since_save: bool,
     changes: Vec<Change>,
+    highlights: HighlightCache,
 }
 
 impl Document {
     /// An unnamed scratch buffer (or the text of a file, for tests).
     pub fn from_text(text: &str, language: Option<Language>) -> Document {
         let rope = Rope::from_str(text);
-        let syntax = language.and_then(|lang| Syntax::new(lang, &rope).ok());
+        let syntax = language
+            .filter(|_| rope.len_bytes() <= syntax::MAX_SYNTAX_BYTES)
+            .and_then(|lang| Syntax::new_budgeted(lang, &rope, Some(INITIAL_PARSE_BUDGET)).ok());
         Document {
             line_ending: LineEnding::detect(&rope),
             rope,
@@ -67,8 +108,10 @@ impl Document {
             history: History::new(),
             syntax,
             version: 0,
-            saved_version: 0,
+            saved_state: 0,
+            unrecorded_since_save: false,
             changes: Vec::new(),
+            highlights: HighlightCache::default(),
         }
     }
 
@@ -97,7 +140,7 @@ impl Document {
         if self.syntax.is_none()
             && let Some(lang) = Language::from_path(&path)
         {
-            self.syntax = Syntax::new(lang, &self.rope).ok();
+            self.syntax = Syntax::new_budgeted(lang, &self.rope, Some(INITIAL_PARSE_BUDGET)).ok();
         }
         self.path = Some(path);
     }
@@ -110,6 +153,53 @@ impl Document {
         self.syntax.as_ref().map(Syntax::language)
     }
 
+    /// Whether a reparse was paused by its time budget.
+    pub fn syntax_pending(&self) -> bool {
+        self.syntax.as_ref().is_some_and(Syntax::is_pending)
+    }
+
+    /// Resume a paused reparse for up to `budget` (`None`: to the end).
+    /// Returns whether the tree is current.
+    pub fn refresh_syntax(&mut self, budget: Option<Duration>) -> bool {
+        match self.syntax.as_mut() {
+            Some(syntax) => syntax.continue_parse(&self.rope, budget),
+            None => true,
+        }
+    }
+
+    /// Make the highlight spans for `bytes` ready for the next frame: query
+    /// only when the tree changed or the range is not covered yet.
+    ///
+    /// With `shifted_ok` (a frame right after a keystroke), spans shifted
+    /// through the edits are used even when a newer tree exists; the query
+    /// then waits for idle time ([`Document::highlights_outdated`]).
+    pub fn prepare_highlights(&mut self, bytes: std::ops::Range<usize>, shifted_ok: bool) {
+        let Some(syntax) = &self.syntax else { return };
+        let cache = &mut self.highlights;
+        let fresh = cache.generation == Some(syntax.generation());
+        let covered = cache.bytes.start <= bytes.start && bytes.end <= cache.bytes.end;
+        // While a reparse is pending the shifted spans are as good as a
+        // query of the position-adjusted tree, and much cheaper.
+        if (fresh || shifted_ok || syntax.is_pending()) && covered && cache.generation.is_some() {
+            return;
+        }
+        cache.spans = syntax.highlights(&self.rope, bytes.clone());
+        cache.bytes = bytes;
+        cache.generation = Some(syntax.generation());
+    }
+
+    /// A newer complete tree exists than the one the spans came from.
+    pub fn highlights_outdated(&self) -> bool {
+        self.syntax
+            .as_ref()
+            .is_some_and(|s| !s.is_pending() && self.highlights.generation != Some(s.generation()))
+    }
+
+    /// Highlight spans prepared by [`Document::prepare_highlights`].
+    pub fn highlights(&self) -> &[HighlightSpan] {
+        &self.highlights.spans
+    }
+
     pub fn line_ending(&self) -> LineEnding {
         self.line_ending
     }
@@ -120,8 +210,10 @@ impl Document {
         self.version
     }
 
+    /// Differs from the saved file: undoing back to the saved state counts
+    /// as unmodified.
     pub fn is_modified(&self) -> bool {
-        self.version != self.saved_version
+        self.history.state_id() != self.saved_state || self.unrecorded_since_save
     }
 
     /// The one apply path. Every change to the text comes through here.
@@ -130,6 +222,11 @@ impl Document {
     /// If the edit's range is outside the rope: edits are built from this
     /// document's rope, so that is a bug, not bad input.
     pub fn apply(&mut self, edit: Edit) -> u64 {
+        self.unrecorded_since_save = true;
+        self.apply_inner(edit)
+    }
+
+    fn apply_inner(&mut self, edit: Edit) -> u64 {
         assert!(
             edit.start_char <= edit.old_end_char && edit.old_end_char <= self.rope.len_chars(),
             "edit {}..{} outside a document of {} chars",
@@ -145,6 +242,7 @@ impl Document {
         if let (Some(syntax), Some(input)) = (self.syntax.as_mut(), input) {
             syntax.edit(&input, &self.rope);
         }
+        self.highlights.map_through(&edit);
         self.version += 1;
         self.changes.push((self.version, edit));
         self.version
@@ -156,7 +254,7 @@ impl Document {
             return self.version;
         }
         self.history.record(edit.clone(), kind, before, after);
-        self.apply(edit)
+        self.apply_inner(edit)
     }
 
     /// Group every edit until [`Document::commit`] into one undo step (a
@@ -178,7 +276,7 @@ impl Document {
     pub fn undo(&mut self) -> Option<Selection> {
         let (edits, selection) = self.history.undo()?;
         for edit in edits {
-            self.apply(edit);
+            self.apply_inner(edit);
         }
         Some(selection.clamp(self.rope.len_chars()))
     }
@@ -186,7 +284,7 @@ impl Document {
     pub fn redo(&mut self) -> Option<Selection> {
         let (edits, selection) = self.history.redo()?;
         for edit in edits {
-            self.apply(edit);
+            self.apply_inner(edit);
         }
         Some(selection.clamp(self.rope.len_chars()))
     }
@@ -206,7 +304,12 @@ impl Document {
             )
         })?;
         fileio::save_atomic(&path, &self.rope)?;
-        self.saved_version = self.version;
+        // Typing after a save must start a new undo group, so that the saved
+        // state keeps its own history id.
+        self.history.commit();
+        self.history.seal();
+        self.saved_state = self.history.state_id();
+        self.unrecorded_since_save = false;
         Ok(())
     }
 
@@ -237,12 +340,59 @@ mod tests {
         assert_eq!(changes[1], (2, edit.inverse()));
         assert_eq!(changes[2], (3, edit));
         assert!(doc.take_changes().is_empty());
+        assert!(doc.refresh_syntax(None));
         let fresh = Syntax::new(Language::Python, doc.rope()).unwrap();
+        let tree = doc.syntax().unwrap().tree().unwrap();
         assert_eq!(
-            doc.syntax().unwrap().tree().root_node().to_sexp(),
-            fresh.tree().root_node().to_sexp()
+            tree.root_node().to_sexp(),
+            fresh.tree().unwrap().root_node().to_sexp()
         );
         assert_eq!(doc.version(), 3);
+        assert!(doc.is_modified());
+        doc.undo();
+        assert!(
+            !doc.is_modified(),
+            "undo back to the opened state is unmodified"
+        );
+    }
+
+    #[test]
+    fn shifted_highlights_match_a_fresh_query_after_the_reparse() {
+        let text = "def f(x):\n    return 'a'  # c\n".repeat(50);
+        let mut doc = Document::from_text(&text, Some(Language::Python));
+        doc.refresh_syntax(None);
+        doc.prepare_highlights(0..200, false);
+        let before: Vec<_> = doc.highlights().to_vec();
+        let sel = Selection::cursor(0);
+        doc.edit(
+            Edit::insert(doc.rope(), 0, "# new\n"),
+            EditKind::Other,
+            sel,
+            sel,
+        );
+        // Whether or not the reparse finished within its budget, the
+        // prepared spans must now describe the new text.
+        doc.prepare_highlights(6..206, false);
+        doc.refresh_syntax(None);
+        let shifted: Vec<_> = before
+            .iter()
+            .map(|s| (s.bytes.start + 6, s.scope))
+            .collect();
+        let fresh = doc.syntax().unwrap().highlights(doc.rope(), 6..206);
+        for (start, scope) in shifted.iter().take(10) {
+            assert!(
+                fresh
+                    .iter()
+                    .any(|s| s.bytes.start == *start && s.scope == *scope),
+                "{start} {scope}"
+            );
+        }
+        doc.prepare_highlights(0..206, false);
+        assert_eq!(doc.highlights(), &fresh_from_zero(&doc)[..]);
+    }
+
+    fn fresh_from_zero(doc: &Document) -> Vec<HighlightSpan> {
+        doc.syntax().unwrap().highlights(doc.rope(), 0..206)
     }
 
     #[test]

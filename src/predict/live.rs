@@ -16,6 +16,15 @@ use super::mirror::{self, MirrorConfig};
 use super::trigger::{self, Trigger};
 use crate::editor::{Change, Editor};
 use crate::model::Sampling;
+use crate::syntax::in_string_or_comment;
+
+/// The text of the cursor's line up to the cursor.
+fn line_before_cursor(editor: &Editor) -> String {
+    let rope = editor.rope();
+    let cursor = editor.cursor();
+    let line_start = rope.line_to_char(rope.char_to_line(cursor));
+    rope.slice(line_start..cursor).to_string()
+}
 
 /// What a prediction command (a key) asks of the predictor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,12 +170,9 @@ impl Predictor {
         if !self.config.triggers_for(language.name()) {
             return None;
         }
-        let syntax = editor.doc.syntax()?;
-        let rope = editor.rope();
-        let cursor = editor.cursor();
-        let line_start = rope.line_to_char(rope.char_to_line(cursor));
-        let line_before = rope.slice(line_start..cursor).to_string();
-        trigger::syntactic_trigger(syntax.tree(), rope.char_to_byte(cursor), &line_before)
+        let tree = editor.doc.syntax()?.tree()?;
+        let cursor_byte = editor.rope().char_to_byte(editor.cursor());
+        trigger::syntactic_trigger(tree, cursor_byte, &line_before_cursor(editor))
     }
 
     /// Whether a suggestion may be shown at the cursor now.
@@ -180,20 +186,17 @@ impl Predictor {
         if editor.prompt.is_some() {
             return false;
         }
-        match (editor.doc.language(), editor.doc.syntax()) {
-            (Some(language), Some(syntax)) => {
-                let rope = editor.rope();
-                let cursor = editor.cursor();
-                let line_start = rope.line_to_char(rope.char_to_line(cursor));
-                let line_before = rope.slice(line_start..cursor).to_string();
+        match (
+            editor.doc.language(),
+            editor.doc.syntax().and_then(|s| s.tree()),
+        ) {
+            (Some(language), Some(tree)) => {
+                let cursor_byte = editor.rope().char_to_byte(editor.cursor());
                 !(self.config.suppresses_in(language.name())
-                    && trigger::in_string_or_comment(
-                        syntax.tree(),
-                        rope.char_to_byte(cursor),
-                        &line_before,
-                    ))
+                    && in_string_or_comment(tree, cursor_byte, &line_before_cursor(editor)))
             }
-            _ => self.config.plain_text,
+            (Some(_), None) => false,
+            (None, _) => self.config.plain_text,
         }
     }
 

@@ -7,11 +7,19 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use ropey::Rope;
-use tree_sitter::{InputEdit, Node, Parser, Point, Query, QueryCursor, StreamingIterator, Tree};
+use tree_sitter::{
+    InputEdit, Node, ParseOptions, ParseState, Parser, Point, Query, QueryCursor,
+    StreamingIterator, Tree,
+};
 
 use crate::text::Edit;
+
+mod scope;
+
+pub use scope::in_string_or_comment;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Language {
@@ -79,16 +87,35 @@ pub struct HighlightSpan {
     pub scope: &'static str,
 }
 
+/// Files larger than this open without a syntax tree: tree-sitter's memory
+/// for a 100 MB file and its first parse would cost more than highlighting
+/// is worth there.
+pub const MAX_SYNTAX_BYTES: usize = 32 << 20;
+
+/// How long one keystroke's reparse may run before it is paused and the
+/// frame is drawn with the previous (position-adjusted) tree. An unclosed
+/// bracket can make tree-sitter's error recovery re-read the whole rest of
+/// the file; the remainder then runs in idle time.
+pub const EDIT_PARSE_BUDGET: Duration = Duration::from_millis(1);
+
 pub struct Syntax {
     language: Language,
     parser: Parser,
-    tree: Tree,
+    /// The latest complete tree, edited to match the text even while a
+    /// reparse is pending. `None` only until the first parse completes.
+    tree: Option<Tree>,
+    /// A parse was paused by its time budget and must be resumed.
+    pending: bool,
+    /// Bumped each time a parse completes: highlight caches keyed on it
+    /// know when to query again.
+    generation: u64,
 }
 
 impl std::fmt::Debug for Syntax {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Syntax")
             .field("language", &self.language)
+            .field("pending", &self.pending)
             .finish()
     }
 }
@@ -135,38 +162,85 @@ pub fn input_edit(old_rope: &Rope, edit: &Edit) -> InputEdit {
 }
 
 impl Syntax {
+    /// Parse `rope` completely.
     pub fn new(language: Language, rope: &Rope) -> anyhow::Result<Syntax> {
+        let mut syntax = Syntax::new_budgeted(language, rope, None)?;
+        if !syntax.continue_parse(rope, None) {
+            anyhow::bail!("tree-sitter could not parse the buffer");
+        }
+        Ok(syntax)
+    }
+
+    /// Start parsing `rope`, stopping after `budget`; [`Syntax::continue_parse`]
+    /// finishes the job later.
+    pub fn new_budgeted(
+        language: Language,
+        rope: &Rope,
+        budget: Option<Duration>,
+    ) -> anyhow::Result<Syntax> {
         let mut parser = Parser::new();
         parser.set_language(&language.ts_language())?;
-        let tree = parser
-            .parse_with_options(&mut |byte, _| read_rope(rope, byte), None, None)
-            .ok_or_else(|| anyhow::anyhow!("tree-sitter could not parse the buffer"))?;
-        Ok(Syntax {
+        let mut syntax = Syntax {
             language,
             parser,
-            tree,
-        })
+            tree: None,
+            pending: true,
+            generation: 0,
+        };
+        syntax.continue_parse(rope, budget);
+        Ok(syntax)
     }
 
     pub fn language(&self) -> Language {
         self.language
     }
 
-    pub fn tree(&self) -> &Tree {
-        &self.tree
+    /// The latest tree. While [`Syntax::is_pending`], it is the previous
+    /// tree with the edits' positions applied, not yet reparsed.
+    pub fn tree(&self) -> Option<&Tree> {
+        self.tree.as_ref()
     }
 
-    /// Tell the old tree what changed, then reparse reusing it: only the
-    /// region around the edit is re-lexed.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn is_pending(&self) -> bool {
+        self.pending
+    }
+
+    /// Tell the tree what changed, then reparse incrementally (reusing
+    /// every unchanged subtree) within [`EDIT_PARSE_BUDGET`].
     pub fn edit(&mut self, input: &InputEdit, new_rope: &Rope) {
-        self.tree.edit(input);
-        if let Some(tree) = self.parser.parse_with_options(
-            &mut |byte, _| read_rope(new_rope, byte),
-            Some(&self.tree),
-            None,
-        ) {
-            self.tree = tree;
+        if let Some(tree) = self.tree.as_mut() {
+            tree.edit(input);
         }
+        // A paused parse was for the old text: start over from the edited tree.
+        self.parser.reset();
+        self.pending = true;
+        self.continue_parse(new_rope, Some(EDIT_PARSE_BUDGET));
+    }
+
+    /// Resume a pending parse for up to `budget` (`None`: until done).
+    /// Returns whether the tree is now current.
+    pub fn continue_parse(&mut self, rope: &Rope, budget: Option<Duration>) -> bool {
+        if !self.pending {
+            return true;
+        }
+        let deadline = budget.and_then(|b| Instant::now().checked_add(b));
+        let mut over_budget = |_: &ParseState| deadline.is_some_and(|d| Instant::now() >= d);
+        let options = ParseOptions::new().progress_callback(&mut over_budget);
+        let parsed = self.parser.parse_with_options(
+            &mut |byte, _| read_rope(rope, byte),
+            self.tree.as_ref(),
+            Some(options),
+        );
+        if let Some(tree) = parsed {
+            self.tree = Some(tree);
+            self.pending = false;
+            self.generation += 1;
+        }
+        !self.pending
     }
 
     /// Highlight captures overlapping `bytes`, in document order. When
@@ -177,72 +251,59 @@ impl Syntax {
         let query = self.language.highlight_query();
         let names = query.capture_names();
         let mut cursor = QueryCursor::new();
-        cursor.set_byte_range(bytes);
+        cursor.set_byte_range(bytes.clone());
         let text = |node: Node| {
             rope.byte_slice(node.byte_range())
                 .chunks()
                 .map(str::as_bytes)
         };
-        let mut captures = cursor.captures(query, self.tree.root_node(), text);
+        let Some(tree) = &self.tree else {
+            return Vec::new();
+        };
+        // Query each top-level node that meets the range rather than the
+        // root: a query cursor started at the root of a 100k-line file spends
+        // milliseconds walking to the range, the tree cursor finds it in
+        // O(log n) through tree-sitter's balanced repetition nodes.
+        let root = tree.root_node();
+        let mut walker = root.walk();
+        let mut starts = Vec::new();
+        if walker.goto_first_child_for_byte(bytes.start).is_some() {
+            loop {
+                let node = walker.node();
+                if node.start_byte() >= bytes.end {
+                    break;
+                }
+                starts.push(node);
+                if !walker.goto_next_sibling() {
+                    break;
+                }
+            }
+        }
+        if starts.is_empty() {
+            starts.push(root);
+        }
         let mut spans: Vec<HighlightSpan> = Vec::new();
         let mut index_of: HashMap<(usize, usize), usize> = HashMap::new();
-        while let Some((matched, index)) = captures.next() {
-            let capture = matched.captures[*index];
-            let range = capture.node.byte_range();
-            let scope = names[capture.index as usize];
-            match index_of.get(&(range.start, range.end)) {
-                Some(&i) => spans[i].scope = scope,
-                None => {
-                    index_of.insert((range.start, range.end), spans.len());
-                    spans.push(HighlightSpan {
-                        bytes: range,
-                        scope,
-                    });
+        for node in starts {
+            let mut captures = cursor.captures(query, node, text);
+            while let Some((matched, index)) = captures.next() {
+                let capture = matched.captures[*index];
+                let range = capture.node.byte_range();
+                let scope = names[capture.index as usize];
+                match index_of.get(&(range.start, range.end)) {
+                    Some(&i) => spans[i].scope = scope,
+                    None => {
+                        index_of.insert((range.start, range.end), spans.len());
+                        spans.push(HighlightSpan {
+                            bytes: range,
+                            scope,
+                        });
+                    }
                 }
             }
         }
         spans
     }
-
-    /// Kind of the smallest node at `byte` (for trigger rules).
-    pub fn node_kind_at(&self, byte: usize) -> Option<&'static str> {
-        self.tree
-            .root_node()
-            .descendant_for_byte_range(byte, byte)
-            .map(|n| n.kind())
-    }
-
-    /// Whether a cursor at `byte` sits inside a string or a comment: strictly
-    /// between a string's quotes, or anywhere after a comment's start up to its
-    /// end (a cursor at the end of a `# ...` line is still in the comment).
-    pub fn in_string_or_comment(&self, byte: usize) -> bool {
-        let lookup = byte.saturating_sub(1);
-        let mut node = self
-            .tree
-            .root_node()
-            .descendant_for_byte_range(lookup, byte);
-        while let Some(n) = node {
-            let kind = n.kind();
-            if kind.contains("comment") && n.start_byte() < byte && byte <= n.end_byte() {
-                return true;
-            }
-            if is_string_kind(kind)
-                && n.start_byte() < byte
-                && (byte < n.end_byte() || n.has_error())
-            {
-                return true;
-            }
-            node = n.parent();
-        }
-        false
-    }
-}
-
-fn is_string_kind(kind: &str) -> bool {
-    matches!(
-        kind,
-        "string" | "string_literal" | "raw_string_literal" | "char_literal" | "concatenated_string"
-    )
 }
 
 #[cfg(test)]
@@ -268,11 +329,33 @@ mod tests {
             let edit = Edit::replace(&rope, start, end, text);
             apply(&mut rope, &mut syntax, edit);
             let fresh = Syntax::new(Language::Python, &rope).unwrap();
+            let tree = syntax.tree().unwrap();
             assert_eq!(
-                syntax.tree().root_node().to_sexp(),
-                fresh.tree().root_node().to_sexp()
+                tree.root_node().to_sexp(),
+                fresh.tree().unwrap().root_node().to_sexp()
             );
         }
+    }
+
+    #[test]
+    fn an_unclosed_bracket_in_a_large_file_pauses_the_parse_within_budget() {
+        let text = "def f(x):\n    return [x, {'k': (1, 2)}]\n\n".repeat(20_000);
+        let mut rope = Rope::from_str(&text);
+        let mut syntax = Syntax::new(Language::Python, &rope).unwrap();
+        let edit = Edit::insert(&rope, 10, "(");
+        let input = input_edit(&rope, &edit);
+        edit.apply_to(&mut rope);
+        let start = Instant::now();
+        syntax.edit(&input, &rope);
+        let took = start.elapsed();
+        // Generous bound: the budget is 3 ms, checks come every few hundred ops.
+        assert!(took < Duration::from_millis(100), "edit took {took:?}");
+        while !syntax.continue_parse(&rope, Some(Duration::from_millis(5))) {}
+        let fresh = Syntax::new(Language::Python, &rope).unwrap();
+        assert_eq!(
+            syntax.tree().unwrap().root_node().to_sexp(),
+            fresh.tree().unwrap().root_node().to_sexp()
+        );
     }
 
     #[test]
@@ -307,21 +390,5 @@ mod tests {
         let second_line = syntax.highlights(&rope, 12..40);
         assert!(second_line.iter().all(|s| s.bytes.end > 12));
         assert!(!second_line.iter().any(|s| s.bytes.start == 0));
-    }
-
-    #[test]
-    fn strings_and_comments_are_detected() {
-        let text = "x = 'abc'  # note\ny = f(x)\n";
-        let rope = Rope::from_str(text);
-        let syntax = Syntax::new(Language::Python, &rope).unwrap();
-        assert!(syntax.in_string_or_comment(text.find('b').unwrap()));
-        assert!(!syntax.in_string_or_comment(text.find("'abc'").unwrap()));
-        assert!(!syntax.in_string_or_comment(text.find("'abc'").unwrap() + 5));
-        assert!(syntax.in_string_or_comment(text.find('\n').unwrap()));
-        assert!(!syntax.in_string_or_comment(text.find("f(x)").unwrap() + 2));
-        assert_eq!(
-            syntax.node_kind_at(text.find('y').unwrap()),
-            Some("identifier")
-        );
     }
 }

@@ -27,6 +27,8 @@ pub struct Group {
     pub selection_before: Selection,
     pub selection_after: Selection,
     kind: EditKind,
+    /// Unique per group: tells a saved state from every other state.
+    id: u64,
 }
 
 #[derive(Debug, Default)]
@@ -38,6 +40,7 @@ pub struct History {
     /// Set when something other than an edit happened (a cursor move), so the
     /// next typed char starts a new group.
     sealed: bool,
+    next_id: u64,
 }
 
 impl History {
@@ -54,14 +57,17 @@ impl History {
                 selection_before,
                 selection_after: selection_before,
                 kind: EditKind::Other,
+                id: 0,
             });
         }
     }
 
     pub fn commit(&mut self) {
-        if let Some(group) = self.open.take()
+        if let Some(mut group) = self.open.take()
             && !group.edits.is_empty()
         {
+            self.next_id += 1;
+            group.id = self.next_id;
             self.undo.push(group);
             self.sealed = true;
         }
@@ -91,7 +97,9 @@ impl History {
             return;
         }
         self.sealed = false;
+        self.next_id += 1;
         self.undo.push(Group {
+            id: self.next_id,
             edits: vec![edit],
             selection_before: before,
             selection_after: after,
@@ -121,6 +129,12 @@ impl History {
         Some((edits, selection))
     }
 
+    /// Identifies the current text state among all undo/redo positions
+    /// (0: the state history started from). Equal ids mean equal text.
+    pub fn state_id(&self) -> u64 {
+        self.undo.last().map_or(0, |g| g.id)
+    }
+
     pub fn undo_len(&self) -> usize {
         self.undo.len()
     }
@@ -128,11 +142,12 @@ impl History {
 
 fn continues(prev: &Edit, next: &Edit, kind: EditKind) -> bool {
     match kind {
-        // A newline ends a typed run: undo then removes one line at a time.
+        // A newline starts a new run that the line typed after it joins:
+        // undo then removes one typed line, with its Enter, at a time.
         EditKind::Typing => {
             next.start_char == prev.new_end_char()
                 && next.removed.is_empty()
-                && !prev.inserted.ends_with('\n')
+                && !next.inserted.contains('\n')
         }
         // Backspace walks left, Delete stays in place.
         EditKind::Deleting => {

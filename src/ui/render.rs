@@ -118,16 +118,8 @@ fn draw_text(
     let sel = editor.selection;
     let total_lines = rope.len_lines();
     let first = editor.scroll_line.min(total_lines.saturating_sub(1));
-    let last = (first + area.height as usize).min(total_lines);
-    let spans = editor.doc.syntax().map(|syntax| {
-        let start = rope.line_to_byte(first);
-        let end = if last < total_lines {
-            rope.line_to_byte(last)
-        } else {
-            rope.len_bytes()
-        };
-        syntax.highlights(rope, start..end)
-    });
+    // Prepared by the app before the frame (render changes nothing).
+    let spans = editor.doc.syntax().map(|_| editor.doc.highlights());
     let ghost_lines: Vec<&str> = ghost.map(|g| g.split('\n').collect()).unwrap_or_default();
     let right = area.x + area.width;
     let mut cursor_pos = None;
@@ -166,7 +158,7 @@ fn draw_text(
         let line_start_char = rope.line_to_char(line);
         let mut byte_styles: Vec<Option<Style>> = vec![None; text.len()];
         if let Some(spans) = &spans {
-            for span in spans {
+            for span in spans.iter() {
                 let s = span.bytes.start.max(line_start_byte);
                 let e = span.bytes.end.min(line_start_byte + text.len());
                 if s < e
