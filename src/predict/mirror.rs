@@ -140,14 +140,14 @@ impl Mirror {
         // Keep some context before the cursor when sliding.
         let can_drop = cursor_token.saturating_sub(self.config.max_context / 2);
         let drop = excess.min(can_drop);
-        if drop > 0 {
-            if let Some((tokens, bytes)) = self.aligned.drop_head(&self.tokenizer, drop) {
-                let chars = self.window.byte_to_char(bytes);
-                self.window.remove(..chars);
-                self.start += chars;
-                let stats = self.session.slide(tokens)?;
-                self.accumulate(stats);
-            }
+        if drop > 0
+            && let Some((tokens, bytes)) = self.aligned.drop_head(&self.tokenizer, drop)
+        {
+            let chars = self.window.byte_to_char(bytes);
+            self.window.remove(..chars);
+            self.start += chars;
+            let stats = self.session.slide(tokens)?;
+            self.accumulate(stats);
         }
         let excess = self
             .aligned
