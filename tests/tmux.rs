@@ -58,7 +58,7 @@ fn type_undo_search_save_quit_in_a_real_terminal() {
     let name = format!("pie-edit-test-{}", std::process::id());
     let bin = env!("CARGO_BIN_EXE_pie-edit");
     let command = format!(
-        "env XDG_DATA_HOME={d}/data XDG_CONFIG_HOME={d}/config {bin} --record {rec} {file}",
+        "env XDG_DATA_HOME={d}/data XDG_CONFIG_HOME={d}/config {bin} --no-predict --record {rec} {file}",
         d = dir.path().display(),
         rec = recording.display(),
         file = file.display()

