@@ -136,3 +136,30 @@ fn a_small_window_slides_instead_of_growing() {
     let suggestion = predict(&mut mirror, &doc, cursor);
     println!("after sliding: {suggestion:?}");
 }
+
+#[test]
+fn typing_past_the_window_extends_and_slides_instead_of_re_encoding() {
+    let config = MirrorConfig {
+        max_context: 96,
+        ..MirrorConfig::default()
+    };
+    let mut mirror = load(config);
+    let mut doc = Rope::from_str(CODE);
+    // Opened at the top: the window holds the head of the file only.
+    mirror.reset(&doc, 0).unwrap();
+    check(&mirror, &doc);
+    assert!(mirror.window_range().end < doc.len_chars());
+    let window_tokens = mirror.tokens().len();
+    // The user goes to the end and types: the window follows by encoding
+    // the text between its end and the cursor, not a whole new window.
+    let at = doc.len_chars();
+    edit(&mut mirror, &mut doc, at..at, "\n", at + 1);
+    assert_eq!(mirror.window_range().end, doc.len_chars());
+    assert!(mirror.tokens().len() <= 96);
+    let encoded = mirror.last_update().encoded;
+    println!("encoded {encoded} tokens to follow the cursor (window {window_tokens})");
+    assert!(
+        encoded < window_tokens,
+        "followed by extension, not a re-encode"
+    );
+}

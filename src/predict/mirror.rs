@@ -120,6 +120,45 @@ impl Mirror {
         self.fit_budget(cursor)
     }
 
+    /// Keep the cursor inside the window. A cursor just past either end
+    /// extends the window by the text in between (an insertion at the
+    /// window's edge: only that text is encoded, the rest is shifted), then
+    /// the budget is enforced by sliding. Only a jump further than the
+    /// budget re-encodes a new window.
+    fn follow_cursor(&mut self, doc: &ropey::Rope, cursor: usize) -> Result<()> {
+        let window = self.window_range();
+        if window.contains(&cursor) || cursor == window.end {
+            return self.fit_budget(cursor);
+        }
+        let budget = self.config.max_context * BYTES_PER_TOKEN_ESTIMATE;
+        let edit = if cursor > window.end {
+            let line = doc.char_to_line(cursor);
+            let end = if line + 1 >= doc.len_lines() {
+                doc.len_chars()
+            } else {
+                doc.line_to_char(line + 1)
+            };
+            let added = doc.slice(window.end..end);
+            (added.len_bytes() <= budget)
+                .then(|| Edit::insert(&self.window, self.window.len_chars(), &added.to_string()))
+        } else {
+            let start = doc.line_to_char(doc.char_to_line(cursor));
+            let added = doc.slice(start..window.start);
+            (added.len_bytes() <= budget).then(|| {
+                self.start = start;
+                Edit::insert(&self.window, 0, &added.to_string())
+            })
+        };
+        match edit {
+            Some(edit) => {
+                edit.apply_to(&mut self.window);
+                self.sync_tokens(&[edit])?;
+                self.fit_budget(cursor)
+            }
+            None => self.place_window(doc, cursor),
+        }
+    }
+
     /// Enforce `max_context` by dropping the head (a PIE slide) while the
     /// cursor stays inside, then by cutting the tail.
     fn fit_budget(&mut self, cursor: usize) -> Result<()> {
@@ -300,12 +339,7 @@ impl Backend for Mirror {
         if !window_edits.is_empty() {
             self.sync_tokens(&window_edits)?;
         }
-        let window = self.window_range();
-        if !window.contains(&cursor_char) && cursor_char != window.end {
-            // The cursor left the window (a jump far away): re-place it.
-            return self.place_window(doc, cursor_char);
-        }
-        self.fit_budget(cursor_char)
+        self.follow_cursor(doc, cursor_char)
     }
 
     fn predict(
@@ -314,10 +348,7 @@ impl Backend for Mirror {
         cursor_char: usize,
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<()> {
-        let window = self.window_range();
-        if !window.contains(&cursor_char) && cursor_char != window.end {
-            self.place_window(doc, cursor_char)?;
-        }
+        self.follow_cursor(doc, cursor_char)?;
         self.predict_at(cursor_char, on_text)
     }
 
