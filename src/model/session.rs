@@ -245,8 +245,14 @@ impl Session {
             );
         }
         self.scratch.clear();
+        self.scratch_step(self.tokens[prefix_len - 1], prefix_len)
+    }
+
+    /// Run one token into the scratch area after `cache[0..prefix_len - 1)`
+    /// and the scratch entries so far; the next-token logits.
+    fn scratch_step(&mut self, token: u32, prefix_len: usize) -> Result<Vec<f32>> {
         let logits = self.model.forward(
-            &[self.tokens[prefix_len - 1]],
+            &[token],
             Attend::Scratch {
                 base: &self.cache,
                 base_len: prefix_len - 1,
@@ -295,16 +301,7 @@ impl Session {
             if on_token(token).is_break() || generated.len() >= options.max_tokens {
                 break;
             }
-            let out = self.model.forward(
-                &[token],
-                Attend::Scratch {
-                    base: &self.cache,
-                    base_len: prefix_len - 1,
-                    scratch: &mut self.scratch,
-                },
-                Logits::Last,
-            )?;
-            logits = out.expect("last logits requested").to_vec1::<f32>()?;
+            logits = self.scratch_step(token, prefix_len)?;
         }
         Ok(generated)
     }

@@ -152,6 +152,19 @@ impl Model {
                 down,
             });
         }
+        Self::assemble(config, embed, layers, norm, output, device)
+    }
+
+    /// The model from its parts, with rope tables for its config and the
+    /// tensor shapes checked against the config.
+    fn assemble(
+        config: ModelConfig,
+        embed: Tensor,
+        layers: Vec<Layer>,
+        norm: Tensor,
+        output: Linear,
+        device: Device,
+    ) -> Result<Self> {
         let model = Self {
             rope: Rope::for_config(&config, &device),
             config,
@@ -241,17 +254,7 @@ impl Model {
                 down,
             });
         }
-        let model = Self {
-            rope: Rope::for_config(&config, &device),
-            config,
-            embed,
-            layers,
-            norm,
-            output,
-            device,
-        };
-        model.check_shapes()?;
-        Ok(model)
+        Self::assemble(config, embed, layers, norm, output, device)
     }
 
     /// Load a `.gguf` file or a safetensors directory, by what `path` is.
