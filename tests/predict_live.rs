@@ -25,9 +25,9 @@ fn config(mode: ModeName) -> PredictConfig {
     source::ensure_default_model().expect("the default model is available (CI fetches it)");
     PredictConfig {
         update_mode: mode,
-        // Tests wait for the engine explicitly; a pause trigger firing at a
-        // machine-dependent moment would make them flaky.
-        debounce_ms: 60_000,
+        // No pause trigger: one firing at a machine-dependent moment would
+        // make the tests flaky; they ask explicitly or rely on syntax.
+        debounce_ms: 0,
         ..PredictConfig::default()
     }
 }

@@ -21,7 +21,8 @@ pub struct PredictConfig {
     pub lines: usize,
     /// Most tokens generated per suggestion.
     pub max_tokens: usize,
-    /// Pause in typing after which a suggestion is asked for, in ms.
+    /// Pause in typing after which a suggestion is asked for, in ms; 0 turns
+    /// this trigger off (syntactic triggers and Alt-\\ remain).
     pub debounce_ms: u64,
     /// How the cache follows edits: `pie` (default) or `full` (re-encode
     /// everything after the edit, for comparison).

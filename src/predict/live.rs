@@ -160,7 +160,7 @@ impl Predictor {
         let typed_at_cursor = last.removed.is_empty() && last.new_end_char() == editor.cursor();
         if typed_at_cursor && let Some(reason) = self.syntactic_trigger(editor) {
             self.request(editor, reason);
-        } else {
+        } else if !self.config.debounce().is_zero() {
             self.pause_since = Some(Instant::now());
         }
     }
