@@ -178,7 +178,10 @@ impl Mirror {
         let cursor_token = self.aligned.token_at_byte(cursor_byte).unwrap_or(0);
         // Keep some context before the cursor when sliding.
         let can_drop = cursor_token.saturating_sub(self.config.max_context / 2);
-        let drop = excess.min(can_drop);
+        // Slide by an eighth of the budget at least: each slide moves the
+        // whole cache (one rope call per layer), so typing at the end of a
+        // full window should pay for it rarely, not on every other key.
+        let drop = excess.max(self.config.max_context / 8).min(can_drop);
         if drop > 0
             && let Some((tokens, bytes)) = self.aligned.drop_head(&self.tokenizer, drop)
         {
