@@ -1,6 +1,6 @@
-//! Real-model tests on SmolLM2-135M (GGUF Q4_1). They need the model file:
-//! `PIE_EDIT_MODEL`, else the default data-directory path. CI fetches it
-//! first; a missing file is a failure, not a skip.
+//! Real-model tests on SmolLM2-135M (GGUF Q4_1): `PIE_EDIT_MODEL`, else the
+//! default preset, fetched when missing. A model that cannot be had is a
+//! failure, not a skip.
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -21,8 +21,9 @@ fn model_path() -> PathBuf {
     if let Some(p) = std::env::var_os("PIE_EDIT_MODEL") {
         return PathBuf::from(p);
     }
-    let home = std::env::var_os("HOME").expect("HOME is not set");
-    PathBuf::from(home).join(".local/share/pie-edit/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    pie_edit::model::source::ensure_default_model()
+        .expect("the default model is available or can be fetched")
+        .weights
 }
 
 fn load() -> (Arc<Model>, Tokenizer) {
