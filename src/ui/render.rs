@@ -172,20 +172,23 @@ fn draw_text(
         let mut char_idx = line_start_char;
         let mut byte_idx = 0usize;
         let scroll = editor.scroll_col;
-        let draw_at = |col: usize, g: &str, w: usize, style: Style, buf: &mut Buffer| {
-            if col + w > scroll && col < scroll + area.width as usize {
-                let x = area.x as usize + col.saturating_sub(scroll);
-                put(
-                    buf,
-                    x as u16,
-                    y,
-                    right,
-                    g,
-                    w - scroll.saturating_sub(col).min(w),
-                    style,
-                );
-            }
-        };
+        // Draws one grapheme at text column `col` of screen row `row_y`,
+        // clipped by the horizontal scroll; ghost lines below use it too.
+        let draw_at =
+            |row_y: u16, col: usize, g: &str, w: usize, style: Style, buf: &mut Buffer| {
+                if col + w > scroll && col < scroll + area.width as usize {
+                    let x = area.x as usize + col.saturating_sub(scroll);
+                    put(
+                        buf,
+                        x as u16,
+                        row_y,
+                        right,
+                        g,
+                        w - scroll.saturating_sub(col).min(w),
+                        style,
+                    );
+                }
+            };
         let graphemes: Vec<&str> = text.graphemes(true).collect();
         let mut ghost_drawn = false;
         for g in graphemes.iter().copied().chain(std::iter::once("")) {
@@ -199,7 +202,7 @@ fn draw_text(
                     ghost_drawn = true;
                     for gg in first_ghost.graphemes(true) {
                         let w = grapheme_width(gg, col, tab);
-                        draw_at(col, gg, w, base.patch(theme.ghost), buf);
+                        draw_at(y, col, gg, w, base.patch(theme.ghost), buf);
                         col += w;
                     }
                 }
@@ -215,7 +218,7 @@ fn draw_text(
             if char_idx >= sel.start() && char_idx < sel.end() {
                 style = style.patch(theme.selection);
             }
-            draw_at(col, g, w, style, buf);
+            draw_at(y, col, g, w, style, buf);
             col += w;
             char_idx += g.chars().count();
             byte_idx += g.len();
@@ -223,7 +226,7 @@ fn draw_text(
         // A selected line break shows as one highlighted cell.
         let break_char = line_start_char + text.chars().count();
         if break_char >= sel.start() && break_char < sel.end() && line + 1 < total_lines {
-            draw_at(col, " ", 1, base.patch(theme.selection), buf);
+            draw_at(y, col, " ", 1, base.patch(theme.selection), buf);
         }
         row += 1;
         line += 1;
@@ -236,18 +239,7 @@ fn draw_text(
                 let mut col = 0usize;
                 for gg in extra.graphemes(true) {
                     let w = grapheme_width(gg, col, tab);
-                    if col + w > scroll && col < scroll + area.width as usize {
-                        let x = area.x as usize + col.saturating_sub(scroll);
-                        put(
-                            buf,
-                            x as u16,
-                            y,
-                            right,
-                            gg,
-                            w,
-                            theme.text.patch(theme.ghost),
-                        );
-                    }
+                    draw_at(y, col, gg, w, theme.text.patch(theme.ghost), buf);
                     col += w;
                 }
                 row += 1;
