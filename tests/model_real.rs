@@ -6,16 +6,9 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use candle_core::quantized::gguf_file;
 use pie_edit::model::{
-    GenerateOptions, LoadOptions, Model, Sampling, Session, TokenEdit, UpdateMode,
+    GenerateOptions, LoadOptions, Model, Sampling, Session, TokenEdit, Tokenizer, UpdateMode,
 };
-use tokenizers::Tokenizer;
-use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
-use tokenizers::models::bpe::BPE;
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::digits::Digits;
-use tokenizers::pre_tokenizers::sequence::Sequence;
 
 fn model_path() -> PathBuf {
     if let Some(p) = std::env::var_os("PIE_EDIT_MODEL") {
@@ -34,53 +27,18 @@ fn load() -> (Arc<Model>, Tokenizer) {
         path.display()
     );
     let model = Model::load(&path, &LoadOptions::default()).expect("model loads");
-    (Arc::new(model), gguf_tokenizer(&path))
-}
-
-/// SmolLM2's GGUF carries a gpt2-style BPE: tokens and merges, digits split
-/// individually, then byte-level without a prefix space.
-fn gguf_tokenizer(path: &std::path::Path) -> Tokenizer {
-    let mut f = std::fs::File::open(path).unwrap();
-    let content = gguf_file::Content::read(&mut f).unwrap();
-    let strings = |key: &str| -> Vec<String> {
-        content.metadata[key]
-            .to_vec()
-            .unwrap()
-            .iter()
-            .map(|v| v.to_string().unwrap().clone())
-            .collect()
-    };
-    let vocab: tokenizers::models::bpe::Vocab = strings("tokenizer.ggml.tokens")
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| (t, i as u32))
-        .collect();
-    let merges: Vec<(String, String)> = strings("tokenizer.ggml.merges")
-        .into_iter()
-        .map(|m| {
-            let (a, b) = m.split_once(' ').unwrap();
-            (a.to_string(), b.to_string())
-        })
-        .collect();
-    let bpe = BPE::builder()
-        .vocab_and_merges(vocab, merges)
-        .build()
-        .unwrap();
-    let mut tok = Tokenizer::new(bpe);
-    tok.with_pre_tokenizer(Some(Sequence::new(vec![
-        Digits::new(true).into(),
-        ByteLevel::new(false, true, true).into(),
-    ])));
-    tok.with_decoder(Some(ByteLevelDecoder::default()));
-    tok
+    (
+        Arc::new(model),
+        Tokenizer::from_gguf(&path).expect("the GGUF carries its tokenizer"),
+    )
 }
 
 fn encode(tok: &Tokenizer, text: &str) -> Vec<u32> {
-    tok.encode(text, false).unwrap().get_ids().to_vec()
+    tok.encode(text)
 }
 
 fn decode(tok: &Tokenizer, ids: &[u32]) -> String {
-    tok.decode(ids, false).unwrap()
+    tok.decode(ids)
 }
 
 fn greedy_line(session: &mut Session, tok: &Tokenizer, prefix_len: usize) -> String {
