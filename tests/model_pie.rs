@@ -708,3 +708,118 @@ fn a_fork_is_independent_of_its_origin() {
     );
     assert_eq!(fork.tokens().len(), toks.len() - 1);
 }
+
+/// Largest K/V difference from a fresh encoding of the same tokens, over
+/// every layer.
+fn max_diff_from_fresh(model: &Arc<Model>, s: &Session) -> f32 {
+    let mut fresh = Session::new(model.clone()).unwrap();
+    fresh.reset(s.tokens()).unwrap();
+    (0..LAYERS)
+        .map(|l| {
+            let (k, v) = layer_kv(s, l);
+            let (fk, fv) = layer_kv(&fresh, l);
+            max_diff(&k, &fk).max(max_diff(&v, &fv))
+        })
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn pie_marks_the_suffix_stale_and_repair_restores_exactness() {
+    for variant in VARIANTS {
+        let (_dir, model) = tiny_model(variant);
+        let base = tokens(40, 7);
+        for (name, hunks) in edits() {
+            for mode in [UpdateMode::Pie, UpdateMode::Conflict] {
+                let mut s = session_after(&model, &base, &hunks, mode);
+                let stale = s
+                    .staleness()
+                    .expect("an edit before the end leaves a stale suffix");
+                assert_eq!(
+                    stale.from,
+                    hunks[0].start + hunks[0].new_tokens.len(),
+                    "{variant:?} {name} {mode:?}: the suffix after the first new span is stale"
+                );
+                assert_eq!(stale.since_update, 1);
+                let before = max_diff_from_fresh(&model, &s);
+                assert!(
+                    before > 1e-4,
+                    "{variant:?} {name} {mode:?}: a stale cache should differ from a fresh one, got {before}"
+                );
+                // Repair in small chunks, as the idle loop does.
+                let mut chunks = 0;
+                while s.staleness().is_some() {
+                    let step = s.repair(4).unwrap();
+                    assert!(step.encoded > 0 && step.encoded <= 4);
+                    assert_eq!(step.remaining, s.stale_len());
+                    chunks += 1;
+                }
+                assert!(chunks > 1, "the suffix takes several chunks");
+                let after = max_diff_from_fresh(&model, &s);
+                println!("{variant:?} {name} {mode:?}: stale {before:.2e} -> repaired {after:.2e}");
+                assert!(
+                    after < 1e-5,
+                    "{variant:?} {name} {mode:?}: repaired cache differs from a fresh encoding by {after}"
+                );
+                assert_eq!(s.repair(4).unwrap().encoded, 0, "nothing left to repair");
+            }
+            // Full is exact: nothing stale.
+            let full = session_after(&model, &base, &hunks, UpdateMode::Full);
+            assert_eq!(
+                full.staleness(),
+                None,
+                "{variant:?} {name}: Full leaves nothing stale"
+            );
+        }
+    }
+}
+
+#[test]
+fn staleness_follows_later_edits_and_slides() {
+    let (_dir, model) = tiny_model(Variant::GgufLlama);
+    let mut s = Session::new(model.clone()).unwrap();
+    s.reset(&tokens(40, 8)).unwrap();
+    // Appending at the end leaves nothing stale.
+    s.apply(
+        &[TokenEdit {
+            start: 40,
+            old_len: 0,
+            new_tokens: vec![1, 2],
+        }],
+        UpdateMode::Pie,
+    )
+    .unwrap();
+    assert_eq!(s.staleness(), None);
+    let edit_at = |start| TokenEdit {
+        start,
+        old_len: 1,
+        new_tokens: vec![3],
+    };
+    s.apply(&[edit_at(20)], UpdateMode::Pie).unwrap();
+    assert_eq!(s.staleness().unwrap().from, 21);
+    let since = s.staleness().unwrap().since_update;
+    // A later edit further down keeps the earlier, wider stale suffix.
+    s.apply(&[edit_at(30)], UpdateMode::Pie).unwrap();
+    assert_eq!(s.staleness().unwrap().from, 21);
+    assert_eq!(s.staleness().unwrap().since_update, since);
+    // One further up widens it.
+    s.apply(&[edit_at(5)], UpdateMode::Pie).unwrap();
+    assert_eq!(s.staleness().unwrap().from, 6);
+    // Repair part of it, then a Full update after the repaired part: the
+    // stale entries before the update stay stale (the re-encoded tail
+    // attended to them).
+    s.repair(10).unwrap();
+    assert_eq!(s.staleness().unwrap().from, 16);
+    s.apply(&[edit_at(25)], UpdateMode::Full).unwrap();
+    assert_eq!(s.staleness().unwrap().from, 16);
+    // A Full update before every stale entry makes the cache exact.
+    s.apply(&[edit_at(10)], UpdateMode::Full).unwrap();
+    assert_eq!(s.staleness(), None);
+    assert!(max_diff_from_fresh(&model, &s) < 1e-4);
+    // A slide makes all of it stale: every entry attended to the dropped head.
+    s.slide(8).unwrap();
+    assert_eq!(s.staleness().unwrap().from, 0);
+    while s.staleness().is_some() {
+        s.repair(16).unwrap();
+    }
+    assert!(max_diff_from_fresh(&model, &s) < 1e-4);
+}

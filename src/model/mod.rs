@@ -35,6 +35,11 @@
 //!     Cancel between tokens by returning `ControlFlow::Break` from `on_token`;
 //!     the logit filter is where token healing constrains the first tokens.
 //!   - `next_logits(prefix_len)`: the next-token logits alone.
+//!   - `staleness()` / `repair(max_tokens)`: PIE leaves the entries after an
+//!     edit exact at layer 0 but stale above it (they attended to the old
+//!     text). The session tracks that stale suffix; `repair` re-encodes it in
+//!     chunks, left to right, and once it is used up the cache equals a fresh
+//!     encoding. The editor's engine calls it when the user pauses.
 //!   - `fork()`: an independent copy (cache copied, not re-encoded), e.g. to
 //!     repair a copy in idle time while the original keeps serving.
 //! - Loading: [`Model::load`] takes a `.gguf` file or a safetensors directory.
@@ -60,7 +65,9 @@ pub mod weights;
 pub use config::{Arch, ModelConfig, RopeLayout};
 pub use kv_cache::{KvCache, Segment};
 pub use rope::Rope;
-pub use session::{GenerateOptions, Sampling, Session, UpdateMode, UpdateStats};
+pub use session::{
+    GenerateOptions, RepairStats, Sampling, Session, Staleness, UpdateMode, UpdateStats,
+};
 pub use token_edit::TokenEdit;
 pub use tokenizer::Tokenizer;
 pub use transformer::{Attend, Logits, Model};

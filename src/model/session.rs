@@ -47,12 +47,37 @@ pub struct GenerateOptions {
     pub sampling: Sampling,
 }
 
+/// Which cache entries PIE left semantically stale: from layer 1 upward they
+/// were computed while attending to text that has changed since. Layer 0 is
+/// always exact. Because attention is causal, staleness spreads to everything
+/// after the first stale entry, so it is one suffix of the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Staleness {
+    /// First stale slot; slots `from..` are stale.
+    pub from: usize,
+    /// The update (counted by [`Session::updates`]) that first made this
+    /// suffix stale; repair progress does not change it.
+    pub since_update: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RepairStats {
+    /// Entries re-encoded by this call.
+    pub encoded: usize,
+    /// Stale entries left after it.
+    pub remaining: usize,
+    pub elapsed: Duration,
+}
+
 pub struct Session {
     model: Arc<Model>,
     cache: KvCache,
     /// Where generation puts its entries, so the mirror stays untouched.
     scratch: KvCache,
     tokens: Vec<u32>,
+    stale: Option<Staleness>,
+    /// Cache updates (applies and slides) since the session was created.
+    updates: u64,
 }
 
 impl Session {
@@ -64,6 +89,8 @@ impl Session {
             cache,
             scratch,
             tokens: Vec::new(),
+            stale: None,
+            updates: 0,
         })
     }
 
@@ -76,6 +103,8 @@ impl Session {
             cache: self.cache.deep_copy()?,
             scratch: self.model.new_cache(64)?,
             tokens: self.tokens.clone(),
+            stale: self.stale,
+            updates: self.updates,
         })
     }
 
@@ -97,9 +126,72 @@ impl Session {
         &self.cache
     }
 
+    /// The stale suffix, if PIE or a slide left one (see [`Staleness`]).
+    pub fn staleness(&self) -> Option<Staleness> {
+        self.stale
+    }
+
+    /// Number of stale entries.
+    pub fn stale_len(&self) -> usize {
+        self.stale.map_or(0, |s| self.tokens.len() - s.from)
+    }
+
+    /// Cache updates (applies and slides) made so far.
+    pub fn updates(&self) -> u64 {
+        self.updates
+    }
+
+    /// Record an update that left slots `from..` stale, unless an earlier
+    /// stale suffix already covers them.
+    fn mark_stale(&mut self, from: usize) {
+        if from >= self.tokens.len() {
+            return;
+        }
+        match &mut self.stale {
+            Some(s) if s.from <= from => {}
+            Some(s) => s.from = from,
+            None => {
+                self.stale = Some(Staleness {
+                    from,
+                    since_update: self.updates,
+                })
+            }
+        }
+    }
+
+    /// Re-encode up to `max_tokens` stale entries, the first stale ones
+    /// first, each attending to the (exact) entries before it. Repair runs
+    /// strictly left to right because an entry is exact only when everything
+    /// before it is; the prediction point is never further left than needed,
+    /// so the part before the cursor is repaired first in any case. When the
+    /// stale suffix is used up, the cache equals a fresh encoding of the
+    /// tokens, up to float rounding.
+    pub fn repair(&mut self, max_tokens: usize) -> Result<RepairStats> {
+        let started = Instant::now();
+        let Some(stale) = self.stale else {
+            return Ok(RepairStats::default());
+        };
+        let end = (stale.from + max_tokens).min(self.tokens.len());
+        if end > stale.from {
+            self.model.forward_chunked(
+                &mut self.cache,
+                stale.from,
+                &self.tokens[stale.from..end],
+                Logits::None,
+            )?;
+        }
+        self.stale = (end < self.tokens.len()).then_some(Staleness { from: end, ..stale });
+        Ok(RepairStats {
+            encoded: end - stale.from,
+            remaining: self.stale_len(),
+            elapsed: started.elapsed(),
+        })
+    }
+
     /// Replace the mirrored tokens and encode them all.
     pub fn reset(&mut self, tokens: &[u32]) -> Result<UpdateStats> {
         let started = Instant::now();
+        self.stale = None;
         self.cache.clear();
         self.tokens.clear();
         if !tokens.is_empty() {
@@ -149,9 +241,17 @@ impl Session {
         let mut new_tokens = self.tokens.clone();
         TokenEdit::apply_all(&mut new_tokens, &owned);
         let mut stats = UpdateStats::default();
+        // Where staleness stands after this update: an old stale suffix
+        // that starts before the first hunk stays (what follows attended to
+        // it); one that starts later was dropped or re-encoded over.
+        let first = hunks[0].start;
+        let kept_stale = self.stale.filter(|s| s.from < first);
+        // Under Pie and Conflict, what follows the first new span was
+        // computed against the old text.
+        let first_moved = (hunks[0].old_end() < self.tokens.len())
+            .then(|| hunks[0].start + hunks[0].new_tokens.len());
         match mode {
             UpdateMode::Full => {
-                let first = hunks[0].start;
                 self.cache.truncate(first);
                 let rest = &new_tokens[first..];
                 if !rest.is_empty() {
@@ -204,6 +304,13 @@ impl Session {
         }
         self.tokens = new_tokens;
         debug_assert_eq!(self.cache.len(), self.tokens.len());
+        self.updates += 1;
+        self.stale = kept_stale;
+        if mode != UpdateMode::Full
+            && let Some(from) = first_moved
+        {
+            self.mark_stale(from);
+        }
         stats.elapsed = started.elapsed();
         Ok(stats)
     }
@@ -227,6 +334,17 @@ impl Session {
         self.cache
             .move_segments(&[seg], rest, Some(self.model.rope()))?;
         self.tokens.drain(..drop_head);
+        self.updates += 1;
+        if self.tokens.is_empty() {
+            self.stale = None;
+        } else if drop_head > 0 {
+            // Every kept entry attended to the dropped head.
+            let since_update = self.stale.map_or(self.updates, |s| s.since_update);
+            self.stale = Some(Staleness {
+                from: 0,
+                since_update,
+            });
+        }
         Ok(UpdateStats {
             encoded: 0,
             moved: rest,
