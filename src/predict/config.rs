@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::engine::EngineOptions;
 use crate::model::UpdateMode;
 use crate::model::source::DEFAULT_PRESET;
 
@@ -24,6 +25,12 @@ pub struct PredictConfig {
     /// Pause in typing after which a suggestion is asked for, in ms; 0 turns
     /// this trigger off (syntactic triggers and Alt-\\ remain).
     pub debounce_ms: u64,
+    /// Pause after which the engine re-encodes the cache entries that PIE
+    /// left stale, in the background, in ms; 0 turns repair off.
+    pub repair_after_ms: u64,
+    /// Tokens re-encoded per repair step: the most a keystroke can wait for
+    /// a repair in progress.
+    pub repair_chunk: usize,
     /// How the cache follows edits: `pie` (default) or `full` (re-encode
     /// everything after the edit, for comparison).
     pub update_mode: ModeName,
@@ -60,6 +67,8 @@ impl Default for PredictConfig {
             lines: 1,
             max_tokens: 48,
             debounce_ms: 150,
+            repair_after_ms: 400,
+            repair_chunk: 16,
             update_mode: ModeName::Pie,
             trigger_languages: vec!["python".into(), "rust".into()],
             suppress_in_strings_and_comments: vec!["python".into(), "rust".into()],
@@ -85,6 +94,14 @@ impl PredictConfig {
 
     pub fn debounce(&self) -> Duration {
         Duration::from_millis(self.debounce_ms)
+    }
+
+    pub fn engine_options(&self) -> EngineOptions {
+        EngineOptions {
+            repair_after: (self.repair_after_ms > 0)
+                .then(|| Duration::from_millis(self.repair_after_ms)),
+            repair_chunk: self.repair_chunk.max(1),
+        }
     }
 
     fn lists(list: &[String], language: &str) -> bool {

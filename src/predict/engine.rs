@@ -38,12 +38,43 @@ pub trait Backend {
     /// Check the cache against `doc` from scratch (re-tokenizing): the
     /// invariant that PIE updates must keep. Slow; for tests and debugging.
     fn verify(&self, doc: &Rope) -> Result<(), String>;
+    /// Cache entries that PIE left stale (see `model::Staleness`).
+    fn stale_len(&self) -> usize {
+        0
+    }
+    /// Re-encode up to `max_tokens` stale entries, the first ones first.
+    fn repair(&mut self, _max_tokens: usize) -> Result<()> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CacheInfo {
     pub tokens: usize,
     pub mode: String,
+    /// Entries waiting for idle-time repair.
+    pub stale: usize,
+}
+
+/// How the engine uses the time when no request arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Start repairing stale cache entries after this long without a
+    /// request; `None` never repairs.
+    pub repair_after: Option<Duration>,
+    /// Entries re-encoded per repair step. A request that arrives during a
+    /// step waits for that step only, so this bounds the delay repair can
+    /// add to a keystroke.
+    pub repair_chunk: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            repair_after: Some(Duration::from_millis(400)),
+            repair_chunk: 16,
+        }
+    }
 }
 
 /// Messages from the editor to the engine.
@@ -119,9 +150,18 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
-    /// Start the thread. `load` runs on it (model loading never blocks the
-    /// editor) and returns the backend and a display name for the model.
+    /// Start the thread with default options. `load` runs on it (model
+    /// loading never blocks the editor) and returns the backend and a
+    /// display name for the model.
     pub fn spawn<B, L>(load: L) -> EngineHandle
+    where
+        B: Backend + 'static,
+        L: FnOnce(&dyn Fn(String)) -> Result<(B, String)> + Send + 'static,
+    {
+        Self::spawn_with(EngineOptions::default(), load)
+    }
+
+    pub fn spawn_with<B, L>(options: EngineOptions, load: L) -> EngineHandle
     where
         B: Backend + 'static,
         L: FnOnce(&dyn Fn(String)) -> Result<(B, String)> + Send + 'static,
@@ -130,7 +170,7 @@ impl EngineHandle {
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("pie-engine".into())
-            .spawn(move || run_thread(load, req_rx, ev_tx))
+            .spawn(move || run_thread(options, load, req_rx, ev_tx))
             .expect("spawning a thread only fails when the OS is out of resources");
         EngineHandle {
             requests: req_tx,
@@ -156,8 +196,12 @@ impl Drop for EngineHandle {
     }
 }
 
-fn run_thread<B, L>(load: L, requests: Receiver<Request>, events: Sender<Event>)
-where
+fn run_thread<B, L>(
+    options: EngineOptions,
+    load: L,
+    requests: Receiver<Request>,
+    events: Sender<Event>,
+) where
     B: Backend,
     L: FnOnce(&dyn Fn(String)) -> Result<(B, String)>,
 {
@@ -169,7 +213,7 @@ where
     let mut worker = match loaded {
         Ok(Ok((backend, name))) => {
             let _ = events.send(Event::State(EngineState::Ready(name.clone())));
-            Worker::new(backend, name, events.clone())
+            Worker::new(backend, name, options, events.clone())
         }
         Ok(Err(err)) => return fail_and_drain(&requests, &events, format!("{err:#}")),
         Err(panic) => return fail_and_drain(&requests, &events, panic_message(&panic)),
@@ -216,6 +260,7 @@ struct Worker<B> {
     backend: B,
     /// The model's display name, for the Ready state.
     name: String,
+    options: EngineOptions,
     events: Sender<Event>,
     doc: Rope,
     version: u64,
@@ -227,10 +272,11 @@ struct Worker<B> {
 }
 
 impl<B: Backend> Worker<B> {
-    fn new(backend: B, name: String, events: Sender<Event>) -> Self {
+    fn new(backend: B, name: String, options: EngineOptions, events: Sender<Event>) -> Self {
         Worker {
             backend,
             name,
+            options,
             events,
             doc: Rope::new(),
             version: 0,
@@ -247,9 +293,9 @@ impl<B: Backend> Worker<B> {
         loop {
             let request = match queue.pop_front() {
                 Some(r) => r,
-                None => match requests.recv() {
-                    Ok(r) => r,
-                    Err(_) => return Ok(()),
+                None => match self.wait_for_request(requests)? {
+                    Some(r) => r,
+                    None => return Ok(()),
                 },
             };
             // Drain what is already waiting, so a burst of keystrokes becomes
@@ -352,6 +398,36 @@ impl<B: Backend> Worker<B> {
         }
     }
 
+    /// Block until the next request, repairing stale cache entries while
+    /// none comes. `None` when the editor has hung up.
+    fn wait_for_request(
+        &mut self,
+        requests: &Receiver<Request>,
+    ) -> Result<Option<Request>, String> {
+        loop {
+            let idle = match self.options.repair_after {
+                Some(idle) if self.opened && self.backend.stale_len() > 0 => idle,
+                _ => return Ok(requests.recv().ok()),
+            };
+            match requests.recv_timeout(idle) {
+                Ok(request) => return Ok(Some(request)),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(None),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => self.repair(requests)?,
+            }
+        }
+    }
+
+    /// Repair chunk by chunk until nothing is stale or a request arrives:
+    /// a request waits for at most the chunk in progress.
+    fn repair(&mut self, requests: &Receiver<Request>) -> Result<(), String> {
+        let chunk = self.options.repair_chunk.max(1);
+        while self.backend.stale_len() > 0 && requests.is_empty() {
+            self.guard(|w| w.backend.repair(chunk))?;
+        }
+        self.send(Event::Cache(self.backend.cache_info()));
+        Ok(())
+    }
+
     fn flush_edits(&mut self) -> Result<(), String> {
         if self.pending.is_empty() || !self.opened {
             return Ok(());
@@ -429,6 +505,7 @@ mod tests {
         Reset(String),
         Apply { doc: String, edits: usize },
         Predict(usize),
+        Repair,
     }
 
     /// A backend without a model: records calls, and lets the test hold it
@@ -439,6 +516,10 @@ mod tests {
         hold_reset: bool,
         tokens: Vec<&'static str>,
         panic_on_predict: bool,
+        /// Stale entries; each applied edit adds 8, as if PIE left them.
+        stale: usize,
+        /// Hold inside every repair step until the gate opens.
+        hold_repair: bool,
     }
 
     impl Backend for FakeBackend {
@@ -457,6 +538,7 @@ mod tests {
                 doc: doc.to_string(),
                 edits: edits.len(),
             });
+            self.stale += 8 * edits.len();
             Ok(())
         }
         fn predict(
@@ -482,9 +564,21 @@ mod tests {
             CacheInfo {
                 tokens: 0,
                 mode: "PIE".into(),
+                stale: self.stale,
             }
         }
         fn verify(&self, _: &Rope) -> Result<(), String> {
+            Ok(())
+        }
+        fn stale_len(&self) -> usize {
+            self.stale
+        }
+        fn repair(&mut self, max_tokens: usize) -> Result<()> {
+            self.calls.lock().unwrap().push(Call::Repair);
+            if self.hold_repair {
+                let _ = self.gate.recv();
+            }
+            self.stale = self.stale.saturating_sub(max_tokens);
             Ok(())
         }
     }
@@ -499,16 +593,34 @@ mod tests {
     }
 
     fn start(hold_reset: bool, tokens: Vec<&'static str>, panic_on_predict: bool) -> Harness {
+        start_with(
+            EngineOptions::default(),
+            hold_reset,
+            tokens,
+            panic_on_predict,
+            false,
+        )
+    }
+
+    fn start_with(
+        options: EngineOptions,
+        hold_reset: bool,
+        tokens: Vec<&'static str>,
+        panic_on_predict: bool,
+        hold_repair: bool,
+    ) -> Harness {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let (gate_tx, gate_rx) = crossbeam_channel::unbounded();
         let backend_calls = calls.clone();
-        let engine = EngineHandle::spawn(move |_progress| {
+        let engine = EngineHandle::spawn_with(options, move |_progress| {
             let backend = FakeBackend {
                 calls: backend_calls,
                 gate: gate_rx,
                 hold_reset,
                 tokens,
                 panic_on_predict,
+                stale: 0,
+                hold_repair,
             };
             Ok((backend, "fake".to_string()))
         });
@@ -722,5 +834,103 @@ mod tests {
             }
         }
         assert!(failed.unwrap().contains("/nope.gguf"));
+    }
+
+    fn wait_for_calls(h: &Harness, done: impl Fn(&[Call]) -> bool) -> Vec<Call> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let calls = h.calls.lock().unwrap().clone();
+            if done(&calls) {
+                return calls;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "engine never got there: {calls:?}"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn repairs(calls: &[Call]) -> usize {
+        calls.iter().filter(|c| **c == Call::Repair).count()
+    }
+
+    #[test]
+    fn idle_time_repairs_stale_entries_and_yields_to_a_new_edit() {
+        let options = EngineOptions {
+            repair_after: Some(Duration::from_millis(5)),
+            repair_chunk: 4,
+        };
+        let h = start_with(options, false, vec![], false, true);
+        let mut doc = Rope::from_str("x = 1\n");
+        h.engine.send(Request::Open {
+            version: 0,
+            text: doc.to_string(),
+            cursor_char: 0,
+        });
+        let edit = typed(&mut doc, 0, "a");
+        h.engine.send(Request::Edits {
+            version: 1,
+            edits: vec![edit],
+        });
+        // Eight entries go stale; after the pause a repair step starts and
+        // is held inside the backend.
+        wait_for_calls(&h, |c| repairs(c) == 1);
+        // A keystroke arrives during that step.
+        let edit = typed(&mut doc, 1, "b");
+        h.engine.send(Request::Edits {
+            version: 2,
+            edits: vec![edit],
+        });
+        h.gate.send(()).unwrap();
+        // The edit goes next: the step in progress finished, no further step
+        // ran before it.
+        let calls = wait_for_calls(&h, |c| {
+            c.iter()
+                .any(|c| matches!(c, Call::Apply { edits: 1, doc } if doc == "abx = 1\n"))
+        });
+        let apply_at = calls.len() - 1;
+        assert_eq!(repairs(&calls[..apply_at]), 1, "{calls:?}");
+        // Repair resumes after the next pause and runs until nothing is
+        // stale: 4 stale left + 8 new = 3 steps of 4.
+        for _ in 0..3 {
+            h.gate.send(()).unwrap();
+        }
+        let calls = wait_for_calls(&h, |c| repairs(c) == 4);
+        let mut stale = None;
+        while stale != Some(0) {
+            if let Event::Cache(info) = next_event(&h) {
+                stale = Some(info.stale);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(
+            repairs(&h.calls.lock().unwrap()),
+            repairs(&calls),
+            "no repair once nothing is stale"
+        );
+    }
+
+    #[test]
+    fn repair_can_be_turned_off() {
+        let options = EngineOptions {
+            repair_after: None,
+            repair_chunk: 4,
+        };
+        let h = start_with(options, false, vec![], false, false);
+        let mut doc = Rope::from_str("x");
+        h.engine.send(Request::Open {
+            version: 0,
+            text: doc.to_string(),
+            cursor_char: 0,
+        });
+        let edit = typed(&mut doc, 0, "a");
+        h.engine.send(Request::Edits {
+            version: 1,
+            edits: vec![edit],
+        });
+        wait_idle(&h, 1);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(repairs(&h.calls.lock().unwrap()), 0);
     }
 }

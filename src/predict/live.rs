@@ -74,8 +74,9 @@ impl Predictor {
             sampling: Sampling::Greedy,
         };
         let spec = config.model.clone();
-        let engine =
-            EngineHandle::spawn(move |progress| mirror::load(&spec, mirror_config, progress));
+        let engine = EngineHandle::spawn_with(config.engine_options(), move |progress| {
+            mirror::load(&spec, mirror_config, progress)
+        });
         Predictor::with_engine(config, engine)
     }
 
@@ -365,6 +366,9 @@ impl Predictor {
         }
         if self.cache.tokens > 0 {
             status.push_str(&format!(" {}tok {}", self.cache.tokens, self.cache.mode));
+            if self.cache.stale > 0 {
+                status.push_str(&format!(" ({} stale)", self.cache.stale));
+            }
         }
         status
     }

@@ -364,7 +364,16 @@ impl Backend for Mirror {
         CacheInfo {
             tokens: self.session.tokens().len(),
             mode: mode.to_string(),
+            stale: self.session.stale_len(),
         }
+    }
+
+    fn stale_len(&self) -> usize {
+        self.session.stale_len()
+    }
+
+    fn repair(&mut self, max_tokens: usize) -> Result<()> {
+        self.session.repair(max_tokens).map(|_| ())
     }
 
     fn verify(&self, doc: &ropey::Rope) -> Result<(), String> {
