@@ -76,6 +76,28 @@ impl Mirror {
         self.session.tokens()
     }
 
+    pub fn tokenizer(&self) -> &Arc<Tokenizer> {
+        &self.tokenizer
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// An independent copy (the cache is copied, not re-encoded): the edit
+    /// benchmark brings one encoded context through an edit in every mode.
+    pub fn fork(&self) -> Result<Mirror> {
+        Ok(Mirror {
+            tokenizer: self.tokenizer.clone(),
+            session: self.session.fork()?,
+            config: self.config.clone(),
+            aligned: self.aligned.clone(),
+            window: self.window.clone(),
+            start: self.start,
+            last_update: self.last_update.clone(),
+        })
+    }
+
     pub fn aligned(&self) -> &AlignedText {
         &self.aligned
     }
@@ -412,7 +434,22 @@ pub fn load(
     config: MirrorConfig,
     progress: &dyn Fn(String),
 ) -> Result<(Mirror, String)> {
-    use crate::model::{LoadOptions, Model, source};
+    load_with(
+        spec,
+        config,
+        &crate::model::LoadOptions::default(),
+        progress,
+    )
+}
+
+/// [`load`] with a choice of weight treatment (the benchmarks compare them).
+pub fn load_with(
+    spec: &str,
+    config: MirrorConfig,
+    options: &crate::model::LoadOptions,
+    progress: &dyn Fn(String),
+) -> Result<(Mirror, String)> {
+    use crate::model::{Model, source};
     let files = match source::resolve(spec) {
         Ok(files) => files,
         Err(_) if spec == source::DEFAULT_PRESET => {
@@ -423,7 +460,7 @@ pub fn load(
     };
     progress(format!("loading {}", files.name));
     let tokenizer = Arc::new(Tokenizer::for_model(&files)?);
-    let model = Arc::new(Model::load(&files.weights, &LoadOptions::default())?);
+    let model = Arc::new(Model::load(&files.weights, options)?);
     tokenizer.check_model_vocab(model.config().vocab_size, &files.weights)?;
     let session = Session::new(model)?;
     Ok((Mirror::new(tokenizer, session, config), files.name))

@@ -1,0 +1,302 @@
+//! The edit benchmark: next-line exact match and edit similarity after
+//! insertions, deletions and multi-place edits earlier in the context, with
+//! the KV cache brought along by Full, Pie, Conflict and Pie with idle-time
+//! repair; plus K edits in a row.
+//!
+//! ```text
+//! cargo run --release --bin pie-eval -- \
+//!     --python /usr/lib/python3.11 --rust ~/.cargo/registry/src \
+//!     --samples 200 --sequential 1,5,20 --out eval-out
+//! ```
+//!
+//! Every finished sample is appended to `OUT/samples.jsonl`; running the
+//! same command again resumes where it stopped. `OUT/report.md` and
+//! `OUT/summary.json` are rewritten at the end (`--report-only` rewrites
+//! them from the samples alone).
+
+use std::collections::HashSet;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use pie_edit::eval::corpus::{Corpus, Language};
+use pie_edit::eval::report;
+use pie_edit::eval::run::{EvalOptions, Evaluator, Mode, SampleRecord, Setting, sample_id};
+use pie_edit::eval::simulate::EditKind;
+use pie_edit::model::{LoadOptions, Sampling, SlowQuant, UpdateMode};
+use pie_edit::predict::mirror::{self, MirrorConfig};
+use serde::{Deserialize, Serialize};
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Edit benchmark: EM/ES of next-line prediction after edits, per cache update mode"
+)]
+struct Args {
+    /// A directory of Python files to draw samples from.
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// A directory of Rust files to draw samples from.
+    #[arg(long)]
+    rust: Option<PathBuf>,
+    /// Samples per edit kind and language.
+    #[arg(long, default_value_t = 200)]
+    samples: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Tokens of context before the target line (before the edit).
+    #[arg(long, default_value_t = 2048)]
+    context: usize,
+    /// Model: a preset, hf:ORG/REPO[:FILE], or a path.
+    #[arg(long, default_value = "smollm2-135m")]
+    model: String,
+    /// CPU threads for the model.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Edit kinds of the single-edit table.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "insertion,deletion,multi-place"
+    )]
+    kinds: Vec<String>,
+    /// Edits in a row for the sequential table (empty: skip it).
+    #[arg(long, value_delimiter = ',', default_value = "1,5,20")]
+    sequential: Vec<usize>,
+    /// Samples per sequential length and language (default: --samples).
+    #[arg(long)]
+    sequential_samples: Option<usize>,
+    /// Tokens repaired in each pause after an edit (default: all stale ones).
+    #[arg(long)]
+    repair_budget: Option<usize>,
+    /// Weights: `q8` is what the editor runs (Q4 re-quantized to Q8_0);
+    /// `f32` dequantizes them, which makes Full bit-for-bit stable across
+    /// chunkings (the Q8_0 kernels are not), so the gap measures PIE alone.
+    #[arg(long, value_enum, default_value_t = Weights::Q8)]
+    weights: Weights,
+    /// Output directory.
+    #[arg(long, default_value = "eval-out")]
+    out: PathBuf,
+    /// Rewrite report.md and summary.json from OUT/samples.jsonl, run nothing.
+    #[arg(long)]
+    report_only: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Weights {
+    Q8,
+    F32,
+}
+
+/// What decides the samples and their results; a resumed run must match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct RunKey {
+    seed: u64,
+    context: usize,
+    model: String,
+    weights: Weights,
+    repair_budget: Option<usize>,
+}
+
+fn main() {
+    if let Err(err) = run(Args::parse()) {
+        eprintln!("pie-eval: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let samples_path = args.out.join("samples.jsonl");
+    if args.report_only {
+        return write_report(&args.out, &read_records(&samples_path)?);
+    }
+    // candle sizes its thread pool on first use.
+    unsafe {
+        std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", args.threads.to_string());
+    }
+    let mut corpora = Vec::new();
+    if let Some(dir) = &args.python {
+        corpora.push(Corpus::scan(dir, Language::Python)?);
+    }
+    if let Some(dir) = &args.rust {
+        corpora.push(Corpus::scan(dir, Language::Rust)?);
+    }
+    if corpora.is_empty() {
+        bail!("give at least one corpus: --python DIR and/or --rust DIR");
+    }
+    let kinds = args
+        .kinds
+        .iter()
+        .map(|k| {
+            EditKind::ALL
+                .into_iter()
+                .find(|kind| kind.name() == k)
+                .with_context(|| {
+                    format!("unknown edit kind {k:?} (insertion, deletion, multi-place)")
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut plan: Vec<(usize, Setting, usize)> = Vec::new();
+    for (c, _) in corpora.iter().enumerate() {
+        for &kind in &kinds {
+            plan.extend((0..args.samples).map(|i| (c, Setting::Single { kind }, i)));
+        }
+        for &steps in &args.sequential {
+            let n = args.sequential_samples.unwrap_or(args.samples);
+            plan.extend((0..n).map(|i| (c, Setting::Sequential { steps }, i)));
+        }
+    }
+
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let key = RunKey {
+        seed: args.seed,
+        context: args.context,
+        model: args.model.clone(),
+        weights: args.weights,
+        repair_budget: args.repair_budget,
+    };
+    check_run_key(&args.out.join("run.json"), &key)?;
+    let mut records = read_records(&samples_path)?;
+    let done: HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
+    let todo: Vec<_> = plan
+        .into_iter()
+        .filter(|&(c, setting, i)| !done.contains(&sample_id(&corpora[c], setting, i)))
+        .collect();
+
+    let bar = ProgressBar::new(todo.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} samples, {elapsed} elapsed, ETA {eta} {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar.println(format!(
+        "{} samples to run ({} already in {})",
+        todo.len(),
+        done.len(),
+        samples_path.display()
+    ));
+    if !todo.is_empty() {
+        let config = MirrorConfig {
+            // Room for the edits: the window must never slide here.
+            max_context: args.context * 2,
+            mode: UpdateMode::Pie,
+            max_lines: 1,
+            max_tokens: 48,
+            sampling: Sampling::Greedy,
+        };
+        let load = LoadOptions {
+            slow_quant: match args.weights {
+                Weights::Q8 => SlowQuant::ToQ8_0,
+                Weights::F32 => SlowQuant::ToF32,
+            },
+            ..LoadOptions::default()
+        };
+        let (mirror, name) =
+            mirror::load_with(&args.model, config, &load, &|msg| bar.println(msg))?;
+        bar.println(format!(
+            "model: {name} ({:?} weights), {} threads",
+            args.weights, args.threads
+        ));
+        let mut evaluator = Evaluator::new(
+            mirror,
+            EvalOptions {
+                seed: args.seed,
+                context_tokens: args.context,
+                repair_budget: args.repair_budget,
+            },
+        );
+        let mut out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&samples_path)
+            .with_context(|| format!("opening {}", samples_path.display()))?;
+        for (c, setting, i) in todo {
+            let record = evaluator
+                .run(&corpora[c], setting, i)
+                .with_context(|| format!("sample {}", sample_id(&corpora[c], setting, i)))?;
+            writeln!(out, "{}", serde_json::to_string(&record)?)?;
+            out.flush()?;
+            records.push(record);
+            bar.set_message(running_em(&records));
+            bar.inc(1);
+        }
+        bar.finish();
+    }
+    write_report(&args.out, &records)
+}
+
+/// EM so far per mode, for the progress bar.
+fn running_em(records: &[SampleRecord]) -> String {
+    Mode::ALL
+        .iter()
+        .map(|&m| {
+            let hits = records
+                .iter()
+                .filter(|r| r.outcome(m).is_some_and(|o| o.exact))
+                .count();
+            format!(
+                "{} {:.0}%",
+                m.name(),
+                100.0 * hits as f64 / records.len().max(1) as f64
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn check_run_key(path: &Path, key: &RunKey) -> Result<()> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let old: RunKey =
+            serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+        if &old != key {
+            bail!(
+                "{} holds a run with other settings ({old:?}); use another --out",
+                path.display()
+            );
+        }
+        return Ok(());
+    }
+    std::fs::write(path, serde_json::to_string_pretty(key)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn read_records(path: &Path) -> Result<Vec<SampleRecord>> {
+    let Ok(file) = std::fs::File::open(path) else {
+        return Ok(Vec::new());
+    };
+    let mut records = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(&line) {
+            Ok(record) => records.push(record),
+            // A run killed mid-write leaves a torn last line: redo that sample.
+            Err(err) => eprintln!("{}:{}: skipped ({err})", path.display(), n + 1),
+        }
+    }
+    Ok(records)
+}
+
+fn write_report(out: &Path, records: &[SampleRecord]) -> Result<()> {
+    let groups = report::summarize(records);
+    let table = report::markdown(&groups);
+    std::fs::write(out.join("report.md"), &table)?;
+    std::fs::write(
+        out.join("summary.json"),
+        serde_json::to_string_pretty(&groups)?,
+    )?;
+    println!("{table}");
+    println!(
+        "{} samples; report in {}",
+        records.len(),
+        out.join("report.md").display()
+    );
+    Ok(())
+}

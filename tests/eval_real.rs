@@ -1,0 +1,149 @@
+//! The edit benchmark (`pie-eval`) on the real default model: the same seed
+//! gives the same samples and predictions, drawn edits are valid on real
+//! files, and with f32 weights (where Full is stable to float rounding)
+//! Pie followed by idle repair predicts exactly what Full predicts.
+
+use std::path::Path;
+
+use pie_edit::eval::corpus::{Corpus, Language};
+use pie_edit::eval::run::{EvalOptions, Evaluator, Mode, SampleRecord, Setting};
+use pie_edit::eval::simulate::{self, EditKind};
+use pie_edit::model::source::DEFAULT_PRESET;
+use pie_edit::model::{LoadOptions, Sampling, SlowQuant, UpdateMode};
+use pie_edit::predict::mirror::{self, MirrorConfig};
+use ropey::Rope;
+
+const CONTEXT: usize = 256;
+
+fn corpus() -> (tempfile::TempDir, Corpus) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(root.join("assets/demo.py"), dir.path().join("demo.py")).unwrap();
+    let corpus = Corpus::scan(dir.path(), Language::Python).unwrap();
+    (dir, corpus)
+}
+
+fn evaluator(slow_quant: SlowQuant, seed: u64) -> Evaluator {
+    let config = MirrorConfig {
+        max_context: CONTEXT * 2,
+        mode: UpdateMode::Pie,
+        max_lines: 1,
+        max_tokens: 32,
+        sampling: Sampling::Greedy,
+    };
+    let load = LoadOptions {
+        slow_quant,
+        ..LoadOptions::default()
+    };
+    let (mirror, _) = mirror::load_with(DEFAULT_PRESET, config, &load, &|_| {}).unwrap();
+    Evaluator::new(
+        mirror,
+        EvalOptions {
+            seed,
+            context_tokens: CONTEXT,
+            repair_budget: None,
+        },
+    )
+}
+
+/// A record without its timings, which vary from run to run.
+fn untimed(mut r: SampleRecord) -> SampleRecord {
+    for o in &mut r.outcomes {
+        o.update_ms = 0.0;
+        o.repair_ms = 0.0;
+    }
+    r
+}
+
+const SETTINGS: [Setting; 3] = [
+    Setting::Single {
+        kind: EditKind::Insertion,
+    },
+    Setting::Single {
+        kind: EditKind::MultiPlace,
+    },
+    Setting::Sequential { steps: 3 },
+];
+
+#[test]
+fn the_same_seed_gives_the_same_samples_and_predictions() {
+    let (_dir, corpus) = corpus();
+    let mut first = evaluator(SlowQuant::ToQ8_0, 5);
+    let mut second = evaluator(SlowQuant::ToQ8_0, 5);
+    for setting in SETTINGS {
+        let a = untimed(first.run(&corpus, setting, 0).unwrap());
+        // The same evaluator again (no state carried between samples), and
+        // a fresh one.
+        let b = untimed(first.run(&corpus, setting, 0).unwrap());
+        let c = untimed(second.run(&corpus, setting, 0).unwrap());
+        assert_eq!(a, b, "{setting:?}: rerun on the same evaluator differs");
+        assert_eq!(a, c, "{setting:?}: rerun on a fresh evaluator differs");
+        for o in &a.outcomes {
+            println!(
+                "{} {:?}: {:?} (target {:?})",
+                a.id, o.mode, o.prediction, a.target.text
+            );
+        }
+    }
+    // Another seed or index draws another sample.
+    let other = evaluator(SlowQuant::ToQ8_0, 6);
+    let setting = SETTINGS[0];
+    let drawn = |ev: &Evaluator, i| ev.draw(&corpus, setting, i).unwrap();
+    assert_ne!(drawn(&first, 0), drawn(&other, 0));
+    assert_ne!(drawn(&first, 0), drawn(&first, 1));
+}
+
+#[test]
+fn drawn_targets_and_edits_are_valid_on_a_real_file() {
+    let (dir, corpus) = corpus();
+    let ev = evaluator(SlowQuant::ToQ8_0, 9);
+    let file = std::fs::read_to_string(dir.path().join("demo.py")).unwrap();
+    let lines: Vec<&str> = file.split_inclusive('\n').collect();
+    for kind in EditKind::ALL {
+        for i in 0..8 {
+            let (target, steps) = ev.draw(&corpus, Setting::Single { kind }, i).unwrap();
+            // The target is the file's line, the context what precedes it.
+            assert_eq!(lines[target.line - 1].trim_end(), target.text);
+            assert!(simulate::is_nontrivial(&target.text));
+            assert!(lines[..target.line - 1].concat().ends_with(&target.context));
+            assert!(ev.count_tokens(&target.context) <= CONTEXT);
+            assert_eq!(steps.len(), 1);
+            // The text edits the engine receives produce the edited context.
+            let mut rope = Rope::from_str(&target.context);
+            for edit in simulate::text_edits(&target.context, &steps[0]) {
+                edit.apply_to(&mut rope);
+            }
+            let edited = simulate::apply_line_edits(&target.context, &steps[0]);
+            assert_eq!(rope.to_string(), edited);
+            assert_ne!(
+                edited, target.context,
+                "{kind:?} {i}: the edit changes the context"
+            );
+        }
+    }
+}
+
+#[test]
+fn with_f32_weights_pie_plus_repair_predicts_what_full_predicts() {
+    let (_dir, corpus) = corpus();
+    let mut ev = evaluator(SlowQuant::ToF32, 3);
+    let mut pie_same = 0;
+    let mut total = 0;
+    for setting in SETTINGS {
+        for i in 0..2 {
+            let r = ev.run(&corpus, setting, i).unwrap();
+            let full = r.outcome(Mode::Full).unwrap();
+            let repaired = r.outcome(Mode::PieRepair).unwrap();
+            let pie = r.outcome(Mode::Pie).unwrap();
+            assert!(repaired.repaired > 0, "{}: nothing was repaired", r.id);
+            assert_eq!(
+                repaired.prediction, full.prediction,
+                "{}: Pie+repair should predict exactly what Full does",
+                r.id
+            );
+            pie_same += (pie.prediction == full.prediction) as usize;
+            total += 1;
+        }
+    }
+    println!("Pie without repair gave Full's suggestion in {pie_same}/{total} samples");
+}
