@@ -50,7 +50,9 @@ pub struct GenerateOptions {
 /// Which cache entries PIE left semantically stale: from layer 1 upward they
 /// were computed while attending to text that has changed since. Layer 0 is
 /// always exact. Because attention is causal, staleness spreads to everything
-/// after the first stale entry, so it is one suffix of the window.
+/// after the first stale entry, so it is one suffix of the window. It is
+/// judged against the document: entries that attended to text now before
+/// the window (after a slide) saw real, unchanged text and are not stale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Staleness {
     /// First stale slot; slots `from..` are stale.
@@ -335,15 +337,15 @@ impl Session {
             .move_segments(&[seg], rest, Some(self.model.rope()))?;
         self.tokens.drain(..drop_head);
         self.updates += 1;
+        // The kept entries attended to the dropped head, text that is still
+        // in the document just before the window: they are not stale with
+        // respect to the document, so a slide alone leaves nothing to
+        // repair. (Re-encoding the window would only take that context away.)
+        if let Some(s) = &mut self.stale {
+            s.from = s.from.saturating_sub(drop_head);
+        }
         if self.tokens.is_empty() {
             self.stale = None;
-        } else if drop_head > 0 {
-            // Every kept entry attended to the dropped head.
-            let since_update = self.stale.map_or(self.updates, |s| s.since_update);
-            self.stale = Some(Staleness {
-                from: 0,
-                since_update,
-            });
         }
         Ok(UpdateStats {
             encoded: 0,
