@@ -49,7 +49,7 @@ fn evaluator(slow_quant: SlowQuant, seed: u64) -> Evaluator {
 /// A record without its timings, which vary from run to run.
 fn untimed(mut r: SampleRecord) -> SampleRecord {
     for o in &mut r.outcomes {
-        o.update_ms = 0.0;
+        o.update_ms = None;
         o.repair_ms = 0.0;
     }
     r

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::corpus::Language;
 use super::metrics::{bootstrap_mean, median};
-use super::run::{Mode, SampleRecord, Setting};
+use super::run::{Mode, SampleRecord, Setting, predicted_line};
 
 const RESAMPLES: usize = 2000;
 
@@ -25,7 +25,7 @@ pub struct ModeSummary {
     /// EM minus Full's EM in points, with a 95% bootstrap interval over
     /// samples (paired).
     pub em_gap: (f64, f64, f64),
-    /// Share of samples whose prediction is the same text as Full's.
+    /// Share of samples whose predicted line is the same text as Full's.
     pub same_as_full: f64,
 }
 
@@ -71,11 +71,7 @@ fn summarize_mode(records: &[&SampleRecord], mode: Mode) -> ModeSummary {
         .iter()
         .map(|(o, f)| 100.0 * (o.exact as i32 - f.exact as i32) as f64)
         .collect();
-    let mut update: Vec<f64> = pairs
-        .iter()
-        .map(|(o, _)| o.update_ms)
-        .filter(|t| t.is_finite())
-        .collect();
+    let mut update: Vec<f64> = pairs.iter().filter_map(|(o, _)| o.update_ms).collect();
     let mut encoded: Vec<f64> = pairs.iter().map(|(o, _)| o.encoded as f64).collect();
     let mut repair: Vec<f64> = pairs.iter().map(|(o, _)| o.repair_ms).collect();
     ModeSummary {
@@ -89,7 +85,9 @@ fn summarize_mode(records: &[&SampleRecord], mode: Mode) -> ModeSummary {
         same_as_full: 100.0
             * pairs
                 .iter()
-                .filter(|(o, f)| o.prediction.trim() == f.prediction.trim())
+                .filter(|(o, f)| {
+                    predicted_line(&o.prediction).trim() == predicted_line(&f.prediction).trim()
+                })
                 .count() as f64
             / n,
     }
@@ -112,78 +110,61 @@ fn gap(g: (f64, f64, f64)) -> String {
 /// Markdown tables: one for single edits, one for sequential edits.
 pub fn markdown(groups: &[GroupSummary]) -> String {
     let mut out = String::new();
-    let single: Vec<_> = groups
-        .iter()
-        .filter(|g| matches!(g.setting, Setting::Single { .. }))
-        .collect();
-    let sequential: Vec<_> = groups
-        .iter()
-        .filter(|g| matches!(g.setting, Setting::Sequential { .. }))
-        .collect();
-    if !single.is_empty() {
-        out.push_str(
-            "| language | edit | n | mode | EM % | ES | EM - Full (95% CI) | same text as Full % | update ms (median) | tokens encoded (median) | repair ms (median) |\n\
-             |---|---|---:|---|---:|---:|---|---:|---:|---:|---:|\n",
-        );
-        for g in single {
-            for m in &g.modes {
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | {} | {} | {:.1} | {:.1} | {} | {:.0} | {} | {:.0} | {} |",
-                    g.language.name(),
-                    g.setting.label(),
-                    g.samples,
-                    m.mode.name(),
-                    m.em,
-                    m.es,
-                    if m.mode == Mode::Full {
-                        "-".into()
-                    } else {
-                        gap(m.em_gap)
-                    },
-                    m.same_as_full,
-                    ms(m.update_ms_median),
-                    m.encoded_median,
-                    if m.mode == Mode::PieRepair {
-                        ms(m.repair_ms_median)
-                    } else {
-                        "-".into()
-                    },
-                );
-            }
+    for sequential in [false, true] {
+        let rows: Vec<_> = groups
+            .iter()
+            .filter(|g| matches!(g.setting, Setting::Sequential { .. }) == sequential)
+            .collect();
+        if rows.is_empty() {
+            continue;
         }
-    }
-    if !sequential.is_empty() {
-        out.push_str(
-            "\n| language | edits in a row | n | mode | EM % | ES | EM - Full (95% CI) | same text as Full % | repair ms (median) |\n\
-             |---|---:|---:|---|---:|---:|---|---:|---:|\n",
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        let (edit_column, cost_columns) = if sequential {
+            ("edits in a row | n", "")
+        } else {
+            (
+                "edit | n",
+                " update ms (median) | tokens encoded (median) |",
+            )
+        };
+        let _ = writeln!(
+            out,
+            "| language | {edit_column} | mode | EM % | ES | EM - Full (95% CI) | same text as Full % |{cost_columns} repair ms (median) |"
         );
-        for g in sequential {
-            let Setting::Sequential { steps } = g.setting else {
-                continue;
-            };
+        let numbers = 5 + if sequential { 0 } else { 2 };
+        let _ = writeln!(out, "|---|---|---:|---|{}", "---:|".repeat(numbers));
+        for g in rows {
             for m in &g.modes {
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | {} | {} | {:.1} | {:.1} | {} | {:.0} | {} |",
-                    g.language.name(),
-                    steps,
-                    g.samples,
-                    m.mode.name(),
-                    m.em,
-                    m.es,
+                let edit = match g.setting {
+                    Setting::Single { kind } => kind.name().to_string(),
+                    Setting::Sequential { steps } => steps.to_string(),
+                };
+                let mut cells = vec![
+                    g.language.name().to_string(),
+                    edit,
+                    g.samples.to_string(),
+                    m.mode.name().to_string(),
+                    format!("{:.1}", m.em),
+                    format!("{:.1}", m.es),
                     if m.mode == Mode::Full {
                         "-".into()
                     } else {
                         gap(m.em_gap)
                     },
-                    m.same_as_full,
-                    if m.mode == Mode::PieRepair {
-                        ms(m.repair_ms_median)
-                    } else {
-                        "-".into()
-                    },
-                );
+                    format!("{:.0}", m.same_as_full),
+                ];
+                if !sequential {
+                    cells.push(ms(m.update_ms_median));
+                    cells.push(format!("{:.0}", m.encoded_median));
+                }
+                cells.push(if m.mode == Mode::PieRepair {
+                    ms(m.repair_ms_median)
+                } else {
+                    "-".into()
+                });
+                let _ = writeln!(out, "| {} |", cells.join(" | "));
             }
         }
     }

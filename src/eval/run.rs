@@ -79,8 +79,8 @@ pub struct Outcome {
     pub exact: bool,
     pub similarity: f64,
     /// Wall time of the cache updates (alignment included), summed over
-    /// the edits.
-    pub update_ms: f64,
+    /// the edits; none when the mode's state was computed another way.
+    pub update_ms: Option<f64>,
     /// Tokens run through the model by those updates.
     pub encoded: usize,
     /// Idle-time repair: its wall time and tokens (Pie+repair only).
@@ -238,11 +238,7 @@ impl Evaluator {
                 exact: exact_match(line, &target.text),
                 similarity: edit_similarity(line, &target.text),
                 prediction,
-                update_ms: if sequential_full {
-                    f64::NAN
-                } else {
-                    update.as_secs_f64() * 1e3
-                },
+                update_ms: (!sequential_full).then(|| update.as_secs_f64() * 1e3),
                 encoded,
                 repair_ms: repair.as_secs_f64() * 1e3,
                 repaired,

@@ -851,6 +851,23 @@ mod tests {
         }
     }
 
+    /// Open `text`, then type "a" at its start (version 1): the fake
+    /// backend counts eight stale entries.
+    fn open_and_type_a(h: &Harness, text: &str) -> Rope {
+        let mut doc = Rope::from_str(text);
+        h.engine.send(Request::Open {
+            version: 0,
+            text: doc.to_string(),
+            cursor_char: 0,
+        });
+        let edit = typed(&mut doc, 0, "a");
+        h.engine.send(Request::Edits {
+            version: 1,
+            edits: vec![edit],
+        });
+        doc
+    }
+
     fn repairs(calls: &[Call]) -> usize {
         calls.iter().filter(|c| **c == Call::Repair).count()
     }
@@ -862,17 +879,7 @@ mod tests {
             repair_chunk: 4,
         };
         let h = start_with(options, false, vec![], false, true);
-        let mut doc = Rope::from_str("x = 1\n");
-        h.engine.send(Request::Open {
-            version: 0,
-            text: doc.to_string(),
-            cursor_char: 0,
-        });
-        let edit = typed(&mut doc, 0, "a");
-        h.engine.send(Request::Edits {
-            version: 1,
-            edits: vec![edit],
-        });
+        let mut doc = open_and_type_a(&h, "x = 1\n");
         // Eight entries go stale; after the pause a repair step starts and
         // is held inside the backend.
         wait_for_calls(&h, |c| repairs(c) == 1);
@@ -918,17 +925,7 @@ mod tests {
             repair_chunk: 4,
         };
         let h = start_with(options, false, vec![], false, false);
-        let mut doc = Rope::from_str("x");
-        h.engine.send(Request::Open {
-            version: 0,
-            text: doc.to_string(),
-            cursor_char: 0,
-        });
-        let edit = typed(&mut doc, 0, "a");
-        h.engine.send(Request::Edits {
-            version: 1,
-            edits: vec![edit],
-        });
+        open_and_type_a(&h, "x");
         wait_idle(&h, 1);
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(repairs(&h.calls.lock().unwrap()), 0);
