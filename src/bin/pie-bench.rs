@@ -1,6 +1,6 @@
 //! Engine benchmark: KV-cache update time for Pie, Conflict and Full after
 //! insertions, deletions and multi-place edits in the middle of the context,
-//! plus prefill and decode speed.
+//! the idle repair that follows Pie, plus prefill and decode speed.
 //!
 //! `cargo run --release --bin pie-bench -- --threads 2`
 
@@ -52,6 +52,9 @@ struct Args {
     /// Leave Q8_0 matrices unpadded (slower generic kernel; for comparison).
     #[arg(long)]
     no_pad: bool,
+    /// Tokens per idle-repair step (the editor's `repair_chunk`).
+    #[arg(long, default_value_t = 8)]
+    repair_chunk: usize,
     /// Only measure prefill/decode speed, for each weight treatment in turn.
     #[arg(long)]
     speed_only: bool,
@@ -146,6 +149,26 @@ fn time_update(
     Ok(median(times))
 }
 
+/// Idle repair after a Pie update, step by step as the engine runs it:
+/// (median step, slowest step, all steps). The slowest step bounds how long
+/// a keystroke can wait for repair.
+fn time_repair(
+    base: &Session,
+    hunks: &[TokenEdit],
+    chunk: usize,
+) -> Result<(Duration, Duration, Duration)> {
+    let mut s = base.fork()?;
+    s.reserve(base.tokens().len() + 64)?;
+    s.apply(hunks, UpdateMode::Pie)?;
+    let mut steps = Vec::new();
+    while s.staleness().is_some() {
+        steps.push(s.repair(chunk)?.elapsed);
+    }
+    let total = steps.iter().sum();
+    let slowest = steps.iter().copied().max().unwrap_or_default();
+    Ok((median(steps), slowest, total))
+}
+
 /// (prefill tok/s over 512 tokens, decode tok/s over 64 tokens)
 fn speed(model: &Arc<Model>) -> Result<(f64, f64)> {
     let vocab = model.config().vocab_size;
@@ -234,8 +257,11 @@ fn main() -> Result<()> {
     let (pp, tg) = speed(&model)?;
     println!("prefill pp512: {pp:.0} tok/s; decode tg64: {tg:.0} tok/s\n");
 
-    println!("| context | edit | Full ms | Pie ms | Conflict ms | Full/Pie | encoded Pie/Full |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| context | edit | Full ms | Pie ms | Conflict ms | Full/Pie | encoded Pie/Full | repair total ms | repair step ms (median / max, {} tokens) |",
+        args.repair_chunk
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     for &n in &args.contexts {
         let tokens = synthetic_tokens(n, c.vocab_size, n as u64);
         let mut base = Session::new(model.clone())?;
@@ -244,15 +270,19 @@ fn main() -> Result<()> {
             let pie = time_update(&base, &hunks, UpdateMode::Pie, args.reps)?;
             let conflict = time_update(&base, &hunks, UpdateMode::Conflict, args.reps)?;
             let full = time_update(&base, &hunks, UpdateMode::Full, 1)?;
+            let (step, slowest, repair) = time_repair(&base, &hunks, args.repair_chunk)?;
             let encoded_pie: usize = hunks.iter().map(|h| h.new_tokens.len()).sum();
             let new_len = n as isize + hunks.iter().map(|h| h.delta()).sum::<isize>();
             let encoded_full = new_len as usize - hunks[0].start;
             println!(
-                "| {n} | {name} | {:.1} | {:.2} | {:.2} | {:.0}x | {encoded_pie}/{encoded_full} |",
+                "| {n} | {name} | {:.1} | {:.2} | {:.2} | {:.0}x | {encoded_pie}/{encoded_full} | {:.0} | {:.1} / {:.1} |",
                 ms(full),
                 ms(pie),
                 ms(conflict),
-                full.as_secs_f64() / pie.as_secs_f64()
+                full.as_secs_f64() / pie.as_secs_f64(),
+                ms(repair),
+                ms(step),
+                ms(slowest),
             );
         }
     }

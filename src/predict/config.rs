@@ -68,7 +68,7 @@ impl Default for PredictConfig {
             max_tokens: 48,
             debounce_ms: 150,
             repair_after_ms: 400,
-            repair_chunk: 16,
+            repair_chunk: 8,
             update_mode: ModeName::Pie,
             trigger_languages: vec!["python".into(), "rust".into()],
             suppress_in_strings_and_comments: vec!["python".into(), "rust".into()],

@@ -72,7 +72,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             repair_after: Some(Duration::from_millis(400)),
-            repair_chunk: 16,
+            repair_chunk: 8,
         }
     }
 }
