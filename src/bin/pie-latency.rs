@@ -35,6 +35,12 @@ struct Args {
     /// Pause between keys, in ms.
     #[arg(long, default_value_t = 120)]
     key_ms: u64,
+    /// Tokens the cache mirrors (the editor's `max_context`).
+    #[arg(long, default_value_t = PredictConfig::default().max_context)]
+    max_context: usize,
+    /// Pause before idle repair, in ms (0: no repair).
+    #[arg(long, default_value_t = PredictConfig::default().repair_after_ms)]
+    repair_after_ms: u64,
 }
 
 /// What gets typed, line by line: the start of a new function at the end of
@@ -73,6 +79,8 @@ fn main() -> anyhow::Result<()> {
     app.idle_timeout = Duration::from_secs(600);
     let config = PredictConfig {
         update_mode: mode,
+        max_context: args.max_context,
+        repair_after_ms: args.repair_after_ms,
         ..PredictConfig::default()
     };
     app.attach_predictor(Predictor::spawn(config));
