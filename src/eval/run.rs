@@ -150,11 +150,10 @@ impl Evaluator {
             &format!("{}/{}", corpus.language.name(), setting.label()),
             index,
         );
-        let target = simulate::draw_target(corpus, &mut rng, self.options.context_tokens, &|t| {
-            self.count_tokens(t)
-        })?;
-        let file = corpus.root.join(&target.file);
-        let file_text = std::fs::read_to_string(&file)?;
+        let (target, file_text) =
+            simulate::draw_target(corpus, &mut rng, self.options.context_tokens, &|t| {
+                self.count_tokens(t)
+            })?;
         let file_lines: Vec<&str> = file_text.split_inclusive('\n').collect();
         let target_index = target.line - 1;
         let steps = match setting {

@@ -100,13 +100,14 @@ pub fn sample_rng(seed: u64, setting: &str, index: usize) -> StdRng {
 }
 
 /// Pick a file, a non-trivial target line and the context before it, at
-/// most `context_tokens` long by `count_tokens`.
+/// most `context_tokens` long by `count_tokens`; also the file's text, where
+/// inserted lines come from.
 pub fn draw_target(
     corpus: &Corpus,
     rng: &mut StdRng,
     context_tokens: usize,
     count_tokens: &dyn Fn(&str) -> usize,
-) -> Result<Target> {
+) -> Result<(Target, String)> {
     for _ in 0..200 {
         let index = rng.random_range(0..corpus.files.len());
         let Ok(text) = corpus.read(index) else {
@@ -140,13 +141,14 @@ pub fn draw_target(
         if tokens > context_tokens || t - start < MIN_CONTEXT_LINES {
             continue;
         }
-        return Ok(Target {
+        let target = Target {
             language: corpus.language,
             file: corpus.files[index].clone(),
             line: t + 1,
             text: lines[t].trim_end_matches(['\n', '\r']).to_string(),
             context,
-        });
+        };
+        return Ok((target, text));
     }
     bail!(
         "no usable target line found in {} after 200 tries",
