@@ -28,6 +28,10 @@ pub struct PredictConfig {
     /// Pause after which the engine re-encodes the cache entries that PIE
     /// left stale, in the background, in ms; 0 turns repair off.
     pub repair_after_ms: u64,
+    /// Pause after which the stale entries after the cursor are repaired
+    /// too (those before it go first), in ms; 0: only when the cursor has
+    /// moved past them.
+    pub repair_rest_after_ms: u64,
     /// Tokens re-encoded per repair step: the most a keystroke can wait for
     /// a repair in progress.
     pub repair_chunk: usize,
@@ -68,6 +72,7 @@ impl Default for PredictConfig {
             max_tokens: 48,
             debounce_ms: 150,
             repair_after_ms: 400,
+            repair_rest_after_ms: 3000,
             repair_chunk: 8,
             update_mode: ModeName::Pie,
             trigger_languages: vec!["python".into(), "rust".into()],
@@ -100,6 +105,8 @@ impl PredictConfig {
         EngineOptions {
             repair_after: (self.repair_after_ms > 0)
                 .then(|| Duration::from_millis(self.repair_after_ms)),
+            repair_rest_after: (self.repair_rest_after_ms > 0)
+                .then(|| Duration::from_millis(self.repair_rest_after_ms)),
             repair_chunk: self.repair_chunk.max(1),
         }
     }

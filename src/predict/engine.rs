@@ -42,6 +42,11 @@ pub trait Backend {
     fn stale_len(&self) -> usize {
         0
     }
+    /// Stale entries before `cursor_char`: the ones a prediction there
+    /// reads.
+    fn stale_before(&self, _cursor_char: usize) -> usize {
+        self.stale_len()
+    }
     /// Re-encode up to `max_tokens` stale entries, the first ones first.
     fn repair(&mut self, _max_tokens: usize) -> Result<()> {
         Ok(())
@@ -59,19 +64,29 @@ pub struct CacheInfo {
 /// How the engine uses the time when no request arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineOptions {
-    /// Start repairing stale cache entries after this long without a
-    /// request; `None` never repairs.
+    /// Start repairing the stale cache entries before the cursor (what a
+    /// prediction there reads) after this long without a request; `None`
+    /// never repairs.
     pub repair_after: Option<Duration>,
+    /// Repair the stale entries after the cursor too, after this long
+    /// without a request. Typing at the cursor makes them stale again at
+    /// every key, so repairing them at every short pause would be work
+    /// thrown away; `None` leaves them until the cursor moves past them.
+    pub repair_rest_after: Option<Duration>,
     /// Entries re-encoded per repair step. A request that arrives during a
     /// step waits for that step only, so this bounds the delay repair can
     /// add to a keystroke.
     pub repair_chunk: usize,
 }
 
+/// How often a running repair reports its progress.
+const REPAIR_REPORT_INTERVAL: Duration = Duration::from_millis(250);
+
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             repair_after: Some(Duration::from_millis(400)),
+            repair_rest_after: Some(Duration::from_millis(3000)),
             repair_chunk: 8,
         }
     }
@@ -405,24 +420,59 @@ impl<B: Backend> Worker<B> {
         requests: &Receiver<Request>,
     ) -> Result<Option<Request>, String> {
         loop {
-            let idle = match self.options.repair_after {
-                Some(idle) if self.opened && self.backend.stale_len() > 0 => idle,
-                _ => return Ok(requests.recv().ok()),
+            let (idle, near_cursor) = match self.repair_plan() {
+                Some(plan) => plan,
+                None => return Ok(requests.recv().ok()),
             };
             match requests.recv_timeout(idle) {
                 Ok(request) => return Ok(Some(request)),
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(None),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => self.repair(requests)?,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    self.repair(requests, near_cursor)?
+                }
             }
         }
     }
 
-    /// Repair chunk by chunk until nothing is stale or a request arrives:
-    /// a request waits for at most the chunk in progress.
-    fn repair(&mut self, requests: &Receiver<Request>) -> Result<(), String> {
+    /// What to repair next and after how long a pause: the stale entries
+    /// before the cursor first, then (after a longer pause) the rest.
+    fn repair_plan(&self) -> Option<(Duration, bool)> {
+        if !self.opened {
+            return None;
+        }
+        let options = &self.options;
+        if self.backend.stale_before(self.cursor_char) > 0 {
+            return options.repair_after.map(|idle| (idle, true));
+        }
+        if self.backend.stale_len() > 0 {
+            return options
+                .repair_after
+                .and(options.repair_rest_after)
+                .map(|idle| (idle, false));
+        }
+        None
+    }
+
+    /// Repair chunk by chunk until nothing (before the cursor, when
+    /// `near_cursor`) is stale or a request arrives: a request waits for at
+    /// most the chunk in progress.
+    fn repair(&mut self, requests: &Receiver<Request>, near_cursor: bool) -> Result<(), String> {
         let chunk = self.options.repair_chunk.max(1);
-        while self.backend.stale_len() > 0 && requests.is_empty() {
+        let mut reported = Instant::now();
+        let stale = |w: &Self| {
+            if near_cursor {
+                w.backend.stale_before(w.cursor_char)
+            } else {
+                w.backend.stale_len()
+            }
+        };
+        while stale(self) > 0 && requests.is_empty() {
             self.guard(|w| w.backend.repair(chunk))?;
+            // Let the status line count down, a few times a second.
+            if reported.elapsed() >= REPAIR_REPORT_INTERVAL {
+                self.send(Event::Cache(self.backend.cache_info()));
+                reported = Instant::now();
+            }
         }
         self.send(Event::Cache(self.backend.cache_info()));
         Ok(())
@@ -520,6 +570,8 @@ mod tests {
         stale: usize,
         /// Hold inside every repair step until the gate opens.
         hold_repair: bool,
+        /// All stale entries lie after the cursor.
+        stale_after_cursor: bool,
     }
 
     impl Backend for FakeBackend {
@@ -573,6 +625,13 @@ mod tests {
         fn stale_len(&self) -> usize {
             self.stale
         }
+        fn stale_before(&self, _: usize) -> usize {
+            if self.stale_after_cursor {
+                0
+            } else {
+                self.stale
+            }
+        }
         fn repair(&mut self, max_tokens: usize) -> Result<()> {
             self.calls.lock().unwrap().push(Call::Repair);
             if self.hold_repair {
@@ -599,6 +658,7 @@ mod tests {
             tokens,
             panic_on_predict,
             false,
+            false,
         )
     }
 
@@ -608,6 +668,7 @@ mod tests {
         tokens: Vec<&'static str>,
         panic_on_predict: bool,
         hold_repair: bool,
+        stale_after_cursor: bool,
     ) -> Harness {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let (gate_tx, gate_rx) = crossbeam_channel::unbounded();
@@ -621,6 +682,7 @@ mod tests {
                 panic_on_predict,
                 stale: 0,
                 hold_repair,
+                stale_after_cursor,
             };
             Ok((backend, "fake".to_string()))
         });
@@ -876,9 +938,10 @@ mod tests {
     fn idle_time_repairs_stale_entries_and_yields_to_a_new_edit() {
         let options = EngineOptions {
             repair_after: Some(Duration::from_millis(5)),
+            repair_rest_after: None,
             repair_chunk: 4,
         };
-        let h = start_with(options, false, vec![], false, true);
+        let h = start_with(options, false, vec![], false, true, false);
         let mut doc = open_and_type_a(&h, "x = 1\n");
         // Eight entries go stale; after the pause a repair step starts and
         // is held inside the backend.
@@ -922,12 +985,34 @@ mod tests {
     fn repair_can_be_turned_off() {
         let options = EngineOptions {
             repair_after: None,
+            repair_rest_after: Some(Duration::from_millis(5)),
             repair_chunk: 4,
         };
-        let h = start_with(options, false, vec![], false, false);
+        let h = start_with(options, false, vec![], false, false, false);
         open_and_type_a(&h, "x");
         wait_idle(&h, 1);
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(repairs(&h.calls.lock().unwrap()), 0);
+    }
+
+    #[test]
+    fn stale_entries_after_the_cursor_wait_for_their_own_pause() {
+        let options = |rest| EngineOptions {
+            repair_after: Some(Duration::from_millis(5)),
+            repair_rest_after: rest,
+            repair_chunk: 4,
+        };
+        // Without a pause for them they stay: typing at the cursor would
+        // make them stale again anyway.
+        let h = start_with(options(None), false, vec![], false, false, true);
+        open_and_type_a(&h, "x");
+        wait_idle(&h, 1);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(repairs(&h.calls.lock().unwrap()), 0);
+        // With one, they are repaired after it.
+        let options = options(Some(Duration::from_millis(5)));
+        let h = start_with(options, false, vec![], false, false, true);
+        open_and_type_a(&h, "x");
+        wait_for_calls(&h, |c| repairs(c) == 2);
     }
 }

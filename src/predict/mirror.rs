@@ -394,6 +394,22 @@ impl Backend for Mirror {
         self.session.stale_len()
     }
 
+    fn stale_before(&self, cursor_char: usize) -> usize {
+        let Some(stale) = self.session.staleness() else {
+            return 0;
+        };
+        let window = self.window_range();
+        let cursor_token = if cursor_char < window.start {
+            0
+        } else if cursor_char >= window.end {
+            self.session.tokens().len()
+        } else {
+            let byte = self.window.char_to_byte(cursor_char - window.start);
+            self.aligned.token_at_byte(byte).unwrap_or(0)
+        };
+        cursor_token.saturating_sub(stale.from)
+    }
+
     fn repair(&mut self, max_tokens: usize) -> Result<()> {
         self.session.repair(max_tokens).map(|_| ())
     }
