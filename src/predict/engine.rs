@@ -83,12 +83,9 @@ pub struct EngineOptions {
 const REPAIR_REPORT_INTERVAL: Duration = Duration::from_millis(250);
 
 impl Default for EngineOptions {
+    /// The `[predict]` table's defaults.
     fn default() -> Self {
-        EngineOptions {
-            repair_after: Some(Duration::from_millis(400)),
-            repair_rest_after: Some(Duration::from_millis(3000)),
-            repair_chunk: 8,
-        }
+        super::config::PredictConfig::default().engine_options()
     }
 }
 

@@ -80,10 +80,6 @@ impl Mirror {
         &self.tokenizer
     }
 
-    pub fn session(&self) -> &Session {
-        &self.session
-    }
-
     /// An independent copy (the cache is copied, not re-encoded): the edit
     /// benchmark brings one encoded context through an edit in every mode.
     pub fn fork(&self) -> Result<Mirror> {
