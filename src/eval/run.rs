@@ -237,7 +237,7 @@ impl Evaluator {
                 exact: exact_match(line, &target.text),
                 similarity: edit_similarity(line, &target.text),
                 prediction,
-                update_ms: (!sequential_full).then(|| update.as_secs_f64() * 1e3),
+                update_ms: (!sequential_full).then_some(update.as_secs_f64() * 1e3),
                 encoded,
                 repair_ms: repair.as_secs_f64() * 1e3,
                 repaired,
