@@ -726,12 +726,7 @@ mod tests {
     #[test]
     fn a_burst_of_edits_becomes_one_cache_update() {
         let h = start(true, vec![], false);
-        let mut doc = Rope::from_str("x = 1\n");
-        h.engine.send(Request::Open {
-            version: 0,
-            text: doc.to_string(),
-            cursor_char: 0,
-        });
+        let mut doc = open(&h, "x = 1\n", 0);
         // The backend is held inside `reset` while five keystrokes arrive.
         for (i, ch) in ["a", "b", "c", "d", "e"].iter().enumerate() {
             let edit = typed(&mut doc, 6 + i, ch);
@@ -758,12 +753,7 @@ mod tests {
     #[test]
     fn a_newer_edit_cancels_a_running_prediction_between_tokens() {
         let h = start(false, vec!["re", "turn", " x", " + 1"], false);
-        let mut doc = Rope::from_str("def f(x):\n    ");
-        h.engine.send(Request::Open {
-            version: 0,
-            text: doc.to_string(),
-            cursor_char: 14,
-        });
+        let mut doc = open(&h, "def f(x):\n    ", 14);
         h.engine.send(Request::Predict {
             version: 0,
             id: 1,
@@ -812,12 +802,7 @@ mod tests {
     #[test]
     fn a_prediction_for_an_old_version_is_dropped_unrun() {
         let h = start(true, vec!["x"], false);
-        let mut doc = Rope::from_str("a");
-        h.engine.send(Request::Open {
-            version: 0,
-            text: doc.to_string(),
-            cursor_char: 1,
-        });
+        let mut doc = open(&h, "a", 1);
         h.engine.send(Request::Predict {
             version: 0,
             id: 1,
@@ -912,13 +897,18 @@ mod tests {
 
     /// Open `text`, then type "a" at its start (version 1): the fake
     /// backend counts eight stale entries.
-    fn open_and_type_a(h: &Harness, text: &str) -> Rope {
-        let mut doc = Rope::from_str(text);
+    /// Open `text` in the engine as version 0.
+    fn open(h: &Harness, text: &str, cursor_char: usize) -> Rope {
         h.engine.send(Request::Open {
             version: 0,
-            text: doc.to_string(),
-            cursor_char: 0,
+            text: text.to_string(),
+            cursor_char,
         });
+        Rope::from_str(text)
+    }
+
+    fn open_and_type_a(h: &Harness, text: &str) -> Rope {
+        let mut doc = open(h, text, 0);
         let edit = typed(&mut doc, 0, "a");
         h.engine.send(Request::Edits {
             version: 1,
