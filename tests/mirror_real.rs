@@ -43,10 +43,15 @@ fn check(mirror: &Mirror, doc: &Rope) {
 fn predict(mirror: &mut Mirror, doc: &Rope, cursor: usize) -> String {
     let mut out = String::new();
     mirror
-        .predict(doc, cursor, &mut |chunk| {
-            out.push_str(chunk);
-            ControlFlow::Continue(())
-        })
+        .predict(
+            doc,
+            cursor,
+            &mut |chunk| {
+                out.push_str(chunk);
+                ControlFlow::Continue(())
+            },
+            &|| false,
+        )
         .unwrap();
     out
 }

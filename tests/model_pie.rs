@@ -826,3 +826,65 @@ fn staleness_follows_later_edits_and_slides() {
     s.slide(4).unwrap();
     assert_eq!(s.staleness(), None);
 }
+
+#[test]
+fn an_interrupted_generation_stops_inside_a_step_and_leaves_the_session_usable() {
+    let (_dir, model) = tiny_model(Variant::GgufLlama);
+    let mut s = Session::new(model.clone()).unwrap();
+    s.reset(&tokens(30, 6)).unwrap();
+    let opts = GenerateOptions {
+        max_tokens: 6,
+        sampling: Sampling::Greedy,
+    };
+    let whole = s
+        .generate(
+            25,
+            &opts,
+            &mut |_, _| {},
+            &mut |_| ControlFlow::Continue(()),
+        )
+        .unwrap();
+    assert_eq!(whole.len(), 6);
+
+    // The interrupt is asked once per layer of each step; say yes in the
+    // middle of the third step (after two tokens came out).
+    let asked = std::cell::Cell::new(0);
+    let stop_at = 2 * LAYERS + LAYERS / 2 + 1;
+    let part = s
+        .generate_interruptible(
+            25,
+            &opts,
+            &mut |_, _| {},
+            &mut |_| ControlFlow::Continue(()),
+            &|| {
+                asked.set(asked.get() + 1);
+                asked.get() >= stop_at
+            },
+        )
+        .unwrap();
+    assert_eq!(part, whole[..2], "tokens before the interrupt");
+    assert_eq!(asked.get(), stop_at, "stopped as soon as it was told");
+
+    // Interrupted before the first token: nothing, and no error.
+    let none = s
+        .generate_interruptible(
+            25,
+            &opts,
+            &mut |_, _| {},
+            &mut |_| ControlFlow::Continue(()),
+            &|| true,
+        )
+        .unwrap();
+    assert!(none.is_empty());
+
+    // The cache was not touched: the next prediction is the same as before.
+    let again = s
+        .generate(
+            25,
+            &opts,
+            &mut |_, _| {},
+            &mut |_| ControlFlow::Continue(()),
+        )
+        .unwrap();
+    assert_eq!(again, whole);
+}

@@ -41,6 +41,7 @@ impl Backend for StuckBackend {
         _: &Rope,
         _: usize,
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+        _: &dyn Fn() -> bool,
     ) -> Result<()> {
         self.predicting.store(true, Ordering::SeqCst);
         let _ = on_text("return");

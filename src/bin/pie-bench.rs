@@ -58,6 +58,10 @@ struct Args {
     /// Only measure prefill/decode speed, for each weight treatment in turn.
     #[arg(long)]
     speed_only: bool,
+    /// Tokens already in the cache when decoding starts. 1 is what
+    /// llama-bench's tg64 measures; an editor decodes after a whole file.
+    #[arg(long, default_value_t = 1)]
+    decode_context: usize,
 }
 
 fn default_model() -> Result<PathBuf> {
@@ -170,18 +174,17 @@ fn time_repair(
 }
 
 /// (prefill tok/s over 512 tokens, decode tok/s over 64 tokens)
-fn speed(model: &Arc<Model>) -> Result<(f64, f64)> {
+fn speed(model: &Arc<Model>, decode_context: usize) -> Result<(f64, f64)> {
     let vocab = model.config().vocab_size;
-    let prompt = synthetic_tokens(512, vocab, 7);
+    let prompt = synthetic_tokens(512.max(decode_context), vocab, 7);
     let mut s = Session::new(model.clone())?;
     let mut best_prefill = Duration::MAX;
     for _ in 0..3 {
         let started = Instant::now();
-        s.reset(&prompt)?;
+        s.reset(&prompt[..512])?;
         best_prefill = best_prefill.min(started.elapsed());
     }
-    // Decode from a one-token context, as llama-bench's tg64 does.
-    s.reset(&prompt[..1])?;
+    s.reset(&prompt[..decode_context.max(1)])?;
     let opts = GenerateOptions {
         max_tokens: 64,
         sampling: Sampling::Greedy,
@@ -194,7 +197,12 @@ fn speed(model: &Arc<Model>) -> Result<(f64, f64)> {
                 logits[eos as usize] = f32::NEG_INFINITY;
             }
         };
-        let out = s.generate(1, &opts, &mut no_eos, &mut |_| ControlFlow::Continue(()))?;
+        let out = s.generate(
+            decode_context.max(1),
+            &opts,
+            &mut no_eos,
+            &mut |_| ControlFlow::Continue(()),
+        )?;
         anyhow::ensure!(out.len() == 64, "decode stopped after {} tokens", out.len());
         best_decode = best_decode.min(started.elapsed());
     }
@@ -220,7 +228,10 @@ fn main() -> Result<()> {
     println!("threads: {}", args.threads);
 
     if args.speed_only {
-        println!("| weights (Q4_1 matrices) | load s | prefill pp512 tok/s | decode tg64 tok/s |");
+        println!(
+            "| weights (Q4_1 matrices) | load s | prefill pp512 tok/s | decode tg64 tok/s (after {} tokens) |",
+            args.decode_context.max(1)
+        );
         println!("|---|---|---|---|");
         let variants = [
             ("Q8_0, padded to 256", Weights::Q8_0, true),
@@ -236,7 +247,7 @@ fn main() -> Result<()> {
             };
             let model = Arc::new(Model::load(&path, &options)?);
             let load = started.elapsed().as_secs_f64();
-            let (pp, tg) = speed(&model)?;
+            let (pp, tg) = speed(&model, args.decode_context)?;
             println!("| {label} | {load:.1} | {pp:.0} | {tg:.0} |");
         }
         return Ok(());
@@ -254,8 +265,11 @@ fn main() -> Result<()> {
         "config: {:?}, {} layers, {} heads / {} kv heads x {}, context length {}",
         c.arch, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.context_length
     );
-    let (pp, tg) = speed(&model)?;
-    println!("prefill pp512: {pp:.0} tok/s; decode tg64: {tg:.0} tok/s\n");
+    let (pp, tg) = speed(&model, args.decode_context)?;
+    println!(
+        "prefill pp512: {pp:.0} tok/s; decode tg64 after {} tokens: {tg:.0} tok/s\n",
+        args.decode_context.max(1)
+    );
 
     println!(
         "| context | edit | Full ms | Pie ms | Conflict ms | Full/Pie | encoded Pie/Full | repair total ms | repair step ms (median / max, {} tokens) |",

@@ -288,9 +288,14 @@ pub fn predicted_line(suggestion: &str) -> &str {
 /// The suggestion the editor would show at the end of `doc`.
 fn predict(mirror: &mut Mirror, doc: &Rope) -> Result<String> {
     let mut text = String::new();
-    mirror.predict(doc, doc.len_chars(), &mut |chunk| {
-        text.push_str(chunk);
-        ControlFlow::Continue(())
-    })?;
+    mirror.predict(
+        doc,
+        doc.len_chars(),
+        &mut |chunk| {
+            text.push_str(chunk);
+            ControlFlow::Continue(())
+        },
+        &|| false,
+    )?;
     Ok(text)
 }

@@ -34,6 +34,10 @@
 //!     cached but are not attended to, and the cache is unchanged afterwards).
 //!     Cancel between tokens by returning `ControlFlow::Break` from `on_token`;
 //!     the logit filter is where token healing constrains the first tokens.
+//!   - `generate_interruptible(.., interrupted)`: the same, but it also
+//!     stops inside a token's forward pass (between layers) once
+//!     `interrupted()` is true, returning the tokens so far. The editor's
+//!     engine passes "a newer request is waiting".
 //!   - `next_logits(prefix_len)`: the next-token logits alone.
 //!   - `staleness()` / `repair(max_tokens)`: PIE leaves the entries after an
 //!     edit exact at layer 0 but stale above it (they attended to the old
@@ -53,6 +57,7 @@
 //!   message names the cause; nothing here panics on bad input.
 
 pub mod config;
+mod kernels;
 pub mod kv_cache;
 pub mod rope;
 pub mod session;
@@ -70,5 +75,5 @@ pub use session::{
 };
 pub use token_edit::TokenEdit;
 pub use tokenizer::Tokenizer;
-pub use transformer::{Attend, Logits, Model};
+pub use transformer::{Attend, Interrupted, Logits, Model};
 pub use weights::{LoadOptions, SlowQuant};

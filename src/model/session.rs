@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 
 use super::kv_cache::{KvCache, Segment};
 use super::token_edit::TokenEdit;
-use super::transformer::{Attend, Logits, Model};
+use super::transformer::{Attend, Interrupted, Logits, Model};
 
 /// How a cache follows an edit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -365,13 +365,18 @@ impl Session {
             );
         }
         self.scratch.clear();
-        self.scratch_step(self.tokens[prefix_len - 1], prefix_len)
+        self.scratch_step(self.tokens[prefix_len - 1], prefix_len, &|| false)
     }
 
     /// Run one token into the scratch area after `cache[0..prefix_len - 1)`
     /// and the scratch entries so far; the next-token logits.
-    fn scratch_step(&mut self, token: u32, prefix_len: usize) -> Result<Vec<f32>> {
-        let logits = self.model.forward(
+    fn scratch_step(
+        &mut self,
+        token: u32,
+        prefix_len: usize,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Vec<f32>> {
+        let logits = self.model.forward_interruptible(
             &[token],
             Attend::Scratch {
                 base: &self.cache,
@@ -379,6 +384,7 @@ impl Session {
                 scratch: &mut self.scratch,
             },
             Logits::Last,
+            interrupted,
         )?;
         Ok(logits.expect("last logits requested").to_vec1::<f32>()?)
     }
@@ -396,11 +402,38 @@ impl Session {
         logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
         on_token: &mut dyn FnMut(u32) -> ControlFlow<()>,
     ) -> Result<Vec<u32>> {
+        self.generate_interruptible(prefix_len, options, logit_filter, on_token, &|| false)
+    }
+
+    /// [`Session::generate`] that also stops inside a forward pass, between
+    /// two layers, once `interrupted` returns true; it then returns the
+    /// tokens generated so far. For an editor, where a keystroke should not
+    /// wait for a prediction step it is about to make useless.
+    pub fn generate_interruptible(
+        &mut self,
+        prefix_len: usize,
+        options: &GenerateOptions,
+        logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
+        on_token: &mut dyn FnMut(u32) -> ControlFlow<()>,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Vec<u32>> {
         let mut generated = Vec::new();
         if options.max_tokens == 0 {
             return Ok(generated);
         }
-        let mut logits = self.next_logits(prefix_len)?;
+        if prefix_len == 0 || prefix_len > self.tokens.len() {
+            bail!(
+                "prediction point {prefix_len} outside 1..={} cached tokens",
+                self.tokens.len()
+            );
+        }
+        self.scratch.clear();
+        let stopped = |e: &anyhow::Error| e.is::<Interrupted>();
+        let mut logits =
+            match self.scratch_step(self.tokens[prefix_len - 1], prefix_len, interrupted) {
+                Err(e) if stopped(&e) => return Ok(generated),
+                other => other?,
+            };
         let mut rng = match options.sampling {
             Sampling::TopP { seed, .. } => Some(StdRng::seed_from_u64(seed)),
             Sampling::Greedy => None,
@@ -421,7 +454,10 @@ impl Session {
             if on_token(token).is_break() || generated.len() >= options.max_tokens {
                 break;
             }
-            logits = self.scratch_step(token, prefix_len)?;
+            logits = match self.scratch_step(token, prefix_len, interrupted) {
+                Err(e) if stopped(&e) => break,
+                other => other?,
+            };
         }
         Ok(generated)
     }

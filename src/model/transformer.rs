@@ -6,6 +6,7 @@ use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Device, Module, Tensor};
 
 use super::config::ModelConfig;
+use super::kernels::{KvPart, grouped_attention};
 use super::kv_cache::KvCache;
 use super::rope::{Rope, RopeTables};
 
@@ -82,6 +83,13 @@ pub enum Attend<'a> {
     },
 }
 
+/// A forward pass into the scratch area stopped between two layers because
+/// its caller asked (a newer keystroke arrived). Nothing was committed: the
+/// scratch area keeps its previous length.
+#[derive(Debug, thiserror::Error)]
+#[error("forward pass interrupted")]
+pub struct Interrupted;
+
 /// Which logits a forward pass returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Logits {
@@ -92,42 +100,12 @@ pub enum Logits {
     All,
 }
 
-/// A slice of keys and values that queries attend to; `causal_offset`
-/// `Some(o)` lets query row `i` see only slots `j <= o + i`.
-struct Part {
-    k: Tensor,
-    v: Tensor,
-    causal_offset: Option<usize>,
-}
-
 fn linear(w: &Linear, x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     let y = w.forward(x)?;
     Ok(match bias {
         Some(b) => y.broadcast_add(b)?,
         None => y,
     })
-}
-
-fn causal_mask(
-    group: usize,
-    n: usize,
-    len: usize,
-    offset: usize,
-    device: &Device,
-) -> Result<Tensor> {
-    let mut mask = Vec::with_capacity(group * n * len);
-    for _ in 0..group {
-        for i in 0..n {
-            for j in 0..len {
-                mask.push(if j <= offset + i {
-                    0f32
-                } else {
-                    f32::NEG_INFINITY
-                });
-            }
-        }
-    }
-    Ok(Tensor::from_vec(mask, (group * n, len), device)?)
 }
 
 impl Model {
@@ -158,8 +136,23 @@ impl Model {
     pub fn forward(
         &self,
         tokens: &[u32],
+        attend: Attend<'_>,
+        logits: Logits,
+    ) -> Result<Option<Tensor>> {
+        self.forward_interruptible(tokens, attend, logits, &|| false)
+    }
+
+    /// [`Model::forward`] that, for [`Attend::Scratch`], asks `interrupted`
+    /// between layers and stops with an [`Interrupted`] error when it says
+    /// so: a prediction step then gives way to a keystroke within about a
+    /// layer's time instead of a whole pass. Cache passes always finish (the
+    /// cache must stay whole).
+    pub fn forward_interruptible(
+        &self,
+        tokens: &[u32],
         mut attend: Attend<'_>,
         logits: Logits,
+        interrupted: &dyn Fn() -> bool,
     ) -> Result<Option<Tensor>> {
         let n = tokens.len();
         if n == 0 {
@@ -202,7 +195,11 @@ impl Model {
         let ids = Tensor::new(tokens, &self.device)?;
         let mut x = self.embed.index_select(&ids, 0)?;
         let eps = self.config.rms_eps as f32;
+        let may_stop = matches!(attend, Attend::Scratch { .. });
         for (li, layer) in self.layers.iter().enumerate() {
+            if may_stop && interrupted() {
+                return Err(Interrupted.into());
+            }
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
             let h = self.attention(li, layer, &h, &tables, &mut attend)?;
             x = (x + h)?;
@@ -267,7 +264,7 @@ impl Model {
             Attend::Cache { cache, at } => {
                 cache.write(li, *at, &k, &v)?;
                 let (k, v) = cache.view(li, *at + n)?;
-                vec![Part {
+                vec![KvPart {
                     k,
                     v,
                     causal_offset: Some(*at),
@@ -284,13 +281,13 @@ impl Model {
                 let mut parts = Vec::with_capacity(2);
                 if *base_len > 0 {
                     let (bk, bv) = base.view(li, *base_len)?;
-                    parts.push(Part {
+                    parts.push(KvPart {
                         k: bk,
                         v: bv,
                         causal_offset: None,
                     });
                 }
-                parts.push(Part {
+                parts.push(KvPart {
                     k: sk,
                     v: sv,
                     causal_offset: Some(s0),
@@ -304,40 +301,7 @@ impl Model {
         let group = c.n_heads / c.n_kv_heads;
         let q = q.reshape((c.n_kv_heads, group * n, c.head_dim))?;
         let scale = 1.0 / (c.head_dim as f64).sqrt();
-        let mut scores = Vec::with_capacity(parts.len());
-        for p in &parts {
-            let s = (q.matmul(&p.k.t()?)? * scale)?;
-            let len = p.k.dim(1)?;
-            let s = match p.causal_offset {
-                Some(o) if n > 1 || len > o + 1 => {
-                    let mask = causal_mask(group, n, len, o, &self.device)?;
-                    s.broadcast_add(&mask)?
-                }
-                _ => s,
-            };
-            scores.push(s);
-        }
-        let scores = if scores.len() == 1 {
-            scores.pop().unwrap()
-        } else {
-            Tensor::cat(&scores, D::Minus1)?
-        };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let mut out: Option<Tensor> = None;
-        let mut offset = 0;
-        for p in &parts {
-            let len = p.k.dim(1)?;
-            let y = probs
-                .narrow(D::Minus1, offset, len)?
-                .contiguous()?
-                .matmul(&p.v)?;
-            offset += len;
-            out = Some(match out {
-                Some(acc) => (acc + y)?,
-                None => y,
-            });
-        }
-        let y = out.expect("at least one attention part");
+        let y = grouped_attention(&q, &parts, n, scale as f32)?;
         let y = y
             .reshape((c.n_heads, n, c.head_dim))?
             .transpose(0, 1)?
@@ -386,5 +350,175 @@ impl Model {
     /// The float type the model computes in (always f32 here).
     pub fn dtype(&self) -> DType {
         DType::F32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn causal_mask(
+        group: usize,
+        n: usize,
+        len: usize,
+        offset: usize,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let mut mask = Vec::with_capacity(group * n * len);
+        for _ in 0..group {
+            for i in 0..n {
+                for j in 0..len {
+                    mask.push(if j <= offset + i {
+                        0f32
+                    } else {
+                        f32::NEG_INFINITY
+                    });
+                }
+            }
+        }
+        Ok(Tensor::from_vec(mask, (group * n, len), device)?)
+    }
+
+    /// Attention through candle's matmul and softmax: the reference the
+    /// kernel is checked against.
+    fn batched_attention(
+        q: &Tensor,
+        parts: &[KvPart],
+        group: usize,
+        n: usize,
+        scale: f64,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let mut scores = Vec::with_capacity(parts.len());
+        for p in parts {
+            let s = (q.matmul(&p.k.t()?)? * scale)?;
+            let len = p.k.dim(1)?;
+            let s = match p.causal_offset {
+                Some(o) if n > 1 || len > o + 1 => {
+                    let mask = causal_mask(group, n, len, o, device)?;
+                    s.broadcast_add(&mask)?
+                }
+                _ => s,
+            };
+            scores.push(s);
+        }
+        let scores = if scores.len() == 1 {
+            scores.pop().unwrap()
+        } else {
+            Tensor::cat(&scores, D::Minus1)?
+        };
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let mut out: Option<Tensor> = None;
+        let mut offset = 0;
+        for p in parts {
+            let len = p.k.dim(1)?;
+            let y = probs
+                .narrow(D::Minus1, offset, len)?
+                .contiguous()?
+                .matmul(&p.v)?;
+            offset += len;
+            out = Some(match out {
+                Some(acc) => (acc + y)?,
+                None => y,
+            });
+        }
+        Ok(out.expect("at least one attention part"))
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    /// A cache-shaped `[kv_heads, capacity, head_dim]` tensor viewed to `len`.
+    fn cache_view(kv_heads: usize, len: usize, head_dim: usize, seed: f64) -> (Tensor, Tensor) {
+        let dev = Device::Cpu;
+        let full = |s: f64| {
+            Tensor::randn(s as f32, 1.0, (kv_heads, len + 37, head_dim), &dev)
+                .unwrap()
+                .narrow(1, 0, len)
+                .unwrap()
+        };
+        (full(seed), full(seed + 0.5))
+    }
+
+    /// A part's length and causal offset.
+    type PartShape = (usize, Option<usize>);
+
+    #[test]
+    fn attention_kernel_matches_candles_matmul_and_softmax() {
+        let dev = Device::Cpu;
+        let (kv_heads, group, head_dim) = (3, 3, 64);
+        // (new tokens, [(part length, causal offset)]): a decode step, an
+        // edit of five tokens in the middle of the cache, a scratch step after
+        // a base part, and lengths that span several parallel pieces and tiles.
+        let cases: Vec<(usize, Vec<PartShape>)> = vec![
+            (1, vec![(1, Some(0))]),
+            (1, vec![(700, Some(699))]),
+            (5, vec![(40, Some(20))]),
+            (16, vec![(1500, Some(1484))]),
+            (1, vec![(1300, None), (3, Some(2))]),
+            (4, vec![(90, None), (6, Some(2))]),
+            // The last tile (key 64) is visible to the last token only.
+            (4, vec![(80, Some(61))]),
+            (8, vec![(700, Some(632))]),
+            // Prefill-sized passes: a chunk from the start, one after others.
+            (64, vec![(64, Some(0))]),
+            (40, vec![(600, Some(560))]),
+        ];
+        for (case, (n, shapes)) in cases.into_iter().enumerate() {
+            let parts: Vec<KvPart> = shapes
+                .iter()
+                .enumerate()
+                .map(|(i, &(len, causal_offset))| {
+                    let (k, v) = cache_view(kv_heads, len, head_dim, (case * 10 + i) as f64 * 0.1);
+                    KvPart {
+                        k,
+                        v,
+                        causal_offset,
+                    }
+                })
+                .collect();
+            let q = Tensor::randn(0f32, 1.0, (kv_heads, group * n, head_dim), &dev).unwrap();
+            let want = batched_attention(&q, &parts, group, n, 0.125, &dev).unwrap();
+            let got = grouped_attention(&q, &parts, n, 0.125).unwrap();
+            assert_eq!(got.dims(), want.dims());
+            let diff = max_diff(&got, &want);
+            // Float rounding over up to 1500 summed terms; a wrong mask or
+            // merge shows as 1e-2 or more.
+            assert!(diff < 5e-5, "case {case}: max difference {diff}");
+        }
+    }
+
+    #[test]
+    fn attention_kernel_rejects_views_it_cannot_read() {
+        let dev = Device::Cpu;
+        let q = Tensor::zeros((3, 3, 64), DType::F32, &dev).unwrap();
+        // Rows not contiguous: a transposed view.
+        let k = Tensor::zeros((3, 64, 10), DType::F32, &dev)
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap();
+        let v = Tensor::zeros((3, 10, 64), DType::F32, &dev).unwrap();
+        let part = KvPart {
+            k,
+            v: v.clone(),
+            causal_offset: None,
+        };
+        assert!(grouped_attention(&q, &[part], 1, 0.125).is_err());
+        // Keys and values of different lengths.
+        let k = Tensor::zeros((3, 9, 64), DType::F32, &dev).unwrap();
+        let part = KvPart {
+            k,
+            v: v.clone(),
+            causal_offset: None,
+        };
+        assert!(grouped_attention(&q, &[part], 1, 0.125).is_err());
     }
 }

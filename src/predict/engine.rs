@@ -26,12 +26,14 @@ pub trait Backend {
     /// `doc` already has `edits` applied; bring the cache along.
     fn apply_edits(&mut self, doc: &Rope, edits: &[Edit], cursor_char: usize) -> Result<()>;
     /// Predict at `cursor_char`, streaming text; `on_text` returning Break
-    /// stops generation.
+    /// stops generation, and so does `interrupted` returning true, which the
+    /// backend should ask often, also inside a token's computation.
     fn predict(
         &mut self,
         doc: &Rope,
         cursor_char: usize,
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+        interrupted: &dyn Fn() -> bool,
     ) -> Result<()>;
     /// What the status line shows about the cache.
     fn cache_info(&self) -> CacheInfo;
@@ -497,31 +499,42 @@ impl<B: Backend> Worker<B> {
             return Ok(());
         }
         let mut first_token = None;
-        let mut cancelled = false;
+        let cancelled = std::cell::Cell::new(false);
         let events = self.events.clone();
+        // Any request waiting (a keystroke's edit, a newer prediction) makes
+        // the rest of this prediction useless.
+        let newer_request = || {
+            let newer = !requests.is_empty();
+            cancelled.set(cancelled.get() || newer);
+            newer
+        };
         self.guard(|w| {
-            w.backend.predict(&w.doc, cursor_char, &mut |text| {
-                if !requests.is_empty() {
-                    cancelled = true;
-                    return ControlFlow::Break(());
-                }
-                if !text.is_empty() {
-                    first_token.get_or_insert_with(|| requested_at.elapsed());
-                    let _ = events.send(Event::Chunk {
-                        version,
-                        id,
-                        text: text.to_string(),
-                    });
-                }
-                ControlFlow::Continue(())
-            })
+            w.backend.predict(
+                &w.doc,
+                cursor_char,
+                &mut |text| {
+                    if newer_request() {
+                        return ControlFlow::Break(());
+                    }
+                    if !text.is_empty() {
+                        first_token.get_or_insert_with(|| requested_at.elapsed());
+                        let _ = events.send(Event::Chunk {
+                            version,
+                            id,
+                            text: text.to_string(),
+                        });
+                    }
+                    ControlFlow::Continue(())
+                },
+                &newer_request,
+            )
         })?;
         self.send(Event::Finished {
             version,
             id,
             first_token,
             total: requested_at.elapsed(),
-            cancelled,
+            cancelled: cancelled.get(),
         });
         Ok(())
     }
@@ -569,6 +582,9 @@ mod tests {
         hold_repair: bool,
         /// All stale entries lie after the cursor.
         stale_after_cursor: bool,
+        /// After the first token, compute (spin) until interrupted, like a
+        /// forward pass that asks between layers.
+        spin_until_interrupted: bool,
     }
 
     impl Backend for FakeBackend {
@@ -595,9 +611,19 @@ mod tests {
             _: &Rope,
             cursor: usize,
             on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+            interrupted: &dyn Fn() -> bool,
         ) -> Result<()> {
             self.calls.lock().unwrap().push(Call::Predict(cursor));
             assert!(!self.panic_on_predict, "fake backend exploded");
+            if self.spin_until_interrupted {
+                let _ = on_text(self.tokens[0]);
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while !interrupted() {
+                    anyhow::ensure!(Instant::now() < deadline, "never interrupted");
+                    std::thread::yield_now();
+                }
+                return Ok(());
+            }
             for token in &self.tokens {
                 if on_text(token).is_break() {
                     break;
@@ -656,6 +682,7 @@ mod tests {
             panic_on_predict,
             false,
             false,
+            false,
         )
     }
 
@@ -666,6 +693,7 @@ mod tests {
         panic_on_predict: bool,
         hold_repair: bool,
         stale_after_cursor: bool,
+        spin_until_interrupted: bool,
     ) -> Harness {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let (gate_tx, gate_rx) = crossbeam_channel::unbounded();
@@ -680,6 +708,7 @@ mod tests {
                 stale: 0,
                 hold_repair,
                 stale_after_cursor,
+                spin_until_interrupted,
             };
             Ok((backend, "fake".to_string()))
         });
@@ -791,6 +820,46 @@ mod tests {
         );
         assert!(
             !rest.iter().any(|e| matches!(e, Event::Chunk { .. })),
+            "{rest:?}"
+        );
+        assert!(h.calls.lock().unwrap().contains(&Call::Apply {
+            doc: "def f(x):\n    y".into(),
+            edits: 1
+        }));
+    }
+
+    #[test]
+    fn a_newer_edit_interrupts_a_prediction_inside_a_token() {
+        let options = EngineOptions::default();
+        let h = start_with(options, false, vec!["re"], false, false, false, true);
+        let mut doc = open(&h, "def f(x):\n    ", 14);
+        h.engine.send(Request::Predict {
+            version: 0,
+            id: 1,
+            cursor_char: 14,
+            requested_at: Instant::now(),
+        });
+        assert!(matches!(
+            next_non_state_event(&h),
+            Event::Chunk { id: 1, .. }
+        ));
+        // The backend is now inside a token's computation and never reaches
+        // the next token on its own: only the interrupt can end it.
+        let edit = typed(&mut doc, 14, "y");
+        h.engine.send(Request::Edits {
+            version: 1,
+            edits: vec![edit],
+        });
+        let rest = wait_idle(&h, 1);
+        assert!(
+            matches!(
+                rest[0],
+                Event::Finished {
+                    id: 1,
+                    cancelled: true,
+                    ..
+                }
+            ),
             "{rest:?}"
         );
         assert!(h.calls.lock().unwrap().contains(&Call::Apply {
@@ -928,7 +997,7 @@ mod tests {
             repair_rest_after: None,
             repair_chunk: 4,
         };
-        let h = start_with(options, false, vec![], false, true, false);
+        let h = start_with(options, false, vec![], false, true, false, false);
         let mut doc = open_and_type_a(&h, "x = 1\n");
         // Eight entries go stale; after the pause a repair step starts and
         // is held inside the backend.
@@ -975,7 +1044,7 @@ mod tests {
             repair_rest_after: Some(Duration::from_millis(5)),
             repair_chunk: 4,
         };
-        let h = start_with(options, false, vec![], false, false, false);
+        let h = start_with(options, false, vec![], false, false, false, false);
         open_and_type_a(&h, "x");
         wait_idle(&h, 1);
         std::thread::sleep(Duration::from_millis(50));
@@ -991,14 +1060,14 @@ mod tests {
         };
         // Without a pause for them they stay: typing at the cursor would
         // make them stale again anyway.
-        let h = start_with(options(None), false, vec![], false, false, true);
+        let h = start_with(options(None), false, vec![], false, false, true, false);
         open_and_type_a(&h, "x");
         wait_idle(&h, 1);
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(repairs(&h.calls.lock().unwrap()), 0);
         // With one, they are repaired after it.
         let options = options(Some(Duration::from_millis(5)));
-        let h = start_with(options, false, vec![], false, false, true);
+        let h = start_with(options, false, vec![], false, false, true, false);
         open_and_type_a(&h, "x");
         wait_for_calls(&h, |c| repairs(c) == 2);
     }

@@ -281,6 +281,7 @@ impl Mirror {
         &mut self,
         cursor: usize,
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+        interrupted: &dyn Fn() -> bool,
     ) -> Result<()> {
         let window = self.window_range();
         if !window.contains(&cursor) && cursor != window.end {
@@ -300,7 +301,7 @@ impl Mirror {
         let max_lines = self.config.max_lines;
         let mut generated: Vec<u32> = Vec::new();
         let mut sent = 0;
-        self.session.generate(
+        self.session.generate_interruptible(
             plan.keep_tokens,
             &options,
             &mut |so_far, logits| filter.apply(so_far, logits),
@@ -320,6 +321,7 @@ impl Mirror {
                     ControlFlow::Continue(())
                 }
             },
+            interrupted,
         )?;
         Ok(())
     }
@@ -368,9 +370,10 @@ impl Backend for Mirror {
         doc: &ropey::Rope,
         cursor_char: usize,
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+        interrupted: &dyn Fn() -> bool,
     ) -> Result<()> {
         self.follow_cursor(doc, cursor_char)?;
-        self.predict_at(cursor_char, on_text)
+        self.predict_at(cursor_char, on_text, interrupted)
     }
 
     fn cache_info(&self) -> CacheInfo {
