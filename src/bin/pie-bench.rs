@@ -197,12 +197,9 @@ fn speed(model: &Arc<Model>, decode_context: usize) -> Result<(f64, f64)> {
                 logits[eos as usize] = f32::NEG_INFINITY;
             }
         };
-        let out = s.generate(
-            decode_context.max(1),
-            &opts,
-            &mut no_eos,
-            &mut |_| ControlFlow::Continue(()),
-        )?;
+        let out = s.generate(decode_context.max(1), &opts, &mut no_eos, &mut |_| {
+            ControlFlow::Continue(())
+        })?;
         anyhow::ensure!(out.len() == 64, "decode stopped after {} tokens", out.len());
         best_decode = best_decode.min(started.elapsed());
     }
