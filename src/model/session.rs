@@ -358,6 +358,15 @@ impl Session {
     /// re-run at its position, attending only to `cache[0..prefix_len - 1)`,
     /// into the scratch area. The mirrored cache is not changed.
     pub fn next_logits(&mut self, prefix_len: usize) -> Result<Vec<f32>> {
+        self.first_logits(prefix_len, &|| false)
+    }
+
+    /// [`Session::next_logits`], stopping with [`Interrupted`] when asked.
+    fn first_logits(
+        &mut self,
+        prefix_len: usize,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Vec<f32>> {
         if prefix_len == 0 || prefix_len > self.tokens.len() {
             bail!(
                 "prediction point {prefix_len} outside 1..={} cached tokens",
@@ -365,7 +374,7 @@ impl Session {
             );
         }
         self.scratch.clear();
-        self.scratch_step(self.tokens[prefix_len - 1], prefix_len, &|| false)
+        self.scratch_step(self.tokens[prefix_len - 1], prefix_len, interrupted)
     }
 
     /// Run one token into the scratch area after `cache[0..prefix_len - 1)`
@@ -421,19 +430,11 @@ impl Session {
         if options.max_tokens == 0 {
             return Ok(generated);
         }
-        if prefix_len == 0 || prefix_len > self.tokens.len() {
-            bail!(
-                "prediction point {prefix_len} outside 1..={} cached tokens",
-                self.tokens.len()
-            );
-        }
-        self.scratch.clear();
         let stopped = |e: &anyhow::Error| e.is::<Interrupted>();
-        let mut logits =
-            match self.scratch_step(self.tokens[prefix_len - 1], prefix_len, interrupted) {
-                Err(e) if stopped(&e) => return Ok(generated),
-                other => other?,
-            };
+        let mut logits = match self.first_logits(prefix_len, interrupted) {
+            Err(e) if stopped(&e) => return Ok(generated),
+            other => other?,
+        };
         let mut rng = match options.sampling {
             Sampling::TopP { seed, .. } => Some(StdRng::seed_from_u64(seed)),
             Sampling::Greedy => None,
