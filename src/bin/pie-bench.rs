@@ -173,7 +173,8 @@ fn time_repair(
     Ok((median(steps), slowest, total))
 }
 
-/// (prefill tok/s over 512 tokens, decode tok/s over 64 tokens)
+/// (prefill tok/s over 512 tokens, decode tok/s over 64 tokens after
+/// `decode_context` (>= 1) cached ones)
 fn speed(model: &Arc<Model>, decode_context: usize) -> Result<(f64, f64)> {
     let vocab = model.config().vocab_size;
     let prompt = synthetic_tokens(512.max(decode_context), vocab, 7);
@@ -184,7 +185,7 @@ fn speed(model: &Arc<Model>, decode_context: usize) -> Result<(f64, f64)> {
         s.reset(&prompt[..512])?;
         best_prefill = best_prefill.min(started.elapsed());
     }
-    s.reset(&prompt[..decode_context.max(1)])?;
+    s.reset(&prompt[..decode_context])?;
     let opts = GenerateOptions {
         max_tokens: 64,
         sampling: Sampling::Greedy,
@@ -197,7 +198,7 @@ fn speed(model: &Arc<Model>, decode_context: usize) -> Result<(f64, f64)> {
                 logits[eos as usize] = f32::NEG_INFINITY;
             }
         };
-        let out = s.generate(decode_context.max(1), &opts, &mut no_eos, &mut |_| {
+        let out = s.generate(decode_context, &opts, &mut no_eos, &mut |_| {
             ControlFlow::Continue(())
         })?;
         anyhow::ensure!(out.len() == 64, "decode stopped after {} tokens", out.len());
@@ -223,11 +224,13 @@ fn main() -> Result<()> {
     };
     println!("model: {}", path.display());
     println!("threads: {}", args.threads);
+    // Generation needs at least one token before the prediction point.
+    let decode_context = args.decode_context.max(1);
 
     if args.speed_only {
         println!(
             "| weights (Q4_1 matrices) | load s | prefill pp512 tok/s | decode tg64 tok/s (after {} tokens) |",
-            args.decode_context.max(1)
+            decode_context
         );
         println!("|---|---|---|---|");
         let variants = [
@@ -244,7 +247,7 @@ fn main() -> Result<()> {
             };
             let model = Arc::new(Model::load(&path, &options)?);
             let load = started.elapsed().as_secs_f64();
-            let (pp, tg) = speed(&model, args.decode_context)?;
+            let (pp, tg) = speed(&model, decode_context)?;
             println!("| {label} | {load:.1} | {pp:.0} | {tg:.0} |");
         }
         return Ok(());
@@ -262,10 +265,9 @@ fn main() -> Result<()> {
         "config: {:?}, {} layers, {} heads / {} kv heads x {}, context length {}",
         c.arch, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.context_length
     );
-    let (pp, tg) = speed(&model, args.decode_context)?;
+    let (pp, tg) = speed(&model, decode_context)?;
     println!(
-        "prefill pp512: {pp:.0} tok/s; decode tg64 after {} tokens: {tg:.0} tok/s\n",
-        args.decode_context.max(1)
+        "prefill pp512: {pp:.0} tok/s; decode tg64 after {decode_context} tokens: {tg:.0} tok/s\n"
     );
 
     println!(
