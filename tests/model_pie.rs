@@ -521,6 +521,148 @@ fn generate_leaves_the_cache_unchanged_and_ignores_later_tokens() {
     }
 }
 
+/// Logits after `prefix` by re-running its last token into a scratch area
+/// over `cache[0..prefix - 1)`: what a prediction computed before the cache
+/// kept hidden states.
+fn re_run_logits(model: &Model, s: &Session, prefix: usize) -> Tensor {
+    model
+        .forward(
+            &[s.tokens()[prefix - 1]],
+            Attend::Scratch {
+                base: s.cache(),
+                base_len: prefix - 1,
+                scratch: &mut model.new_cache(4).unwrap(),
+            },
+            Logits::Last,
+        )
+        .unwrap()
+        .unwrap()
+}
+
+#[test]
+fn kept_hidden_states_give_the_logits_of_a_re_run() {
+    for variant in VARIANTS {
+        let (_dir, model) = tiny_model(variant);
+        let base = tokens(40, 8);
+        let mut cases: Vec<(String, Session)> = Vec::new();
+        for (name, hunks) in edits() {
+            for mode in [UpdateMode::Pie, UpdateMode::Full] {
+                cases.push((
+                    format!("{name} {mode:?}"),
+                    session_after(&model, &base, &hunks, mode),
+                ));
+            }
+        }
+        for (name, mut s) in cases {
+            assert!(s.exact_len() > 0);
+            for prefix in 1..=s.tokens().len() {
+                let want = re_run_logits(&model, &s, prefix);
+                let got = Tensor::new(s.next_logits(prefix).unwrap(), &Device::Cpu).unwrap();
+                let d = max_diff(&got, &want);
+                assert!(
+                    d < 1e-4,
+                    "{variant:?} {name}: logits after {prefix} differ from a re-run by {d}"
+                );
+            }
+        }
+        // A slide moves the hidden states with their entries. The kept
+        // entries attended to the dropped head, so the reference is the
+        // session before the slide (a re-run in the window would not see it).
+        let mut whole = Session::new(model.clone()).unwrap();
+        whole.reset(&base).unwrap();
+        let mut slid = whole.fork().unwrap();
+        slid.slide(13).unwrap();
+        for prefix in 1..=slid.tokens().len() {
+            let got = Tensor::new(slid.next_logits(prefix).unwrap(), &Device::Cpu).unwrap();
+            let want = Tensor::new(whole.next_logits(prefix + 13).unwrap(), &Device::Cpu).unwrap();
+            let d = max_diff(&got, &want);
+            assert!(
+                d < 1e-5,
+                "{variant:?}: after a slide, logits after {prefix} moved wrong ({d})"
+            );
+        }
+    }
+}
+
+#[test]
+fn generation_that_repeats_cached_tokens_matches_plain_decoding() {
+    for variant in VARIANTS {
+        let (_dir, model) = tiny_model(variant);
+        let base = tokens(40, 9);
+        // An insertion at 24 leaves slots 26.. stale: repeating the cached
+        // text may read the cache up to there, and must compute after it.
+        let hunk = TokenEdit {
+            start: 24,
+            old_len: 0,
+            new_tokens: vec![7, 8],
+        };
+        let mut s = session_after(&model, &base, &[hunk], UpdateMode::Pie);
+        assert_eq!(s.exact_len(), 26);
+        let toks = s.tokens().to_vec();
+        let forced = &toks[20..29];
+        let force = |step: usize, logits: &mut [f32]| {
+            if let Some(&t) = forced.get(step) {
+                for (i, l) in logits.iter_mut().enumerate() {
+                    if i as u32 != t {
+                        *l = f32::NEG_INFINITY;
+                    }
+                }
+            }
+        };
+        let opts = GenerateOptions {
+            max_tokens: 12,
+            sampling: Sampling::Greedy,
+        };
+        let mut seen = Vec::new();
+        let out = s
+            .generate(
+                20,
+                &opts,
+                &mut |so_far, logits| {
+                    seen.push(logits.to_vec());
+                    force(so_far.len(), logits)
+                },
+                &mut |_| ControlFlow::Continue(()),
+            )
+            .unwrap();
+        assert_eq!(out[..forced.len()], *forced);
+
+        let mut cache = model.new_cache(16).unwrap();
+        let mut logits = model.prefill(&mut cache, &toks[..20]).unwrap();
+        let mut manual = Vec::new();
+        assert_eq!(seen.len(), opts.max_tokens);
+        for (i, seen) in seen.iter().enumerate() {
+            let mut l = logits.to_vec1::<f32>().unwrap();
+            let d = seen
+                .iter()
+                .zip(&l)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(d < 1e-4, "{variant:?}: step {i} logits differ by {d}");
+            force(i, &mut l);
+            let t = Tensor::new(l, &Device::Cpu)
+                .unwrap()
+                .argmax(0)
+                .unwrap()
+                .to_scalar::<u32>()
+                .unwrap();
+            manual.push(t);
+            logits = model
+                .forward(
+                    &[t],
+                    Attend::Cache {
+                        cache: &mut cache,
+                        at: 20 + i,
+                    },
+                    Logits::Last,
+                )
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(out, manual, "{variant:?}");
+    }
+}
+
 #[test]
 fn generation_stops_on_break_and_honours_the_logit_filter() {
     let (_dir, model) = tiny_model(Variant::GgufLlama);
@@ -846,8 +988,10 @@ fn an_interrupted_generation_stops_inside_a_step_and_leaves_the_session_usable()
         .unwrap();
     assert_eq!(whole.len(), 6);
 
-    // The interrupt is asked once per layer of each step; say yes in the
-    // middle of the third step (after two tokens came out).
+    // The first token's logits come from the hidden state the cache kept
+    // for token 24 (no forward pass); every later token is one pass, which
+    // asks once per layer. Say yes in the middle of the third pass (after
+    // three tokens came out).
     let asked = std::cell::Cell::new(0);
     let stop_at = 2 * LAYERS + LAYERS / 2 + 1;
     let part = s
@@ -862,11 +1006,12 @@ fn an_interrupted_generation_stops_inside_a_step_and_leaves_the_session_usable()
             },
         )
         .unwrap();
-    assert_eq!(part, whole[..2], "tokens before the interrupt");
+    assert_eq!(part, whole[..3], "tokens before the interrupt");
     assert_eq!(asked.get(), stop_at, "stopped as soon as it was told");
 
-    // Interrupted before the first token: nothing, and no error.
-    let none = s
+    // Interrupted from the start: only the token that needed no pass, and
+    // no error.
+    let first = s
         .generate_interruptible(
             25,
             &opts,
@@ -875,7 +1020,7 @@ fn an_interrupted_generation_stops_inside_a_step_and_leaves_the_session_usable()
             &|| true,
         )
         .unwrap();
-    assert!(none.is_empty());
+    assert_eq!(first, whole[..1]);
 
     // The cache was not touched: the next prediction is the same as before.
     let again = s

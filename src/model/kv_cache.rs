@@ -3,6 +3,11 @@
 //! Slot `t` always holds the token at position `t`, with its key stored
 //! already rotated to `t`. Moving entries therefore means re-rotating their
 //! keys by the distance moved (PIE); values carry no position.
+//!
+//! Each slot also keeps its token's last hidden state (the model's output
+//! before the final norm). It carries no position either, and it makes the
+//! next-token logits after any exact prefix cost only the output layer
+//! instead of a re-run of the prefix's last token through every layer.
 
 use anyhow::{Result, bail};
 use candle_core::{DType, Device, Tensor};
@@ -22,6 +27,8 @@ pub struct Segment {
 pub struct KvCache {
     /// Per layer `(K, V)`, each `[n_kv_heads, capacity, head_dim]`, f32.
     layers: Vec<(Tensor, Tensor)>,
+    /// `[capacity, hidden]`, f32: the last hidden state of each slot's token.
+    hidden: Tensor,
     len: usize,
     capacity: usize,
     n_kv_heads: usize,
@@ -44,6 +51,7 @@ impl KvCache {
         n_layers: usize,
         n_kv_heads: usize,
         head_dim: usize,
+        hidden_size: usize,
         capacity: usize,
         device: &Device,
     ) -> Result<Self> {
@@ -59,6 +67,7 @@ impl KvCache {
             .collect::<Result<_>>()?;
         Ok(Self {
             layers,
+            hidden: Tensor::zeros((capacity, hidden_size), DType::F32, device)?,
             len: 0,
             capacity,
             n_kv_heads,
@@ -81,6 +90,7 @@ impl KvCache {
             .collect::<Result<_>>()?;
         Ok(Self {
             layers,
+            hidden: self.hidden.copy()?,
             len: self.len,
             capacity: self.capacity,
             n_kv_heads: self.n_kv_heads,
@@ -139,6 +149,11 @@ impl KvCache {
             *k = new_k;
             *v = new_v;
         }
+        let new_hidden = Tensor::zeros((capacity, self.hidden.dim(1)?), DType::F32, &self.device)?;
+        if self.len > 0 {
+            new_hidden.slice_set(&detached(&self.hidden.narrow(0, 0, self.len)?)?, 0, 0)?;
+        }
+        self.hidden = new_hidden;
         self.capacity = capacity;
         Ok(())
     }
@@ -158,6 +173,32 @@ impl KvCache {
         ck.slice_set(&detached(k)?, 1, at)?;
         cv.slice_set(&detached(v)?, 1, at)?;
         Ok(())
+    }
+
+    /// Store the last hidden states (`[n, hidden]`) of the tokens in slots
+    /// `at..at + n`.
+    pub fn write_hidden(&mut self, at: usize, hidden: &Tensor) -> Result<()> {
+        let n = hidden.dim(0)?;
+        if at > self.len {
+            bail!(
+                "hidden-state write at {at} leaves a gap after {} entries",
+                self.len
+            );
+        }
+        self.reserve(at + n)?;
+        self.hidden.slice_set(&detached(hidden)?, 0, at)?;
+        Ok(())
+    }
+
+    /// The last hidden state of slot `slot`'s token, `[1, hidden]`.
+    pub fn hidden(&self, slot: usize) -> Result<Tensor> {
+        if slot >= self.len {
+            bail!(
+                "hidden state of slot {slot} beyond cache length {}",
+                self.len
+            );
+        }
+        Ok(self.hidden.narrow(0, slot, 1)?)
     }
 
     /// Declare slots `0..len` valid after the writes of a forward pass.
@@ -235,6 +276,13 @@ impl KvCache {
                 v_all.slice_set(v, 1, s.to)?;
             }
         }
+        let staged = moving
+            .iter()
+            .map(|s| detached(&self.hidden.narrow(0, s.from, s.len)?))
+            .collect::<Result<Vec<_>>>()?;
+        for (s, h) in moving.iter().zip(&staged) {
+            self.hidden.slice_set(h, 0, s.to)?;
+        }
         self.len = new_len;
         Ok(())
     }
@@ -295,7 +343,7 @@ mod tests {
 
     #[test]
     fn append_grows_past_capacity_and_keeps_content() {
-        let mut cache = KvCache::new(1, 2, 4, 16, &Device::Cpu).unwrap();
+        let mut cache = KvCache::new(1, 2, 4, 3, 16, &Device::Cpu).unwrap();
         let (k, v) = entries(10, 0.0);
         cache.append(&[(k.clone(), v.clone())]).unwrap();
         let (k2, v2) = entries(10, 1000.0);
@@ -308,7 +356,7 @@ mod tests {
 
     #[test]
     fn splice_moves_the_suffix_both_ways() {
-        let mut cache = KvCache::new(1, 2, 4, 16, &Device::Cpu).unwrap();
+        let mut cache = KvCache::new(1, 2, 4, 3, 16, &Device::Cpu).unwrap();
         let (k, v) = entries(6, 0.0);
         cache.append(&[(k, v)]).unwrap();
         let before = slots(&cache);
@@ -330,7 +378,7 @@ mod tests {
     #[test]
     fn shift_rotates_only_the_range() {
         let rope = Rope::new(4, 10_000.0, 1.0, RopeLayout::NeoX, &Device::Cpu);
-        let mut cache = KvCache::new(1, 2, 4, 16, &Device::Cpu).unwrap();
+        let mut cache = KvCache::new(1, 2, 4, 3, 16, &Device::Cpu).unwrap();
         let (k, v) = entries(5, 0.5);
         cache.append(&[(k.clone(), v)]).unwrap();
         cache.shift(2..4, 3, &rope).unwrap();
@@ -357,7 +405,7 @@ mod tests {
 
     #[test]
     fn out_of_range_operations_are_errors() {
-        let mut cache = KvCache::new(1, 2, 4, 16, &Device::Cpu).unwrap();
+        let mut cache = KvCache::new(1, 2, 4, 3, 16, &Device::Cpu).unwrap();
         assert!(cache.splice(0, 1, 0).is_err());
         let rope = Rope::new(4, 10_000.0, 1.0, RopeLayout::NeoX, &Device::Cpu);
         assert!(cache.shift(0..3, 1, &rope).is_err());

@@ -39,6 +39,11 @@
 //!     `interrupted()` is true, returning the tokens so far. The editor's
 //!     engine passes "a newer request is waiting".
 //!   - `next_logits(prefix_len)`: the next-token logits alone.
+//!   - Each cache slot keeps its token's last hidden state, so the logits at a
+//!     prediction point in the exact part of the cache cost only the output
+//!     layer, and so does each generated token that repeats the cached text
+//!     after it (token healing re-typing the token it backed off). Only a
+//!     point in PIE's stale suffix re-runs its token through every layer.
 //!   - `staleness()` / `repair(max_tokens)`: PIE leaves the entries after an
 //!     edit exact at layer 0 but stale above it (they attended to the old
 //!     text). The session tracks that stale suffix; `repair` re-encodes it in

@@ -354,19 +354,31 @@ impl Session {
         })
     }
 
-    /// Fresh next-token logits at `prefix_len`: token `prefix_len - 1` is
-    /// re-run at its position, attending only to `cache[0..prefix_len - 1)`,
-    /// into the scratch area. The mirrored cache is not changed.
-    pub fn next_logits(&mut self, prefix_len: usize) -> Result<Vec<f32>> {
-        self.first_logits(prefix_len, &|| false)
+    /// Slots `0..exact_len()` hold exactly what a fresh encoding of the
+    /// tokens would (up to float rounding): everything before PIE's stale
+    /// suffix.
+    pub fn exact_len(&self) -> usize {
+        self.stale.map_or(self.tokens.len(), |s| s.from)
     }
 
-    /// [`Session::next_logits`], stopping with [`Interrupted`] when asked.
+    /// Fresh next-token logits at `prefix_len`, as if token `prefix_len - 1`
+    /// were re-run at its position attending only to `cache[0..prefix_len - 1)`.
+    /// The mirrored cache is not changed.
+    pub fn next_logits(&mut self, prefix_len: usize) -> Result<Vec<f32>> {
+        Ok(self.first_logits(prefix_len, &|| false)?.0)
+    }
+
+    /// [`Session::next_logits`], stopping with [`Interrupted`] when asked;
+    /// also returns how many cache slots generation attends to before its
+    /// scratch entries. When slot `prefix_len - 1` is exact, its stored
+    /// hidden state gives the logits (output layer only) and the scratch
+    /// area stays empty; in a stale suffix the token is re-run into the
+    /// scratch area, so its higher layers see the current text.
     fn first_logits(
         &mut self,
         prefix_len: usize,
         interrupted: &dyn Fn() -> bool,
-    ) -> Result<Vec<f32>> {
+    ) -> Result<(Vec<f32>, usize)> {
         if prefix_len == 0 || prefix_len > self.tokens.len() {
             bail!(
                 "prediction point {prefix_len} outside 1..={} cached tokens",
@@ -374,22 +386,34 @@ impl Session {
             );
         }
         self.scratch.clear();
-        self.scratch_step(self.tokens[prefix_len - 1], prefix_len, interrupted)
+        if prefix_len <= self.exact_len() {
+            return Ok((self.stored_logits(prefix_len - 1)?, prefix_len));
+        }
+        let logits = self.scratch_step(self.tokens[prefix_len - 1], prefix_len - 1, interrupted)?;
+        Ok((logits, prefix_len - 1))
     }
 
-    /// Run one token into the scratch area after `cache[0..prefix_len - 1)`
-    /// and the scratch entries so far; the next-token logits.
+    /// Next-token logits after cached slot `slot`, from its stored hidden state.
+    fn stored_logits(&self, slot: usize) -> Result<Vec<f32>> {
+        Ok(self
+            .model
+            .logits_after(&self.cache, slot)?
+            .to_vec1::<f32>()?)
+    }
+
+    /// Run one token into the scratch area after `cache[0..base_len)` and
+    /// the scratch entries so far; the next-token logits.
     fn scratch_step(
         &mut self,
         token: u32,
-        prefix_len: usize,
+        base_len: usize,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<Vec<f32>> {
         let logits = self.model.forward_interruptible(
             &[token],
             Attend::Scratch {
                 base: &self.cache,
-                base_len: prefix_len - 1,
+                base_len,
                 scratch: &mut self.scratch,
             },
             Logits::Last,
@@ -431,7 +455,7 @@ impl Session {
             return Ok(generated);
         }
         let stopped = |e: &anyhow::Error| e.is::<Interrupted>();
-        let mut logits = match self.first_logits(prefix_len, interrupted) {
+        let (mut logits, mut base_len) = match self.first_logits(prefix_len, interrupted) {
             Err(e) if stopped(&e) => return Ok(generated),
             other => other?,
         };
@@ -455,7 +479,19 @@ impl Session {
             if on_token(token).is_break() || generated.len() >= options.max_tokens {
                 break;
             }
-            logits = match self.scratch_step(token, prefix_len, interrupted) {
+            // While the generation repeats the cached tokens that follow
+            // (healing re-typing the token it backed off, or the text after
+            // the cursor), their entries are the ones a scratch pass would
+            // compute: take the next logits from the cache.
+            if self.scratch.is_empty()
+                && base_len < self.exact_len()
+                && self.tokens[base_len] == token
+            {
+                logits = self.stored_logits(base_len)?;
+                base_len += 1;
+                continue;
+            }
+            logits = match self.scratch_step(token, base_len, interrupted) {
                 Err(e) if stopped(&e) => break,
                 other => other?,
             };

@@ -127,6 +127,7 @@ impl Model {
             self.config.n_layers,
             self.config.n_kv_heads,
             self.config.head_dim,
+            self.config.hidden,
             capacity,
             &self.device,
         )
@@ -209,6 +210,7 @@ impl Model {
         }
         match &mut attend {
             Attend::Cache { cache, at } => {
+                cache.write_hidden(*at, &x)?;
                 let end = (*at + n).max(cache.len());
                 cache.set_len(end)?;
             }
@@ -229,6 +231,17 @@ impl Model {
         } else {
             out
         }))
+    }
+
+    /// Next-token logits (`[vocab]`) after the token in `slot`, from the
+    /// hidden state its forward pass left in `cache`: the same numbers as
+    /// re-running that token after `cache[0..slot)`, at the cost of the
+    /// output layer alone. Valid while everything before `slot` is unchanged
+    /// since that pass.
+    pub fn logits_after(&self, cache: &KvCache, slot: usize) -> Result<Tensor> {
+        let eps = self.config.rms_eps as f32;
+        let x = candle_nn::ops::rms_norm(&cache.hidden(slot)?, &self.norm, eps)?;
+        Ok(self.output.forward(&x)?.squeeze(0)?)
     }
 
     fn attention(

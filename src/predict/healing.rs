@@ -42,7 +42,7 @@ pub struct HealPlan {
 /// bytes, i.e. when the tokenizer could have merged it with what follows
 /// (`\n` + indentation is the case that matters most). At least one token is
 /// kept whenever the cursor is past the first token, so the engine always has
-/// a token to re-run for fresh logits.
+/// a token whose next-token logits start the prediction.
 /// How many more tokens healing may give back to reach a pre-token boundary.
 /// Measured on textwrap.py (every cursor in 1.5 kB): the healed prompt was a
 /// prefix of the completed text's own tokenization at 90.5% of cursors with
