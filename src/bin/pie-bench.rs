@@ -15,7 +15,7 @@ use pie_edit::model::{
     GenerateOptions, LoadOptions, Model, Sampling, Session, SlowQuant, TokenEdit, UpdateMode,
 };
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
 enum Weights {
     Q8_0,
     F32,
@@ -46,9 +46,10 @@ struct Args {
     /// Repetitions of the cheap (Pie, Conflict) updates; the median is reported.
     #[arg(long, default_value_t = 5)]
     reps: usize,
-    /// What to do with Q4_0/Q4_1 matrices at load.
-    #[arg(long, value_enum, default_value_t = Weights::Q8_0)]
-    weights: Weights,
+    /// What to do with Q4_0/Q4_1 matrices at load (default q8-0; with
+    /// --speed-only, every treatment in turn unless this is given).
+    #[arg(long, value_enum)]
+    weights: Option<Weights>,
     /// Leave Q8_0 matrices unpadded (slower generic kernel; for comparison).
     #[arg(long)]
     no_pad: bool,
@@ -239,7 +240,11 @@ fn main() -> Result<()> {
             ("F32", Weights::F32, false),
             ("kept Q4_1", Weights::Keep, false),
         ];
-        for (label, w, pad) in variants {
+        let chosen = variants.into_iter().filter(|&(_, w, pad)| {
+            args.weights
+                .is_none_or(|only| only == w && (w != Weights::Q8_0 || pad != args.no_pad))
+        });
+        for (label, w, pad) in chosen {
             let started = Instant::now();
             let options = LoadOptions {
                 slow_quant: w.into(),
@@ -256,7 +261,7 @@ fn main() -> Result<()> {
     let model = Arc::new(Model::load(
         &path,
         &LoadOptions {
-            slow_quant: args.weights.into(),
+            slow_quant: args.weights.unwrap_or(Weights::Q8_0).into(),
             pad_for_fast_kernels: !args.no_pad,
         },
     )?);

@@ -97,6 +97,7 @@ fn main() -> anyhow::Result<()> {
     eprintln!("file encoded: {cache_tokens}");
 
     let wait = format!("<wait:{}ms>", args.key_ms);
+    let mut seen = 0;
     for line in SESSION {
         let script = Script::parse(line)?;
         // Re-emit each key with the typing pause after it, then wait for the
@@ -112,6 +113,18 @@ fn main() -> anyhow::Result<()> {
                 .collect::<String>()
         );
         app.run(&mut terminal, ReplayEvents::new(&Script::parse(&typed)?))?;
+        // Which lines the slow predictions come from (stderr, beside the table).
+        let latencies = &app
+            .predictor
+            .as_ref()
+            .context("predictor attached")?
+            .latencies;
+        let ms: Vec<String> = latencies[seen..]
+            .iter()
+            .map(|(first, full)| format!("{}/{}", first.as_millis(), full.as_millis()))
+            .collect();
+        eprintln!("{line:<40} first/complete ms: {}", ms.join(" "));
+        seen = latencies.len();
     }
 
     let predictor = app.predictor.as_ref().context("predictor attached")?;

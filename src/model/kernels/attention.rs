@@ -13,8 +13,10 @@
 //! alone were enough to flip near-tied predictions between PIE and Full.
 
 use anyhow::{Result, bail, ensure};
+use candle_core::utils::barrier_pool;
 use candle_core::{CpuStorage, Device, Layout, Storage, Tensor};
-use rayon::prelude::*;
+use std::sync::OnceLock;
+use wide::f32x8;
 
 /// One slice of keys and values, `[kv_heads, len, head_dim]`, that the
 /// queries attend to; with `causal_offset: Some(o)` query token `i` sees
@@ -59,6 +61,10 @@ pub(crate) fn grouped_attention(
 ) -> Result<Tensor> {
     let (kv_heads, rows, head_dim) = q.dims3()?;
     ensure!(rows.is_multiple_of(n), "{rows} query rows for {n} tokens");
+    ensure!(
+        head_dim.is_multiple_of(8),
+        "attention needs a head size that is a multiple of 8, not {head_dim}"
+    );
     let q = q.contiguous()?;
     let (q_storage, q_layout) = q.storage_and_layout();
     let q_data = cpu_f32(&q_storage)?;
@@ -100,12 +106,21 @@ pub(crate) fn grouped_attention(
             })
         })
         .collect();
-    let partials: Vec<(usize, Partial)> = tasks
-        .par_iter()
-        .map(|&(h, pi, j0, j1)| {
+    // On candle's own worker threads: with a second pool (rayon) the two
+    // oversubscribe the cores, candle's workers spinning between matmuls
+    // while the other pool's threads attend.
+    let partials: Vec<OnceLock<Partial>> = tasks.iter().map(|_| OnceLock::new()).collect();
+    barrier_pool().execute_chunked(tasks.len(), |range| {
+        for t in range {
+            let (h, pi, j0, j1) = tasks[t];
             let q = &q_data[h * rows * head_dim..(h + 1) * rows * head_dim];
-            (h, attend_piece(q, &raw[pi], h, j0..j1, n, head_dim, scale))
-        })
+            let _ = partials[t].set(attend_piece(q, &raw[pi], h, j0..j1, n, head_dim, scale));
+        }
+    });
+    let partials: Vec<(usize, Partial)> = tasks
+        .iter()
+        .zip(partials)
+        .map(|(&(h, ..), p)| (h, p.into_inner().expect("every attention task ran")))
         .collect();
     let mut out = vec![0f32; kv_heads * rows * head_dim];
     for (h, out) in out.chunks_exact_mut(rows * head_dim).enumerate() {
@@ -129,6 +144,10 @@ const PIECE: usize = 512;
 const TILE: usize = 64;
 /// Output dimensions summed together in registers (eight 8-wide vectors).
 const LANES: usize = 64;
+/// Keys scored together against one query row: their dot products are
+/// independent chains of fused multiply-adds, where one key at a time was a
+/// single chain that waited on each add (measured below).
+const KEY_BLOCK: usize = 8;
 
 /// Softmax attention over some keys, unnormalized: per query row the largest
 /// score, the sum of `exp(score - max)`, and the `exp`-weighted sum of values.
@@ -154,20 +173,33 @@ fn attend_piece(
         out: vec![0.0; rows * head_dim],
     };
     let visible: Vec<usize> = (0..rows).map(|r| p.visible(r % n)).collect();
+    let q = lanes(q);
+    let q_lanes = head_dim / 8;
     let mut scores = vec![0f32; rows * TILE];
     let mut t0 = keys.start;
     while t0 < keys.end {
         let t1 = (t0 + TILE).min(keys.end);
         let width = t1 - t0;
-        for j in t0..t1 {
-            let k = &p.k[p.k_offset + h * p.k_head_stride + j * head_dim..][..head_dim];
-            for r in 0..rows {
-                scores[r * TILE + j - t0] = if j < visible[r] {
-                    dot(&q[r * head_dim..(r + 1) * head_dim], k) * scale
-                } else {
-                    f32::NEG_INFINITY
-                };
+        let keys = &p.k[p.k_offset + h * p.k_head_stride + t0 * head_dim..][..width * head_dim];
+        for r in 0..rows {
+            let q = &q[r * q_lanes..(r + 1) * q_lanes];
+            let s = &mut scores[r * TILE..r * TILE + width];
+            let seen = visible[r].clamp(t0, t1) - t0;
+            let mut blocks = keys[..seen * head_dim].chunks_exact(KEY_BLOCK * head_dim);
+            let mut out = s[..seen].chunks_exact_mut(KEY_BLOCK);
+            for (block, out) in (&mut blocks).zip(&mut out) {
+                for (o, d) in out.iter_mut().zip(dot_block(q, block)) {
+                    *o = d * scale;
+                }
             }
+            for (k, o) in blocks
+                .remainder()
+                .chunks_exact(head_dim)
+                .zip(out.into_remainder())
+            {
+                *o = dot(q, k) * scale;
+            }
+            s[seen..].fill(f32::NEG_INFINITY);
         }
         for r in 0..rows {
             let s = &mut scores[r * TILE..r * TILE + width];
@@ -293,24 +325,41 @@ fn rows_layout(layout: &Layout, kv_heads: usize, head_dim: usize) -> Result<(usi
     Ok((layout.start_offset(), stride[0], dims[1]))
 }
 
-/// Dot product in eight independent lanes, so that it vectorizes.
+/// `x` as 8-lane vectors (its length is a multiple of 8).
+fn lanes(x: &[f32]) -> Vec<f32x8> {
+    x.chunks_exact(8).map(load).collect()
+}
+
 #[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let mut ca = a.chunks_exact(8);
-    let mut cb = b.chunks_exact(8);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for l in 0..8 {
-            lanes[l] = x[l].mul_add(y[l], lanes[l]);
+fn load(x: &[f32]) -> f32x8 {
+    f32x8::from(<[f32; 8]>::try_from(&x[..8]).expect("eight floats"))
+}
+
+/// Dot products of a query row with the `KEY_BLOCK` key rows of `keys`, one
+/// vector accumulator per key so that their multiply-adds overlap. Written
+/// with `wide`'s vectors: the same loop over plain arrays did not vectorize
+/// and scored keys 2-3x slower (measured outside the crate, 30 layers of
+/// 2048 keys: 16 ms against 7).
+#[inline]
+fn dot_block(q: &[f32x8], keys: &[f32]) -> [f32; KEY_BLOCK] {
+    let head_dim = q.len() * 8;
+    let mut acc = [f32x8::ZERO; KEY_BLOCK];
+    for (c, &q) in q.iter().enumerate() {
+        for (b, acc) in acc.iter_mut().enumerate() {
+            *acc = q.mul_add(load(&keys[b * head_dim + c * 8..]), *acc);
         }
     }
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    lanes.iter().sum::<f32>() + tail
+    acc.map(|a| a.reduce_add())
+}
+
+/// One key's dot product, in the same order of operations as [`dot_block`].
+#[inline]
+fn dot(q: &[f32x8], key: &[f32]) -> f32 {
+    let mut acc = f32x8::ZERO;
+    for (c, &q) in q.iter().enumerate() {
+        acc = q.mul_add(load(&key[c * 8..]), acc);
+    }
+    acc.reduce_add()
 }
 
 #[inline]
