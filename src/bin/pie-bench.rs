@@ -304,5 +304,35 @@ fn main() -> Result<()> {
             );
         }
     }
+
+    // The editor's window slides by an eighth of its budget when the cursor
+    // nears its end: a PIE shift of the rest, against re-encoding it.
+    println!(
+        "\n| context | window slide by n/8: shift ms | re-encode the rest ms | re-encode/shift |"
+    );
+    println!("|---|---|---|---|");
+    for &n in &args.contexts {
+        let tokens = synthetic_tokens(n, c.vocab_size, n as u64);
+        let mut base = Session::new(model.clone())?;
+        base.reset(&tokens)?;
+        let drop = n / 8;
+        let mut times = Vec::with_capacity(args.reps);
+        for _ in 0..args.reps {
+            let mut s = base.fork()?;
+            let started = Instant::now();
+            s.slide(drop)?;
+            times.push(started.elapsed());
+        }
+        let shift = median(times);
+        let started = Instant::now();
+        base.reset(&tokens[drop..])?;
+        let reencode = started.elapsed();
+        println!(
+            "| {n} | {:.1} | {:.0} | {:.0}x |",
+            ms(shift),
+            ms(reencode),
+            reencode.as_secs_f64() / shift.as_secs_f64()
+        );
+    }
     Ok(())
 }
