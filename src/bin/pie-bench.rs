@@ -59,6 +59,9 @@ struct Args {
     /// Only measure prefill/decode speed, for each weight treatment in turn.
     #[arg(long)]
     speed_only: bool,
+    /// Only measure the window slide (PIE shift against re-encoding).
+    #[arg(long, conflicts_with = "speed_only")]
+    slide_only: bool,
     /// Tokens already in the cache when decoding starts. 1 is what
     /// llama-bench's tg64 measures; an editor decodes after a whole file.
     #[arg(long, default_value_t = 1)]
@@ -266,6 +269,9 @@ fn main() -> Result<()> {
         },
     )?);
     let c = model.config();
+    if args.slide_only {
+        return slide_table(&model, &args.contexts, args.reps);
+    }
     println!(
         "config: {:?}, {} layers, {} heads / {} kv heads x {}, context length {}",
         c.arch, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.context_length
@@ -305,19 +311,23 @@ fn main() -> Result<()> {
         }
     }
 
-    // The editor's window slides by an eighth of its budget when the cursor
-    // nears its end: a PIE shift of the rest, against re-encoding it.
+    slide_table(&model, &args.contexts, args.reps)
+}
+
+/// The editor's window slides by an eighth of its budget when the cursor
+/// nears its end: a PIE shift of the rest, against re-encoding it.
+fn slide_table(model: &Arc<Model>, contexts: &[usize], reps: usize) -> Result<()> {
     println!(
         "\n| context | window slide by n/8: shift ms | re-encode the rest ms | re-encode/shift |"
     );
     println!("|---|---|---|---|");
-    for &n in &args.contexts {
-        let tokens = synthetic_tokens(n, c.vocab_size, n as u64);
+    for &n in contexts {
+        let tokens = synthetic_tokens(n, model.config().vocab_size, n as u64);
         let mut base = Session::new(model.clone())?;
         base.reset(&tokens)?;
         let drop = n / 8;
-        let mut times = Vec::with_capacity(args.reps);
-        for _ in 0..args.reps {
+        let mut times = Vec::with_capacity(reps);
+        for _ in 0..reps {
             let mut s = base.fork()?;
             let started = Instant::now();
             s.slide(drop)?;

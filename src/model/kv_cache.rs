@@ -12,6 +12,7 @@
 use anyhow::{Result, bail};
 use candle_core::{DType, Device, Tensor};
 
+use super::kernels::{PairRotation, RowMove, move_rows};
 use super::rope::Rope;
 
 /// A run of cached entries that keeps its content but changes slot.
@@ -257,32 +258,29 @@ impl KvCache {
             }
         }
         self.reserve(new_len)?;
-        let moving: Vec<&Segment> = segments
+        let rotations: Vec<Option<PairRotation>> = segments
             .iter()
-            .filter(|s| s.len > 0 && s.from != s.to)
+            .map(|s| rope.map(|r| r.rotation_by(s.to as i64 - s.from as i64)))
             .collect();
-        for (k_all, v_all) in &self.layers {
-            let mut staged = Vec::with_capacity(moving.len());
-            for s in &moving {
-                let k = k_all.narrow(1, s.from, s.len)?;
-                let k = match rope {
-                    Some(rope) => rope.rerotate(&k, s.to as i64 - s.from as i64)?,
-                    None => detached(&k)?,
-                };
-                staged.push((k, detached(&v_all.narrow(1, s.from, s.len)?)?));
-            }
-            for (s, (k, v)) in moving.iter().zip(&staged) {
-                k_all.slice_set(k, 1, s.to)?;
-                v_all.slice_set(v, 1, s.to)?;
-            }
-        }
-        let staged = moving
+        let key_moves: Vec<RowMove> = segments
             .iter()
-            .map(|s| detached(&self.hidden.narrow(0, s.from, s.len)?))
-            .collect::<Result<Vec<_>>>()?;
-        for (s, h) in moving.iter().zip(&staged) {
-            self.hidden.slice_set(h, 0, s.to)?;
+            .zip(&rotations)
+            .map(|(s, r)| RowMove {
+                from: s.from,
+                len: s.len,
+                to: s.to,
+                rotate: r.as_ref().filter(|_| s.from != s.to),
+            })
+            .collect();
+        let plain_moves: Vec<RowMove> = key_moves
+            .iter()
+            .map(|m| RowMove { rotate: None, ..*m })
+            .collect();
+        for (k, v) in &self.layers {
+            move_rows(k, &key_moves)?;
+            move_rows(v, &plain_moves)?;
         }
+        move_rows(&self.hidden, &plain_moves)?;
         self.len = new_len;
         Ok(())
     }
@@ -312,9 +310,15 @@ impl KvCache {
         if range.is_empty() || delta == 0 {
             return Ok(());
         }
-        for (k_all, _) in &self.layers {
-            let k = rope.rerotate(&k_all.narrow(1, range.start, range.len())?, delta)?;
-            k_all.slice_set(&k, 1, range.start)?;
+        let rotation = rope.rotation_by(delta);
+        let in_place = RowMove {
+            from: range.start,
+            len: range.len(),
+            to: range.start,
+            rotate: Some(&rotation),
+        };
+        for (k, _) in &self.layers {
+            move_rows(k, &[in_place])?;
         }
         Ok(())
     }

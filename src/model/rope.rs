@@ -9,6 +9,7 @@ use anyhow::Result;
 use candle_core::{Device, Tensor};
 
 use super::config::{ModelConfig, RopeLayout};
+use super::kernels::PairRotation;
 
 #[derive(Debug, Clone)]
 pub struct Rope {
@@ -107,6 +108,24 @@ impl Rope {
     pub fn rerotate(&self, k: &Tensor, delta: i64) -> Result<Tensor> {
         let rows = k.dim(k.rank() - 2)?;
         self.rotate(k, &self.tables(std::iter::repeat_n(delta as f64, rows))?)
+    }
+
+    /// The rotation by `delta` positions as one cos/sin row (angles in f64),
+    /// for moving cached keys without a table row per token.
+    pub(crate) fn rotation_by(&self, delta: i64) -> PairRotation {
+        let (sin, cos) = self
+            .inv_freq
+            .iter()
+            .map(|&f| {
+                let (s, c) = (delta as f64 * f).sin_cos();
+                (s as f32, c as f32)
+            })
+            .unzip();
+        PairRotation {
+            cos,
+            sin,
+            layout: self.layout,
+        }
     }
 
     /// Undo the rotation of keys stored at `start, start + 1, ...`: used by

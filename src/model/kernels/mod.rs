@@ -2,5 +2,7 @@
 //! work they do.
 
 mod attention;
+mod row_move;
 
 pub(crate) use attention::{KvPart, grouped_attention};
+pub(crate) use row_move::{PairRotation, RowMove, move_rows};
