@@ -196,6 +196,9 @@ mod tests {
             .unwrap()
     }
 
+    /// `(from, len, to, rotate by)`.
+    type Run = (usize, usize, usize, Option<i64>);
+
     /// What the moves must produce, built from candle's narrow, rope and
     /// concatenation on an untouched copy.
     fn reference(
@@ -217,7 +220,7 @@ mod tests {
 
     #[test]
     fn moves_match_rope_and_copies_in_both_layouts_and_directions() {
-        let cases: &[&[(usize, usize, usize, Option<i64>)]] = &[
+        let cases: &[&[Run]] = &[
             &[(8, 30, 0, Some(-8))],
             &[(2, 30, 9, Some(7))],
             &[(5, 10, 5, Some(3))],
