@@ -135,6 +135,11 @@ impl Mirror {
         self.window = doc.slice(from..to).into();
         self.aligned = AlignedText::new(&self.tokenizer, self.window.to_string());
         self.last_update = self.session.reset(self.aligned.tokens())?;
+        tracing::debug!(
+            tokens = self.aligned.tokens().len(),
+            ms = self.last_update.elapsed.as_millis(),
+            "window placed and encoded"
+        );
         self.fit_budget(cursor)
     }
 
@@ -170,7 +175,14 @@ impl Mirror {
         match edit {
             Some(edit) => {
                 edit.apply_to(&mut self.window);
+                let started = std::time::Instant::now();
+                let before = self.aligned.tokens().len();
                 self.sync_tokens(&[edit])?;
+                tracing::debug!(
+                    added = self.aligned.tokens().len() - before,
+                    ms = started.elapsed().as_millis(),
+                    "window extended to the cursor"
+                );
                 self.fit_budget(cursor)
             }
             None => self.place_window(doc, cursor),
@@ -207,6 +219,11 @@ impl Mirror {
             self.window.remove(..chars);
             self.start += chars;
             let stats = self.session.slide(tokens)?;
+            tracing::debug!(
+                dropped = tokens,
+                ms = stats.elapsed.as_millis(),
+                "window slid"
+            );
             self.accumulate(stats);
         }
         let excess = self
@@ -226,6 +243,7 @@ impl Mirror {
             let edit = Edit::delete(&self.window, cut, self.window.len_chars());
             edit.apply_to(&mut self.window);
             self.sync_tokens(&[edit])?;
+            tracing::debug!(tokens = excess, "window tail cut");
         }
         Ok(())
     }
@@ -246,6 +264,12 @@ impl Mirror {
             .context("aligning tokens with an edit")?;
         if !hunks.is_empty() {
             let stats = self.session.apply(&hunks, self.config.mode)?;
+            tracing::trace!(
+                encoded = stats.encoded,
+                moved = stats.moved,
+                ms = stats.elapsed.as_millis(),
+                "cache updated"
+            );
             self.accumulate(stats);
         }
         debug_assert_eq!(self.aligned.tokens(), self.session.tokens());
@@ -287,6 +311,7 @@ impl Mirror {
         if !window.contains(&cursor) && cursor != window.end {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let cursor_byte = self.window.char_to_byte(cursor - self.start);
         let plan = healing::plan(&self.aligned, &self.tokenizer, cursor_byte)?;
         if plan.keep_tokens == 0 {
@@ -323,6 +348,12 @@ impl Mirror {
             },
             interrupted,
         )?;
+        tracing::debug!(
+            generated = generated.len(),
+            text = ?healing::visible_text(&tokenizer, &plan.required, &generated),
+            ms = started.elapsed().as_millis(),
+            "prediction finished"
+        );
         Ok(())
     }
 }
@@ -410,7 +441,13 @@ impl Backend for Mirror {
     }
 
     fn repair(&mut self, max_tokens: usize) -> Result<()> {
-        self.session.repair(max_tokens).map(|_| ())
+        let stats = self.session.repair(max_tokens)?;
+        tracing::trace!(
+            repaired = stats.encoded,
+            ms = stats.elapsed.as_millis(),
+            "cache repaired"
+        );
+        Ok(())
     }
 
     fn verify(&self, doc: &ropey::Rope) -> Result<(), String> {
