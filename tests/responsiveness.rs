@@ -1,7 +1,8 @@
 //! The editor never waits on the engine: while a prediction is stuck inside
-//! the backend, a burst of keystrokes is applied and drawn. The backend here
-//! is a stand-in that blocks on a gate (the real model cannot be held still
-//! on purpose); the real model's path is covered by `predict_live.rs`.
+//! the backend, a burst of keystrokes is applied and drawn; while the model
+//! is loading, a trigger is kept until it is ready. The backends here are
+//! stand-ins that block on a gate (the real model cannot be held still on
+//! purpose); the real model's path is covered by `predict_live.rs`.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -119,4 +120,96 @@ fn fifty_keys_are_applied_and_drawn_while_a_prediction_is_stuck() {
     gate.send(()).unwrap();
     run(&mut app, "<wait-idle>");
     assert!(!predicting.load(Ordering::SeqCst));
+}
+
+/// Suggests `pass` at once.
+struct PassBackend;
+
+impl Backend for PassBackend {
+    fn reset(&mut self, _: &Rope, _: usize) -> Result<()> {
+        Ok(())
+    }
+    fn apply_edits(&mut self, _: &Rope, _: &[Edit], _: usize) -> Result<()> {
+        Ok(())
+    }
+    fn predict(
+        &mut self,
+        _: &Rope,
+        _: usize,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+        _: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        let _ = on_text("pass");
+        Ok(())
+    }
+    fn cache_info(&self) -> CacheInfo {
+        CacheInfo::default()
+    }
+    fn verify(&self, _: &Rope) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// An app on `x = 1` whose engine finishes loading when the returned
+/// sender is sent to.
+fn app_with_gated_loading() -> (App, Sender<()>) {
+    let (gate, gate_rx): (Sender<()>, Receiver<()>) = crossbeam_channel::unbounded();
+    let engine = EngineHandle::spawn(move |_| {
+        let _ = gate_rx.recv();
+        Ok((PassBackend, "gated".into()))
+    });
+    let config = PredictConfig {
+        debounce_ms: 0,
+        ..PredictConfig::default()
+    };
+    let doc = Document::from_text("x = 1\n", Some(Language::Python));
+    let mut app = App::new(
+        Editor::new(doc, EditorOptions::default(), Keymap::default()),
+        Theme::default_dark(),
+    );
+    app.attach_predictor(Predictor::with_engine(config, engine));
+    (app, gate)
+}
+
+fn run(app: &mut App, script: &str) {
+    let mut terminal = Terminal::new(TestBackend::new(80, 10)).unwrap();
+    app.run(
+        &mut terminal,
+        ReplayEvents::new(&Script::parse(script).unwrap()),
+    )
+    .unwrap();
+}
+
+fn requests_sent(app: &App) -> u64 {
+    app.predictor.as_ref().unwrap().requests_sent()
+}
+
+#[test]
+fn a_trigger_while_the_model_loads_is_served_once_it_is_ready() {
+    let (mut app, gate) = app_with_gated_loading();
+    // The Enter after the header is a trigger, but there is no engine to
+    // ask yet.
+    run(&mut app, "<C-End>def f():<Enter>");
+    assert_eq!(requests_sent(&app), 0);
+    assert!(app.editor.ghost.is_none());
+
+    gate.send(()).unwrap();
+    run(&mut app, "<wait-idle>");
+    assert_eq!(requests_sent(&app), 1, "asked again when ready");
+    let ghost = app
+        .editor
+        .ghost
+        .as_ref()
+        .expect("a suggestion after loading");
+    assert_eq!(ghost.text, "pass");
+}
+
+#[test]
+fn a_trigger_while_loading_is_dropped_once_the_cursor_moves() {
+    let (mut app, gate) = app_with_gated_loading();
+    run(&mut app, "<C-End>def f():<Enter><Up>");
+    gate.send(()).unwrap();
+    run(&mut app, "<wait-idle>");
+    assert_eq!(requests_sent(&app), 0);
+    assert!(app.editor.ghost.is_none());
 }

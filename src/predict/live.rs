@@ -59,6 +59,10 @@ pub struct Predictor {
     idle_version: Option<u64>,
     /// Why the last prediction was asked for (tests and logs).
     pub last_trigger: Option<Trigger>,
+    /// A prediction asked for while the model was loading, with the cursor
+    /// and document version it was for: asked again once the engine is
+    /// ready if neither has changed, instead of waiting for the next key.
+    deferred: Option<(Trigger, usize, u64)>,
     /// The engine's answer to the last [`Predictor::verify`].
     pub verification: Option<Result<(), String>>,
 }
@@ -97,6 +101,7 @@ impl Predictor {
             sent_version: 0,
             idle_version: None,
             last_trigger: None,
+            deferred: None,
             verification: None,
         }
     }
@@ -178,13 +183,13 @@ impl Predictor {
 
     /// Whether a suggestion may be shown at the cursor now.
     fn may_predict(&self, editor: &Editor) -> bool {
-        if !self.enabled
-            || !matches!(self.state, EngineState::Ready(_))
-            || !editor.selection.is_empty()
-        {
-            return false;
-        }
-        if editor.prompt.is_some() {
+        matches!(self.state, EngineState::Ready(_)) && self.may_predict_when_ready(editor)
+    }
+
+    /// Whether a suggestion may be shown at the cursor once the engine is
+    /// ready.
+    fn may_predict_when_ready(&self, editor: &Editor) -> bool {
+        if !self.enabled || !editor.selection.is_empty() || editor.prompt.is_some() {
             return false;
         }
         match (
@@ -203,7 +208,12 @@ impl Predictor {
 
     fn request(&mut self, editor: &mut Editor, reason: Trigger) {
         self.pause_since = None;
+        self.deferred = None;
         if !self.may_predict(editor) {
+            if matches!(self.state, EngineState::Loading(_)) && self.may_predict_when_ready(editor)
+            {
+                self.deferred = Some((reason, editor.cursor(), editor.doc.version()));
+            }
             return;
         }
         self.next_id += 1;
@@ -277,6 +287,13 @@ impl Predictor {
                     self.streaming = None;
                 }
                 self.state = state;
+                if matches!(self.state, EngineState::Ready(_))
+                    && let Some((reason, cursor, version)) = self.deferred.take()
+                    && (cursor, version) == (editor.cursor(), editor.doc.version())
+                    && editor.ghost.is_none()
+                {
+                    self.request(editor, reason);
+                }
                 true
             }
             Event::Chunk { id, text, .. } => {
