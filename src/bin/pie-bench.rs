@@ -17,6 +17,7 @@ use pie_edit::model::{
 
 #[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
 enum Weights {
+    Native,
     Q8_0,
     F32,
     Keep,
@@ -25,6 +26,7 @@ enum Weights {
 impl From<Weights> for SlowQuant {
     fn from(w: Weights) -> Self {
         match w {
+            Weights::Native => SlowQuant::Native,
             Weights::Q8_0 => SlowQuant::ToQ8_0,
             Weights::F32 => SlowQuant::ToF32,
             Weights::Keep => SlowQuant::Keep,
@@ -46,7 +48,7 @@ struct Args {
     /// Repetitions of the cheap (Pie, Conflict) updates; the median is reported.
     #[arg(long, default_value_t = 5)]
     reps: usize,
-    /// What to do with Q4_0/Q4_1 matrices at load (default q8-0; with
+    /// What to do with Q4_0/Q4_1 matrices at load (default native; with
     /// --speed-only, every treatment in turn unless this is given).
     #[arg(long, value_enum)]
     weights: Option<Weights>,
@@ -238,14 +240,16 @@ fn main() -> Result<()> {
         );
         println!("|---|---|---|---|");
         let variants = [
+            ("Q4_1 as stored (VNNI tiles)", Weights::Native, true),
             ("Q8_0, padded to 256", Weights::Q8_0, true),
             ("Q8_0, unpadded", Weights::Q8_0, false),
             ("F32", Weights::F32, false),
             ("kept Q4_1", Weights::Keep, false),
         ];
         let chosen = variants.into_iter().filter(|&(_, w, pad)| {
-            args.weights
-                .is_none_or(|only| only == w && (w != Weights::Q8_0 || pad != args.no_pad))
+            args.weights.is_none_or(|only| {
+                only == w && (w == Weights::F32 || w == Weights::Keep || pad != args.no_pad)
+            })
         });
         for (label, w, pad) in chosen {
             let started = Instant::now();
@@ -264,7 +268,7 @@ fn main() -> Result<()> {
     let model = Arc::new(Model::load(
         &path,
         &LoadOptions {
-            slow_quant: args.weights.unwrap_or(Weights::Q8_0).into(),
+            slow_quant: args.weights.unwrap_or(Weights::Native).into(),
             pad_for_fast_kernels: !args.no_pad,
         },
     )?);

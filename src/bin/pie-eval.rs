@@ -70,10 +70,12 @@ struct Args {
     /// Tokens repaired in each pause after an edit (default: all stale ones).
     #[arg(long)]
     repair_budget: Option<usize>,
-    /// Weights: `q8` is what the editor runs (Q4 re-quantized to Q8_0);
-    /// `f32` dequantizes them, which makes Full bit-for-bit stable across
-    /// chunkings (the Q8_0 kernels are not), so the gap measures PIE alone.
-    #[arg(long, value_enum, default_value_t = Weights::Q8)]
+    /// Weights: `native` is what the editor runs (Q4_1 as stored on our
+    /// AVX512-VNNI kernel, else Q8_0); `q8` re-quantizes Q4 to Q8_0; `f32`
+    /// dequantizes them. The native and f32 kernels give each token the same
+    /// numbers however a pass is chunked (candle's Q8_0 kernels do not), so
+    /// with them the Pie/Full gap measures PIE alone.
+    #[arg(long, value_enum, default_value_t = Weights::Native)]
     weights: Weights,
     /// Output directory.
     #[arg(long, default_value = "eval-out")]
@@ -86,6 +88,7 @@ struct Args {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum Weights {
+    Native,
     Q8,
     F32,
 }
@@ -191,6 +194,7 @@ fn run(args: Args) -> Result<()> {
         };
         let load = LoadOptions {
             slow_quant: match args.weights {
+                Weights::Native => SlowQuant::Native,
                 Weights::Q8 => SlowQuant::ToQ8_0,
                 Weights::F32 => SlowQuant::ToF32,
             },

@@ -52,8 +52,10 @@
 //!   - `fork()`: an independent copy (cache copied, not re-encoded), e.g. to
 //!     repair a copy in idle time while the original keeps serving.
 //! - Loading: [`Model::load`] takes a `.gguf` file or a safetensors directory.
-//!   [`LoadOptions::default`] re-quantizes Q4_0/Q4_1 matrices to Q8_0 and pads
-//!   Q8_0 rows to a multiple of 256 so candle's fast repacked kernel applies.
+//!   [`LoadOptions::default`] keeps Q4_1 matrices as stored, multiplied by our
+//!   AVX512-VNNI kernel (`kernels/q4_1.rs`), on CPUs that have it; otherwise
+//!   (and for Q4_0/Q5) it re-quantizes them to Q8_0 and pads Q8_0 rows to a
+//!   multiple of 256 so that candle's fast repacked kernel applies.
 //! - Threads: candle sizes its pools from `RAYON_NUM_THREADS` /
 //!   `CANDLE_NUM_THREADS` on first use; set them at startup, before any
 //!   thread is spawned. On a busy machine one thread was measured faster

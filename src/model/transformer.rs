@@ -6,31 +6,33 @@ use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Device, Module, Tensor};
 
 use super::config::ModelConfig;
-use super::kernels::{KvPart, grouped_attention};
+use super::kernels::{KvPart, Q4_1Tiles, grouped_attention};
 use super::kv_cache::KvCache;
 use super::rope::{Rope, RopeTables};
 
-/// A weight matrix `[out, in]` applied as `x W^T`. `pad_in` zero columns were
-/// appended to `W` at load so that `in` is a multiple of 256: candle's
-/// repacked AVX512-VNNI Q8_0 kernel only takes such shapes, and is several
-/// times faster than its per-row path (SmolLM2's 576-wide rows miss it).
-pub(crate) struct Linear {
-    pub weight: QMatMul,
-    pub pad_in: usize,
+/// A weight matrix `[out, in]` applied as `x W^T`.
+pub(crate) enum Linear {
+    /// On candle's kernels. `pad_in` zero columns were appended to `W` at
+    /// load so that `in` is a multiple of 256: candle's repacked
+    /// AVX512-VNNI Q8_0 kernel only takes such shapes, and is several times
+    /// faster than its per-row path (SmolLM2's 576-wide rows miss it).
+    Candle { weight: QMatMul, pad_in: usize },
+    /// Q4_1 as stored, on our own kernel (see [`Q4_1Tiles`]).
+    Q4_1(Q4_1Tiles),
 }
 
 impl Linear {
     pub fn new(weight: QMatMul) -> Self {
-        Self { weight, pad_in: 0 }
+        Self::Candle { weight, pad_in: 0 }
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if self.pad_in == 0 {
-            Ok(self.weight.forward(x)?)
-        } else {
-            Ok(self
-                .weight
-                .forward(&x.pad_with_zeros(D::Minus1, 0, self.pad_in)?)?)
+        match self {
+            Self::Candle { weight, pad_in: 0 } => Ok(weight.forward(x)?),
+            Self::Candle { weight, pad_in } => {
+                Ok(weight.forward(&x.pad_with_zeros(D::Minus1, 0, *pad_in)?)?)
+            }
+            Self::Q4_1(tiles) => tiles.forward(x),
         }
     }
 }

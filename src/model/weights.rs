@@ -10,6 +10,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
 use candle_core::{DType, Device, Tensor};
 
 use super::config::ModelConfig;
+use super::kernels::Q4_1Tiles;
 use super::rope::Rope;
 use super::transformer::{Attention, Layer, Linear, Model};
 
@@ -17,8 +18,11 @@ use super::transformer::{Attention, Layer, Linear, Model};
 /// generic path more than 10x slower than its AVX kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SlowQuant {
-    /// Re-quantize to Q8_0 at load (fast AVX kernel, more precise than Q4).
+    /// Q4_1 matrices stay as stored, on our AVX512-VNNI kernel, where the
+    /// CPU has it and their shape tiles; anything else as `ToQ8_0`.
     #[default]
+    Native,
+    /// Re-quantize to Q8_0 at load (candle's fast kernel, more precise than Q4).
     ToQ8_0,
     /// Dequantize to f32 (fastest prefill, 8x the memory).
     ToF32,
@@ -55,9 +59,15 @@ fn is_slow(dtype: GgmlDType) -> bool {
 fn matmul_from_qtensor(q: QTensor, options: &LoadOptions, device: &Device) -> Result<Linear> {
     let cols = *q.shape().dims().last().unwrap_or(&0);
     let target = if is_slow(q.dtype()) {
+        if options.slow_quant == SlowQuant::Native && Q4_1Tiles::fits(&q) && Q4_1Tiles::available()
+        {
+            return Ok(Linear::Q4_1(Q4_1Tiles::from_qtensor(&q)?));
+        }
         match options.slow_quant {
             SlowQuant::Keep => return Ok(Linear::new(QMatMul::from_qtensor(q)?)),
-            SlowQuant::ToQ8_0 if cols.is_multiple_of(GgmlDType::Q8_0.block_size()) => {
+            SlowQuant::ToQ8_0 | SlowQuant::Native
+                if cols.is_multiple_of(GgmlDType::Q8_0.block_size()) =>
+            {
                 GgmlDType::Q8_0
             }
             _ => return Ok(Linear::new(QMatMul::Tensor(q.dequantize(device)?))),
@@ -76,7 +86,7 @@ fn matmul_from_qtensor(q: QTensor, options: &LoadOptions, device: &Device) -> Re
         return Ok(Linear::new(QMatMul::from_qtensor(q)?));
     }
     let dense = q.dequantize(device)?.pad_with_zeros(1, 0, pad_in)?;
-    Ok(Linear {
+    Ok(Linear::Candle {
         weight: QMatMul::from_qtensor(QTensor::quantize(&dense, target)?)?,
         pad_in,
     })
