@@ -6,7 +6,7 @@ use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Device, Module, Tensor};
 
 use super::config::ModelConfig;
-use super::kernels::{KvPart, Q4_1Tiles, grouped_attention};
+use super::kernels::{KvPart, QuantTiles, grouped_attention};
 use super::kv_cache::KvCache;
 use super::rope::{Rope, RopeTables};
 
@@ -17,8 +17,8 @@ pub(crate) enum Linear {
     /// AVX512-VNNI Q8_0 kernel only takes such shapes, and is several times
     /// faster than its per-row path (SmolLM2's 576-wide rows miss it).
     Candle { weight: QMatMul, pad_in: usize },
-    /// Q4_1 as stored, on our own kernel (see [`Q4_1Tiles`]).
-    Q4_1(Q4_1Tiles),
+    /// Q4_1 or Q8_0 as stored, on our own kernel (see [`QuantTiles`]).
+    Tiled(QuantTiles),
 }
 
 impl Linear {
@@ -32,7 +32,7 @@ impl Linear {
             Self::Candle { weight, pad_in } => {
                 Ok(weight.forward(&x.pad_with_zeros(D::Minus1, 0, *pad_in)?)?)
             }
-            Self::Q4_1(tiles) => tiles.forward(x),
+            Self::Tiled(tiles) => tiles.forward(x),
         }
     }
 }

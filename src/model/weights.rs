@@ -10,7 +10,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
 use candle_core::{DType, Device, Tensor};
 
 use super::config::ModelConfig;
-use super::kernels::Q4_1Tiles;
+use super::kernels::QuantTiles;
 use super::rope::Rope;
 use super::transformer::{Attention, Layer, Linear, Model};
 
@@ -18,8 +18,8 @@ use super::transformer::{Attention, Layer, Linear, Model};
 /// generic path more than 10x slower than its AVX kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SlowQuant {
-    /// Q4_1 matrices stay as stored, on our AVX512-VNNI kernel, where the
-    /// CPU has it and their shape tiles; anything else as `ToQ8_0`.
+    /// Q4_1 (and Q8_0) matrices stay as stored, on our AVX512-VNNI kernel,
+    /// where the CPU has it and their shape tiles; anything else as `ToQ8_0`.
     #[default]
     Native,
     /// Re-quantize to Q8_0 at load (candle's fast kernel, more precise than Q4).
@@ -58,11 +58,10 @@ fn is_slow(dtype: GgmlDType) -> bool {
 
 fn matmul_from_qtensor(q: QTensor, options: &LoadOptions, device: &Device) -> Result<Linear> {
     let cols = *q.shape().dims().last().unwrap_or(&0);
+    if options.slow_quant == SlowQuant::Native && QuantTiles::fits(&q) && QuantTiles::available() {
+        return Ok(Linear::Tiled(QuantTiles::from_qtensor(&q)?));
+    }
     let target = if is_slow(q.dtype()) {
-        if options.slow_quant == SlowQuant::Native && Q4_1Tiles::fits(&q) && Q4_1Tiles::available()
-        {
-            return Ok(Linear::Q4_1(Q4_1Tiles::from_qtensor(&q)?));
-        }
         match options.slow_quant {
             SlowQuant::Keep => return Ok(Linear::new(QMatMul::from_qtensor(q)?)),
             SlowQuant::ToQ8_0 | SlowQuant::Native

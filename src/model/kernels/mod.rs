@@ -2,9 +2,9 @@
 //! work they do.
 
 mod attention;
-mod q4_1;
+mod quant_tiles;
 mod row_move;
 
 pub(crate) use attention::{KvPart, grouped_attention};
-pub(crate) use q4_1::Q4_1Tiles;
+pub(crate) use quant_tiles::QuantTiles;
 pub(crate) use row_move::{PairRotation, RowMove, move_rows};
