@@ -416,7 +416,9 @@ fn pie_keys_carry_their_new_positions_at_every_layer() {
 fn prefill_logits_equal_token_by_token_decoding() {
     for variant in VARIANTS {
         let (_dir, model) = tiny_model(variant);
-        let toks = tokens(30, 3);
+        // More than one block of new tokens per attention task (64), the
+        // last one partial.
+        let toks = tokens(150, 3);
         let mut batch = model.new_cache(16).unwrap();
         let all = model
             .forward(

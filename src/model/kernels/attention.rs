@@ -94,16 +94,38 @@ pub(crate) fn grouped_attention(
         });
     }
 
-    // Each task covers one kv head and a run of up to PIECE rows of one
-    // part, so that both threads have work even with three kv heads; the
-    // pieces of a head are merged by their softmax statistics.
-    let tasks: Vec<(usize, usize, usize, usize)> = (0..kv_heads)
-        .flat_map(|h| {
+    // Each task covers one kv head, a block of up to TOKENS new tokens and
+    // a run of up to PIECE rows of one part, so that both threads have work
+    // even with three kv heads, in decoding (one token, many keys) and in a
+    // prefill chunk (many tokens, few keys) alike; the pieces of a head and
+    // token block are merged by their softmax statistics.
+    let group = rows / n;
+    let token_blocks = n.div_ceil(TOKENS);
+    let block_range = |b: usize| b * TOKENS..((b + 1) * TOKENS).min(n);
+    let tasks: Vec<(usize, usize, usize, usize, usize)> = (0..kv_heads)
+        .flat_map(|h| (0..token_blocks).map(move |b| (h, b)))
+        .flat_map(|(h, b)| {
+            let last_token = block_range(b).end - 1;
             raw.iter().enumerate().flat_map(move |(pi, p)| {
-                let visible = p.visible(n - 1);
+                let visible = p.visible(last_token);
                 (0..visible.div_ceil(PIECE))
-                    .map(move |c| (h, pi, c * PIECE, ((c + 1) * PIECE).min(visible)))
+                    .map(move |c| (h, b, pi, c * PIECE, ((c + 1) * PIECE).min(visible)))
             })
+        })
+        .collect();
+    // The query rows of each (head, token block), contiguous: row
+    // `g * len + i` is query head `g` at the block's token `i`.
+    let block_queries: Vec<Vec<f32>> = (0..kv_heads)
+        .flat_map(|h| (0..token_blocks).map(move |b| (h, b)))
+        .map(|(h, b)| {
+            let tokens = block_range(b);
+            let head = &q_data[h * rows * head_dim..(h + 1) * rows * head_dim];
+            (0..group)
+                .flat_map(|g| {
+                    let first = (g * n + tokens.start) * head_dim;
+                    head[first..first + tokens.len() * head_dim].iter().copied()
+                })
+                .collect()
         })
         .collect();
     // On candle's own worker threads: with a second pool (rayon) the two
@@ -112,23 +134,43 @@ pub(crate) fn grouped_attention(
     let partials: Vec<OnceLock<Partial>> = tasks.iter().map(|_| OnceLock::new()).collect();
     barrier_pool().execute_chunked(tasks.len(), |range| {
         for t in range {
-            let (h, pi, j0, j1) = tasks[t];
-            let q = &q_data[h * rows * head_dim..(h + 1) * rows * head_dim];
-            let _ = partials[t].set(attend_piece(q, &raw[pi], h, j0..j1, n, head_dim, scale));
+            let (h, b, pi, j0, j1) = tasks[t];
+            let q = &block_queries[h * token_blocks + b];
+            let tokens = block_range(b);
+            let _ = partials[t].set(attend_piece(
+                q,
+                &raw[pi],
+                h,
+                j0..j1,
+                tokens,
+                head_dim,
+                scale,
+            ));
         }
     });
-    let partials: Vec<(usize, Partial)> = tasks
+    let partials: Vec<((usize, usize), Partial)> = tasks
         .iter()
         .zip(partials)
-        .map(|(&(h, ..), p)| (h, p.into_inner().expect("every attention task ran")))
+        .map(|(&(h, b, ..), p)| ((h, b), p.into_inner().expect("every attention task ran")))
         .collect();
     let mut out = vec![0f32; kv_heads * rows * head_dim];
     for (h, out) in out.chunks_exact_mut(rows * head_dim).enumerate() {
-        merge(
-            partials.iter().filter(|(ph, _)| *ph == h).map(|(_, p)| p),
-            head_dim,
-            out,
-        );
+        for b in 0..token_blocks {
+            let tokens = block_range(b);
+            let mut merged = vec![0f32; group * tokens.len() * head_dim];
+            merge(
+                partials
+                    .iter()
+                    .filter(|(k, _)| *k == (h, b))
+                    .map(|(_, p)| p),
+                head_dim,
+                &mut merged,
+            );
+            for (g, rows) in merged.chunks_exact(tokens.len() * head_dim).enumerate() {
+                let first = (g * n + tokens.start) * head_dim;
+                out[first..first + rows.len()].copy_from_slice(rows);
+            }
+        }
     }
     Ok(Tensor::from_vec(
         out,
@@ -139,6 +181,8 @@ pub(crate) fn grouped_attention(
 
 /// Keys per parallel task.
 const PIECE: usize = 512;
+/// New tokens per parallel task.
+const TOKENS: usize = 64;
 /// Keys whose scores are computed before they are folded into the running
 /// softmax: the scores stay in L1 and the rescaling happens once per tile.
 const TILE: usize = 64;
@@ -157,22 +201,26 @@ struct Partial {
     out: Vec<f32>,
 }
 
+/// Attention of the query rows `q` (`[group * tokens.len(), head_dim]`,
+/// row `g * tokens.len() + i` at new token `tokens.start + i`) to keys
+/// `keys` of part `p`, head `h`.
 fn attend_piece(
     q: &[f32],
     p: &RawPart<'_>,
     h: usize,
     keys: std::ops::Range<usize>,
-    n: usize,
+    tokens: std::ops::Range<usize>,
     head_dim: usize,
     scale: f32,
 ) -> Partial {
     let rows = q.len() / head_dim;
+    let n = tokens.len();
     let mut part = Partial {
         max: vec![f32::NEG_INFINITY; rows],
         sum: vec![0.0; rows],
         out: vec![0.0; rows * head_dim],
     };
-    let visible: Vec<usize> = (0..rows).map(|r| p.visible(r % n)).collect();
+    let visible: Vec<usize> = (0..rows).map(|r| p.visible(tokens.start + r % n)).collect();
     let q = lanes(q);
     let q_lanes = head_dim / 8;
     let mut scores = vec![0f32; rows * TILE];
