@@ -24,7 +24,8 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ropey::Rope;
 
-/// Streams one chunk, then holds the prediction until the gate opens.
+/// Streams one chunk, then holds the prediction until the gate opens (at
+/// once when its sender is gone).
 struct StuckBackend {
     gate: Receiver<()>,
     predicting: Arc<AtomicBool>,
@@ -122,41 +123,19 @@ fn fifty_keys_are_applied_and_drawn_while_a_prediction_is_stuck() {
     assert!(!predicting.load(Ordering::SeqCst));
 }
 
-/// Suggests `pass` at once.
-struct PassBackend;
-
-impl Backend for PassBackend {
-    fn reset(&mut self, _: &Rope, _: usize) -> Result<()> {
-        Ok(())
-    }
-    fn apply_edits(&mut self, _: &Rope, _: &[Edit], _: usize) -> Result<()> {
-        Ok(())
-    }
-    fn predict(
-        &mut self,
-        _: &Rope,
-        _: usize,
-        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
-        _: &dyn Fn() -> bool,
-    ) -> Result<()> {
-        let _ = on_text("pass");
-        Ok(())
-    }
-    fn cache_info(&self) -> CacheInfo {
-        CacheInfo::default()
-    }
-    fn verify(&self, _: &Rope) -> Result<(), String> {
-        Ok(())
-    }
-}
-
 /// An app on `x = 1` whose engine finishes loading when the returned
 /// sender is sent to.
 fn app_with_gated_loading() -> (App, Sender<()>) {
     let (gate, gate_rx): (Sender<()>, Receiver<()>) = crossbeam_channel::unbounded();
     let engine = EngineHandle::spawn(move |_| {
         let _ = gate_rx.recv();
-        Ok((PassBackend, "gated".into()))
+        // A prediction gate already closed: suggestions come at once.
+        let (_, closed) = crossbeam_channel::unbounded::<()>();
+        let backend = StuckBackend {
+            gate: closed,
+            predicting: Arc::new(AtomicBool::new(false)),
+        };
+        Ok((backend, "gated".into()))
     });
     let config = PredictConfig {
         debounce_ms: 0,
@@ -201,7 +180,7 @@ fn a_trigger_while_the_model_loads_is_served_once_it_is_ready() {
         .ghost
         .as_ref()
         .expect("a suggestion after loading");
-    assert_eq!(ghost.text, "pass");
+    assert_eq!(ghost.text, "return");
 }
 
 #[test]

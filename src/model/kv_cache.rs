@@ -328,6 +328,7 @@ impl KvCache {
 mod tests {
     use super::*;
     use crate::model::config::RopeLayout;
+    use crate::model::test_util::max_abs_diff;
 
     fn entries(n: usize, base: f32) -> (Tensor, Tensor) {
         let data: Vec<f32> = (0..2 * n * 4).map(|i| base + i as f32).collect();
@@ -388,19 +389,7 @@ mod tests {
         cache.shift(2..4, 3, &rope).unwrap();
         let got = cache.view(0, 5).unwrap().0;
         let expected = rope.rerotate(&k.narrow(1, 2, 2).unwrap(), 3).unwrap();
-        let diff = (got.narrow(1, 2, 2).unwrap() - expected)
-            .unwrap()
-            .abs()
-            .unwrap();
-        assert!(
-            diff.flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-                < 1e-6
-        );
+        assert!(max_abs_diff(&got.narrow(1, 2, 2).unwrap(), &expected) < 1e-6);
         assert_eq!(
             got.narrow(1, 0, 2).unwrap().to_vec3::<f32>().unwrap(),
             k.narrow(1, 0, 2).unwrap().to_vec3::<f32>().unwrap()

@@ -69,6 +69,8 @@ pub mod kv_cache;
 pub mod rope;
 pub mod session;
 pub mod source;
+#[cfg(test)]
+mod test_util;
 pub mod token_edit;
 pub mod tokenizer;
 pub mod transformer;

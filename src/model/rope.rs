@@ -139,19 +139,7 @@ impl Rope {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
+    use crate::model::test_util::max_abs_diff;
 
     fn keys(heads: usize, rows: usize, dim: usize) -> Tensor {
         Tensor::randn(0f32, 1f32, (heads, rows, dim), &Device::Cpu).unwrap()

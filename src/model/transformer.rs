@@ -371,6 +371,7 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::test_util::max_abs_diff;
 
     fn causal_mask(
         group: usize,
@@ -440,17 +441,6 @@ mod tests {
         Ok(out.expect("at least one attention part"))
     }
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    }
-
     /// A cache-shaped `[kv_heads, capacity, head_dim]` tensor viewed to `len`.
     fn cache_view(kv_heads: usize, len: usize, head_dim: usize, seed: f64) -> (Tensor, Tensor) {
         let dev = Device::Cpu;
@@ -504,7 +494,7 @@ mod tests {
             let want = batched_attention(&q, &parts, group, n, 0.125, &dev).unwrap();
             let got = grouped_attention(&q, &parts, n, 0.125).unwrap();
             assert_eq!(got.dims(), want.dims());
-            let diff = max_diff(&got, &want);
+            let diff = max_abs_diff(&got, &want);
             // Float rounding over up to 1500 summed terms; a wrong mask or
             // merge shows as 1e-2 or more.
             assert!(diff < 5e-5, "case {case}: max difference {diff}");

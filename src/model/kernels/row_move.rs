@@ -177,23 +177,11 @@ fn move_staged(rows: &mut [f32], moves: &[RowMove], row: usize) {
 mod tests {
     use super::*;
     use crate::model::rope::Rope;
+    use crate::model::test_util::max_abs_diff;
     use candle_core::Device;
 
     fn rows(heads: usize, capacity: usize, row: usize) -> Tensor {
         Tensor::randn(0f32, 1f32, (heads, capacity, row), &Device::Cpu).unwrap()
-    }
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
     }
 
     /// `(from, len, to, rotate by)`.
