@@ -73,25 +73,7 @@ fn fifty_keys_are_applied_and_drawn_while_a_prediction_is_stuck() {
             "stuck".into(),
         ))
     });
-    let config = PredictConfig {
-        debounce_ms: 0,
-        ..PredictConfig::default()
-    };
-
-    let doc = Document::from_text("x = 1\n", Some(Language::Python));
-    let mut app = App::new(
-        Editor::new(doc, EditorOptions::default(), Keymap::default()),
-        Theme::default_dark(),
-    );
-    app.attach_predictor(Predictor::with_engine(config, engine));
-    let mut terminal = Terminal::new(TestBackend::new(80, 10)).unwrap();
-    let mut run = |app: &mut App, script: &str| {
-        app.run(
-            &mut terminal,
-            ReplayEvents::new(&Script::parse(script).unwrap()),
-        )
-        .unwrap();
-    };
+    let mut app = app_on(engine);
     run(&mut app, "<wait-idle><C-End><A-\\>");
     let started = Instant::now();
     while !predicting.load(Ordering::SeqCst) {
@@ -137,6 +119,11 @@ fn app_with_gated_loading() -> (App, Sender<()>) {
         };
         Ok((backend, "gated".into()))
     });
+    (app_on(engine), gate)
+}
+
+/// An app on `x = 1` driving `engine`, with no typing-pause trigger.
+fn app_on(engine: EngineHandle) -> App {
     let config = PredictConfig {
         debounce_ms: 0,
         ..PredictConfig::default()
@@ -147,7 +134,7 @@ fn app_with_gated_loading() -> (App, Sender<()>) {
         Theme::default_dark(),
     );
     app.attach_predictor(Predictor::with_engine(config, engine));
-    (app, gate)
+    app
 }
 
 fn run(app: &mut App, script: &str) {
