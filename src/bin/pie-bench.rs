@@ -247,9 +247,8 @@ fn main() -> Result<()> {
             ("kept Q4_1", Weights::Keep, false),
         ];
         let chosen = variants.into_iter().filter(|&(_, w, pad)| {
-            args.weights.is_none_or(|only| {
-                only == w && (w == Weights::F32 || w == Weights::Keep || pad != args.no_pad)
-            })
+            args.weights
+                .is_none_or(|only| only == w && (w != Weights::Q8_0 || pad != args.no_pad))
         });
         for (label, w, pad) in chosen {
             let started = Instant::now();
