@@ -6,7 +6,7 @@ use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Device, Module, Tensor};
 
 use super::config::ModelConfig;
-use super::kernels::{KvPart, QuantTiles, grouped_attention};
+use super::kernels::{KvPart, QuantTiles, grouped_attention, swiglu};
 use super::kv_cache::KvCache;
 use super::rope::{Rope, RopeTables};
 
@@ -19,11 +19,49 @@ pub(crate) enum Linear {
     Candle { weight: QMatMul, pad_in: usize },
     /// Q4_1 or Q8_0 as stored, on our own kernel (see [`QuantTiles`]).
     Tiled(QuantTiles),
+    /// Matrices over the same input that could not be merged into one
+    /// (see [`Linear::stack`]); their outputs are concatenated.
+    Stack(Vec<Linear>),
 }
 
 impl Linear {
     pub fn new(weight: QMatMul) -> Self {
         Self::Candle { weight, pad_in: 0 }
+    }
+
+    /// The matrices one above the other, so that `x W^T` gives their
+    /// products side by side from one kernel call. Decoding multiplies
+    /// small matrices, where each call's hand-over to the second thread
+    /// costs about as much as its arithmetic, so q/k/v and gate/up are
+    /// stacked at load. Quantized matrices of different formats stay
+    /// separate calls.
+    pub fn stack(parts: Vec<Linear>) -> Result<Self> {
+        let tiles: Vec<&QuantTiles> = parts
+            .iter()
+            .filter_map(|p| match p {
+                Self::Tiled(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        if tiles.len() == parts.len()
+            && let Some(stacked) = QuantTiles::stack(&tiles)
+        {
+            return Ok(Self::Tiled(stacked));
+        }
+        let dense: Vec<&Tensor> = parts
+            .iter()
+            .filter_map(|p| match p {
+                Self::Candle {
+                    weight: QMatMul::Tensor(w),
+                    pad_in: 0,
+                } => Some(w),
+                _ => None,
+            })
+            .collect();
+        if dense.len() == parts.len() {
+            return Ok(Self::new(QMatMul::Tensor(Tensor::cat(&dense, 0)?)));
+        }
+        Ok(Self::Stack(parts))
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -33,27 +71,31 @@ impl Linear {
                 Ok(weight.forward(&x.pad_with_zeros(D::Minus1, 0, *pad_in)?)?)
             }
             Self::Tiled(tiles) => tiles.forward(x),
+            Self::Stack(parts) => {
+                let outs = parts
+                    .iter()
+                    .map(|p| p.forward(x))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Tensor::cat(&outs, D::Minus1)?)
+            }
         }
     }
 }
 
 pub(crate) struct Attention {
-    pub q: Linear,
-    pub k: Linear,
-    pub v: Linear,
+    /// q, k and v stacked (see [`Linear::stack`]): `[q_dim + 2 kv_dim, hidden]`.
+    pub qkv: Linear,
+    /// Qwen2's biases on q, k and v, concatenated like `qkv`.
+    pub qkv_bias: Option<Tensor>,
     pub o: Linear,
-    /// Qwen2 has biases on Q, K and V.
-    pub q_bias: Option<Tensor>,
-    pub k_bias: Option<Tensor>,
-    pub v_bias: Option<Tensor>,
 }
 
 pub(crate) struct Layer {
     pub attn_norm: Tensor,
     pub attn: Attention,
     pub ffn_norm: Tensor,
-    pub gate: Linear,
-    pub up: Linear,
+    /// gate and up stacked: `[2 ffn, hidden]`.
+    pub gate_up: Linear,
     pub down: Linear,
 }
 
@@ -207,7 +249,7 @@ impl Model {
             let h = self.attention(li, layer, &h, &tables, &mut attend)?;
             x = (x + h)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
-            let h = (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
+            let h = swiglu(&layer.gate_up.forward(&h)?)?;
             x = (x + layer.down.forward(&h)?)?;
         }
         match &mut attend {
@@ -257,9 +299,11 @@ impl Model {
         let c = &self.config;
         let n = h.dim(0)?;
         let a = &layer.attn;
-        let q = linear(&a.q, h, a.q_bias.as_ref())?;
-        let k = linear(&a.k, h, a.k_bias.as_ref())?;
-        let v = linear(&a.v, h, a.v_bias.as_ref())?;
+        let qkv = linear(&a.qkv, h, a.qkv_bias.as_ref())?;
+        let (q_dim, kv_dim) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
+        let q = qkv.narrow(D::Minus1, 0, q_dim)?;
+        let k = qkv.narrow(D::Minus1, q_dim, kv_dim)?;
+        let v = qkv.narrow(D::Minus1, q_dim + kv_dim, kv_dim)?;
         let q = q
             .reshape((n, c.n_heads, c.head_dim))?
             .transpose(0, 1)?
@@ -498,6 +542,47 @@ mod tests {
             // Float rounding over up to 1500 summed terms; a wrong mask or
             // merge shows as 1e-2 or more.
             assert!(diff < 5e-5, "case {case}: max difference {diff}");
+        }
+    }
+
+    #[test]
+    fn stacked_projections_give_the_products_side_by_side() {
+        use candle_core::quantized::{GgmlDType, QTensor};
+        let dev = Device::Cpu;
+        let matrix = |rows: usize, seed: f64| {
+            (Tensor::randn(0f32, 1.0, (rows, 256), &dev).unwrap() + seed).unwrap()
+        };
+        let quantized = |w: &Tensor, dtype| QTensor::quantize(w, dtype).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (3, 256), &dev).unwrap();
+        // Dense weights merge into one matrix; a Q4K matrix beside a Q8_0
+        // one cannot, and runs as two calls.
+        let (a, b) = (matrix(32, 0.1), matrix(16, 0.2));
+        let dense = || {
+            vec![
+                Linear::new(QMatMul::Tensor(a.clone())),
+                Linear::new(QMatMul::Tensor(b.clone())),
+            ]
+        };
+        let (c, d) = (matrix(32, 0.3), matrix(32, 0.4));
+        let mixed = || {
+            vec![
+                Linear::new(QMatMul::from_qtensor(quantized(&c, GgmlDType::Q8_0)).unwrap()),
+                Linear::new(QMatMul::from_qtensor(quantized(&d, GgmlDType::Q4K)).unwrap()),
+            ]
+        };
+        for (name, parts) in [("dense", dense()), ("mixed", mixed())] {
+            let separate: Vec<Tensor> = parts.iter().map(|p| p.forward(&x).unwrap()).collect();
+            let want = Tensor::cat(&separate, 1).unwrap();
+            let stacked = Linear::stack(parts).unwrap();
+            assert_eq!(
+                matches!(stacked, Linear::Stack(_)),
+                name == "mixed",
+                "{name}: merged into one matrix?"
+            );
+            let got = stacked.forward(&x).unwrap();
+            assert_eq!(got.dims(), want.dims(), "{name}");
+            let diff = max_abs_diff(&got, &want);
+            assert!(diff < 1e-4, "{name}: max difference {diff}");
         }
     }
 

@@ -56,6 +56,27 @@ fn is_slow(dtype: GgmlDType) -> bool {
     )
 }
 
+/// Biases for a stack of projections (see [`Linear::stack`]): zeros where
+/// one has none, `None` where none has any.
+fn stack_biases<const N: usize>(
+    biases: [Option<Tensor>; N],
+    widths: [usize; N],
+) -> Result<Option<Tensor>> {
+    if biases.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let parts = biases
+        .into_iter()
+        .zip(widths)
+        .map(|(b, width)| match b {
+            Some(b) if b.dims() == [width] => Ok(b),
+            Some(b) => bail!("bias of shape {:?} for a projection of {width}", b.dims()),
+            None => Ok(Tensor::zeros(width, DType::F32, &Device::Cpu)?),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(Tensor::cat(&parts, 0)?))
+}
+
 fn matmul_from_qtensor(q: QTensor, options: &LoadOptions, device: &Device) -> Result<Linear> {
     let cols = *q.shape().dims().last().unwrap_or(&0);
     if options.slow_quant == SlowQuant::Native && QuantTiles::fits(&q) && QuantTiles::available() {
@@ -122,18 +143,19 @@ impl Model {
             matmul_from_qtensor(embed_q, options, &device)?
         };
         let norm = dense(tensor("output_norm.weight")?)?;
+        let (q_dim, kv_dim) = (
+            config.n_heads * config.head_dim,
+            config.n_kv_heads * config.head_dim,
+        );
         let mut layers = Vec::with_capacity(config.n_layers);
         for i in 0..config.n_layers {
             let p = format!("blk.{i}");
             let mut mm = |name: &str| -> Result<Linear> {
                 matmul_from_qtensor(tensor(&format!("{p}.{name}.weight"))?, options, &device)
             };
-            let q = mm("attn_q")?;
-            let k = mm("attn_k")?;
-            let v = mm("attn_v")?;
+            let qkv = Linear::stack(vec![mm("attn_q")?, mm("attn_k")?, mm("attn_v")?])?;
             let o = mm("attn_output")?;
-            let gate = mm("ffn_gate")?;
-            let up = mm("ffn_up")?;
+            let gate_up = Linear::stack(vec![mm("ffn_gate")?, mm("ffn_up")?])?;
             let down = mm("ffn_down")?;
             let mut bias = |name: &str| -> Result<Option<Tensor>> {
                 let full = format!("{p}.{name}.bias");
@@ -143,21 +165,15 @@ impl Model {
                     Ok(None)
                 }
             };
-            let attn = Attention {
-                q,
-                k,
-                v,
-                o,
-                q_bias: bias("attn_q")?,
-                k_bias: bias("attn_k")?,
-                v_bias: bias("attn_v")?,
-            };
+            let qkv_bias = stack_biases(
+                [bias("attn_q")?, bias("attn_k")?, bias("attn_v")?],
+                [q_dim, kv_dim, kv_dim],
+            )?;
             layers.push(Layer {
                 attn_norm: dense(tensor(&format!("{p}.attn_norm.weight"))?)?,
-                attn,
+                attn: Attention { qkv, qkv_bias, o },
                 ffn_norm: dense(tensor(&format!("{p}.ffn_norm.weight"))?)?,
-                gate,
-                up,
+                gate_up,
                 down,
             });
         }
@@ -227,6 +243,10 @@ impl Model {
             Err(_) => Linear::new(QMatMul::Tensor(embed.clone())),
         };
         let norm = take("model.norm.weight")?;
+        let (q_dim, kv_dim) = (
+            config.n_heads * config.head_dim,
+            config.n_kv_heads * config.head_dim,
+        );
         let mut layers = Vec::with_capacity(config.n_layers);
         for i in 0..config.n_layers {
             let p = format!("model.layers.{i}");
@@ -245,21 +265,23 @@ impl Model {
                 mm("mlp.up_proj")?,
                 mm("mlp.down_proj")?,
             );
-            let attn = Attention {
-                q,
-                k,
-                v,
-                o,
-                q_bias: t("self_attn.q_proj.bias").ok(),
-                k_bias: t("self_attn.k_proj.bias").ok(),
-                v_bias: t("self_attn.v_proj.bias").ok(),
-            };
+            let qkv_bias = stack_biases(
+                [
+                    t("self_attn.q_proj.bias").ok(),
+                    t("self_attn.k_proj.bias").ok(),
+                    t("self_attn.v_proj.bias").ok(),
+                ],
+                [q_dim, kv_dim, kv_dim],
+            )?;
             layers.push(Layer {
                 attn_norm: t("input_layernorm.weight")?,
-                attn,
+                attn: Attention {
+                    qkv: Linear::stack(vec![q, k, v])?,
+                    qkv_bias,
+                    o,
+                },
                 ffn_norm: t("post_attention_layernorm.weight")?,
-                gate,
-                up,
+                gate_up: Linear::stack(vec![gate, up])?,
                 down,
             });
         }
@@ -294,11 +316,11 @@ impl Model {
             let shape_of = |m: &Linear, x: &Tensor| -> Result<Vec<usize>> {
                 Ok(m.forward(x)?.dims().to_vec())
             };
-            let q = shape_of(&l.attn.q, &probe).with_context(|| format!("layer {i} attn_q"))?;
-            let k = shape_of(&l.attn.k, &probe).with_context(|| format!("layer {i} attn_k"))?;
-            if q != [1, c.n_heads * c.head_dim] || k != [1, c.n_kv_heads * c.head_dim] {
+            let qkv =
+                shape_of(&l.attn.qkv, &probe).with_context(|| format!("layer {i} attn_q/k/v"))?;
+            if qkv != [1, (c.n_heads + 2 * c.n_kv_heads) * c.head_dim] {
                 bail!(
-                    "layer {i}: q/k projections give {q:?}/{k:?}, config expects heads {}x{} and kv heads {}x{}",
+                    "layer {i}: q/k/v projections give {qkv:?} together, config expects heads {}x{} and kv heads {}x{}",
                     c.n_heads,
                     c.head_dim,
                     c.n_kv_heads,

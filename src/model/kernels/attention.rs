@@ -132,7 +132,7 @@ pub(crate) fn grouped_attention(
     // oversubscribe the cores, candle's workers spinning between matmuls
     // while the other pool's threads attend.
     let partials: Vec<OnceLock<Partial>> = tasks.iter().map(|_| OnceLock::new()).collect();
-    barrier_pool().execute_chunked(tasks.len(), |range| {
+    let run = |range: std::ops::Range<usize>| {
         for t in range {
             let (h, b, pi, j0, j1) = tasks[t];
             let q = &block_queries[h * token_blocks + b];
@@ -147,7 +147,18 @@ pub(crate) fn grouped_attention(
                 scale,
             ));
         }
-    });
+    };
+    // A decoding step against a short context is a few microseconds of
+    // work, less than handing half of it to the other thread costs.
+    let scored: usize = tasks
+        .iter()
+        .map(|&(_, b, _, j0, j1)| group * block_range(b).len() * (j1 - j0))
+        .sum();
+    if scored < SERIAL_SCORES {
+        run(0..tasks.len());
+    } else {
+        barrier_pool().execute_chunked(tasks.len(), run);
+    }
     let partials: Vec<((usize, usize), Partial)> = tasks
         .iter()
         .zip(partials)
@@ -181,6 +192,8 @@ pub(crate) fn grouped_attention(
 
 /// Keys per parallel task.
 const PIECE: usize = 512;
+/// Below this many query-key scores a pass runs on the calling thread.
+const SERIAL_SCORES: usize = 4096;
 /// New tokens per parallel task.
 const TOKENS: usize = 64;
 /// Keys whose scores are computed before they are folded into the running
@@ -279,15 +292,13 @@ fn attend_piece(
             let w = &scores[r * TILE..r * TILE + width];
             let out = &mut part.out[r * head_dim..(r + 1) * head_dim];
             for (d0, out) in out.chunks_mut(LANES).enumerate() {
-                let mut acc = [0f32; LANES];
-                for (j, &w) in w.iter().enumerate() {
-                    let v = &values[j * head_dim + d0 * LANES..][..out.len()];
-                    for (a, v) in acc.iter_mut().zip(v) {
-                        *a = w.mul_add(*v, *a);
+                let values = &values[d0 * LANES..];
+                if out.len() == LANES {
+                    weigh_values::<{ LANES / 8 }>(w, values, head_dim, out);
+                } else {
+                    for (c, out) in out.chunks_exact_mut(8).enumerate() {
+                        weigh_values::<1>(w, &values[c * 8..], head_dim, out);
                     }
-                }
-                for (o, a) in out.iter_mut().zip(acc) {
-                    *o += a;
                 }
             }
         }
@@ -408,6 +419,25 @@ fn dot(q: &[f32x8], key: &[f32]) -> f32 {
         acc = q.mul_add(load(&key[c * 8..]), acc);
     }
     acc.reduce_add()
+}
+
+/// `out += sum_j w[j] * values[j * stride..][..8 * V]`, the sums held in
+/// `V` vector registers while the value rows pass: a plain array of sums
+/// stayed on the stack, each multiply-add waiting on a store and a reload.
+#[inline]
+fn weigh_values<const V: usize>(w: &[f32], values: &[f32], stride: usize, out: &mut [f32]) {
+    let mut acc = [f32x8::ZERO; V];
+    for (j, &w) in w.iter().enumerate() {
+        let w = f32x8::splat(w);
+        let row = &values[j * stride..][..8 * V];
+        for (c, acc) in acc.iter_mut().enumerate() {
+            *acc = w.mul_add(load(&row[c * 8..]), *acc);
+        }
+    }
+    for (out, acc) in out.chunks_exact_mut(8).zip(acc) {
+        let sum = load(out) + acc;
+        out.copy_from_slice(&sum.to_array());
+    }
 }
 
 #[inline]

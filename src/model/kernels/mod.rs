@@ -4,7 +4,9 @@
 mod attention;
 mod quant_tiles;
 mod row_move;
+mod swiglu;
 
 pub(crate) use attention::{KvPart, grouped_attention};
 pub(crate) use quant_tiles::QuantTiles;
 pub(crate) use row_move::{PairRotation, RowMove, move_rows};
+pub(crate) use swiglu::swiglu;

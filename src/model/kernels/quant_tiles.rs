@@ -189,6 +189,26 @@ impl QuantTiles {
         })
     }
 
+    /// The matrices one above the other (`x W^T` of the result is their
+    /// products side by side), or `None` when their formats or widths
+    /// differ. A row tile's lines do not depend on the rows around it, so
+    /// stacking is concatenation.
+    pub fn stack(parts: &[&QuantTiles]) -> Option<Self> {
+        let first = parts.first()?;
+        if parts
+            .iter()
+            .any(|p| p.format != first.format || p.cols != first.cols)
+        {
+            return None;
+        }
+        Some(Self {
+            format: first.format,
+            rows: parts.iter().map(|p| p.rows).sum(),
+            cols: first.cols,
+            lines: parts.iter().flat_map(|p| p.lines.iter().copied()).collect(),
+        })
+    }
+
     /// `x W^T` for `x` of shape `[..., cols]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
@@ -217,10 +237,9 @@ impl QuantTiles {
         ensure!(Self::available(), "this CPU lacks AVX512-VNNI");
         let acts = QuantizedRows::new(x, self.cols);
         let m = x.len() / self.cols;
-        let n_tiles = self.rows / ROWS;
         let out_ptr = OutPtr(out.as_mut_ptr());
         let out_len = out.len();
-        barrier_pool().execute_chunked(n_tiles, |range| {
+        self.for_tile_ranges(m, |range| {
             for t in range {
                 let mut i = 0;
                 while i < m {
@@ -242,6 +261,34 @@ impl QuantTiles {
             }
         });
         Ok(())
+    }
+
+    /// Run `f` over all row tiles, on candle's pool. One pass over the
+    /// weights (up to [`ACT_ROWS`] activation rows: decoding) is short, a few
+    /// microseconds per matrix, so the tiles are split into one contiguous
+    /// range per thread: a shared cursor cost a cache-line round trip between
+    /// the cores per grab, and small matrices run on the calling thread alone,
+    /// where waking the other thread cost more than it saved (measured in
+    /// BENCHMARKS.md). Longer calls share a cursor, so that a thread slowed
+    /// by another process does not hold the others up.
+    fn for_tile_ranges(&self, m: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
+        /// Below this many bytes of weights one pass stays on one thread.
+        const SPLIT_BYTES: usize = 128 << 10;
+        let n_tiles = self.rows / ROWS;
+        let pool = barrier_pool();
+        if m > ACT_ROWS {
+            pool.execute_chunked(n_tiles, f);
+        } else if self.lines.len() * size_of::<Line>() < SPLIT_BYTES {
+            f(0..n_tiles);
+        } else {
+            let per_thread = n_tiles.div_ceil(pool.n_workers() + 1);
+            pool.execute(|tid| {
+                let start = tid * per_thread;
+                if start < n_tiles {
+                    f(start..n_tiles.min(start + per_thread));
+                }
+            });
+        }
     }
 
     fn tile_rows(
@@ -526,6 +573,46 @@ mod tests {
                 assert_eq!(one, got[i * rows..(i + 1) * rows], "{dtype:?} row {i}");
             }
         }
+    }
+
+    #[test]
+    fn decoding_passes_split_over_threads_and_stacked_matrices_agree() {
+        if !QuantTiles::available() {
+            eprintln!("skipped: this CPU lacks AVX512-VNNI");
+            return;
+        }
+        // 80 row tiles of 8 Q8_0 blocks: 369 KB, so a pass of up to four
+        // rows is split into one range per thread (smaller matrices stay on
+        // the calling thread, larger batches share a cursor).
+        let (top, bottom) = (
+            QuantTiles::from_qtensor(&random_matrix(1024, 256, GgmlDType::Q8_0, 4)).unwrap(),
+            QuantTiles::from_qtensor(&random_matrix(256, 256, GgmlDType::Q8_0, 5)).unwrap(),
+        );
+        let stacked = QuantTiles::stack(&[&top, &bottom]).unwrap();
+        assert!(stacked.lines.len() * size_of::<Line>() > 128 << 10);
+        let x = Tensor::randn(0f32, 1f32, (5, 256), &Device::Cpu).unwrap();
+        let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let expected = reference(&stacked, &xs);
+        let scale = expected.iter().fold(0f32, |a, v| a.max(v.abs()));
+        for m in 1..=5 {
+            let got = stacked.forward(&x.narrow(0, 0, m).unwrap()).unwrap();
+            let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            for (g, e) in got.iter().zip(&expected[..m * 1280]) {
+                assert!((g - e).abs() <= 1e-5 * scale, "{m} rows: {g} vs {e}");
+            }
+            // The stacked product is the two products side by side.
+            let x = x.narrow(0, 0, m).unwrap();
+            let parts =
+                Tensor::cat(&[top.forward(&x).unwrap(), bottom.forward(&x).unwrap()], 1).unwrap();
+            assert_eq!(parts.flatten_all().unwrap().to_vec1::<f32>().unwrap(), got);
+        }
+        let q4 = QuantTiles::from_qtensor(&random_matrix(16, 256, GgmlDType::Q4_1, 6)).unwrap();
+        assert!(QuantTiles::stack(&[&top, &q4]).is_none(), "formats differ");
+        let narrow = QuantTiles::from_qtensor(&random_matrix(16, 128, GgmlDType::Q8_0, 6)).unwrap();
+        assert!(
+            QuantTiles::stack(&[&top, &narrow]).is_none(),
+            "widths differ"
+        );
     }
 
     #[test]
