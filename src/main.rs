@@ -18,6 +18,9 @@ use pie_edit::predict::live::Predictor;
 use pie_edit::replay::Script;
 use pie_edit::ui::Theme;
 
+#[global_allocator]
+static ALLOCATOR: pie_edit::Allocator = pie_edit::Allocator;
+
 #[derive(Parser)]
 #[command(
     name = "pie-edit",

@@ -15,6 +15,9 @@ use pie_edit::model::{
     GenerateOptions, LoadOptions, Model, Sampling, Session, SlowQuant, TokenEdit, UpdateMode,
 };
 
+#[global_allocator]
+static ALLOCATOR: pie_edit::Allocator = pie_edit::Allocator;
+
 #[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
 enum Weights {
     Native,
@@ -179,25 +182,58 @@ fn time_repair(
     Ok((median(steps), slowest, total))
 }
 
-/// (prefill tok/s over 512 tokens, decode tok/s over 64 tokens after
-/// `decode_context` (>= 1) cached ones)
-fn speed(model: &Arc<Model>, decode_context: usize) -> Result<(f64, f64)> {
+/// Tokens per second over several runs, as llama-bench reports them.
+struct Rate {
+    mean: f64,
+    sd: f64,
+}
+
+impl Rate {
+    /// From the run times of `tokens` tokens each.
+    fn of(tokens: usize, runs: &[Duration]) -> Self {
+        let rates: Vec<f64> = runs
+            .iter()
+            .map(|d| tokens as f64 / d.as_secs_f64())
+            .collect();
+        let n = rates.len() as f64;
+        let mean = rates.iter().sum::<f64>() / n;
+        let var = rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+        Self {
+            mean,
+            sd: var.sqrt(),
+        }
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.0} ± {:.0}", self.mean, self.sd)
+    }
+}
+
+/// Timed runs per figure, after one untimed warm-up run: llama-bench's
+/// `-r 3` and its warm-up, so that the two tools' figures compare.
+const SPEED_RUNS: usize = 3;
+
+/// (prefill over 512 tokens, decode of 64 tokens after `decode_context`
+/// (>= 1) cached ones)
+fn speed(model: &Arc<Model>, decode_context: usize) -> Result<(Rate, Rate)> {
     let vocab = model.config().vocab_size;
     let prompt = synthetic_tokens(512.max(decode_context), vocab, 7);
     let mut s = Session::new(model.clone())?;
-    let mut best_prefill = Duration::MAX;
-    for _ in 0..3 {
+    let mut prefill = Vec::new();
+    for _ in 0..=SPEED_RUNS {
         let started = Instant::now();
         s.reset(&prompt[..512])?;
-        best_prefill = best_prefill.min(started.elapsed());
+        prefill.push(started.elapsed());
     }
     s.reset(&prompt[..decode_context])?;
     let opts = GenerateOptions {
         max_tokens: 64,
         sampling: Sampling::Greedy,
     };
-    let mut best_decode = Duration::MAX;
-    for _ in 0..3 {
+    let mut decode = Vec::new();
+    for _ in 0..=SPEED_RUNS {
         let started = Instant::now();
         let mut no_eos = |_: &[u32], logits: &mut [f32]| {
             if let Some(eos) = model.config().eos_id {
@@ -208,12 +244,9 @@ fn speed(model: &Arc<Model>, decode_context: usize) -> Result<(f64, f64)> {
             ControlFlow::Continue(())
         })?;
         anyhow::ensure!(out.len() == 64, "decode stopped after {} tokens", out.len());
-        best_decode = best_decode.min(started.elapsed());
+        decode.push(started.elapsed());
     }
-    Ok((
-        512.0 / best_prefill.as_secs_f64(),
-        64.0 / best_decode.as_secs_f64(),
-    ))
+    Ok((Rate::of(512, &prefill[1..]), Rate::of(64, &decode[1..])))
 }
 
 fn main() -> Result<()> {
@@ -259,7 +292,7 @@ fn main() -> Result<()> {
             let model = Arc::new(Model::load(&path, &options)?);
             let load = started.elapsed().as_secs_f64();
             let (pp, tg) = speed(&model, decode_context)?;
-            println!("| {label} | {load:.1} | {pp:.0} | {tg:.0} |");
+            println!("| {label} | {load:.1} | {pp} | {tg} |");
         }
         return Ok(());
     }
@@ -281,7 +314,7 @@ fn main() -> Result<()> {
     );
     let (pp, tg) = speed(&model, decode_context)?;
     println!(
-        "prefill pp512: {pp:.0} tok/s; decode tg64 after {decode_context} tokens: {tg:.0} tok/s\n"
+        "prefill pp512: {pp} tok/s; decode tg64 after {decode_context} tokens: {tg} tok/s\n"
     );
 
     println!(

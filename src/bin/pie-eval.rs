@@ -29,6 +29,9 @@ use pie_edit::model::{LoadOptions, Sampling, SlowQuant, UpdateMode};
 use pie_edit::predict::mirror::{self, MirrorConfig};
 use serde::{Deserialize, Serialize};
 
+#[global_allocator]
+static ALLOCATOR: pie_edit::Allocator = pie_edit::Allocator;
+
 #[derive(Parser, Debug)]
 #[command(
     about = "Edit benchmark: EM/ES of next-line prediction after edits, per cache update mode"

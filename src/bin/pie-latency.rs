@@ -24,6 +24,9 @@ use pie_edit::ui::Theme;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
+#[global_allocator]
+static ALLOCATOR: pie_edit::Allocator = pie_edit::Allocator;
+
 #[derive(Parser)]
 struct Args {
     /// Cache update mode: pie or full.
