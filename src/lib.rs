@@ -15,7 +15,7 @@ pub mod text;
 pub mod ui;
 
 /// The memory allocator of the binaries (each declares it with
-/// `#[global_allocator]`). With glibc's, a decoding step spent much of its
-/// time allocating and freeing its activations and logits: mimalloc made
-/// decoding 25% faster on one thread and about 50% on two (BENCHMARKS.md).
+/// `#[global_allocator]`). A decoding step allocates every activation and
+/// the logits anew; with mimalloc instead of glibc's malloc it ran 17-45%
+/// faster on one thread and 23-67% on two (BENCHMARKS.md).
 pub use mimalloc::MiMalloc as Allocator;
