@@ -313,9 +313,7 @@ fn main() -> Result<()> {
         c.arch, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.context_length
     );
     let (pp, tg) = speed(&model, decode_context)?;
-    println!(
-        "prefill pp512: {pp} tok/s; decode tg64 after {decode_context} tokens: {tg} tok/s\n"
-    );
+    println!("prefill pp512: {pp} tok/s; decode tg64 after {decode_context} tokens: {tg} tok/s\n");
 
     println!(
         "| context | edit | Full ms | Pie ms | Conflict ms | Full/Pie | encoded Pie/Full | repair total ms | repair step ms (median / max, {} tokens) |",
