@@ -1,8 +1,10 @@
 //! The editor never waits on the engine: while a prediction is stuck inside
 //! the backend, a burst of keystrokes is applied and drawn; while the model
-//! is loading, a trigger is kept until it is ready. The backends here are
-//! stand-ins that block on a gate (the real model cannot be held still on
-//! purpose); the real model's path is covered by `predict_live.rs`.
+//! is loading, a trigger is kept until it is ready. And a test's
+//! `<wait-idle>` lasts until an asked verification is answered. The
+//! backends here are stand-ins that block on a gate or sleep (the real model
+//! cannot be held still on purpose); the real model's path is covered by
+//! `predict_live.rs`.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -178,4 +180,51 @@ fn a_trigger_while_loading_is_dropped_once_the_cursor_moves() {
     run(&mut app, "<wait-idle>");
     assert_eq!(requests_sent(&app), 0);
     assert!(app.editor.ghost.is_none());
+}
+
+/// Answers predictions with nothing and takes its time to verify.
+struct SlowVerifyBackend;
+
+impl Backend for SlowVerifyBackend {
+    fn reset(&mut self, _: &Rope, _: usize) -> Result<()> {
+        Ok(())
+    }
+    fn apply_edits(&mut self, _: &Rope, _: &[Edit], _: usize) -> Result<()> {
+        Ok(())
+    }
+    fn predict(
+        &mut self,
+        _: &Rope,
+        _: usize,
+        _: &mut dyn FnMut(&str) -> ControlFlow<()>,
+        _: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        Ok(())
+    }
+    fn cache_info(&self) -> CacheInfo {
+        CacheInfo::default()
+    }
+    fn verify(&self, _: &Rope) -> Result<(), String> {
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(())
+    }
+}
+
+#[test]
+fn waiting_for_idle_waits_for_a_pending_verification() {
+    let engine = EngineHandle::spawn(|_| Ok((SlowVerifyBackend, "slow verify".into())));
+    let mut app = app_on(engine);
+    run(&mut app, "<wait-idle>");
+    // An edit the engine takes at once: its `Idle` is in the channel, not
+    // yet read, when the verification is asked for.
+    run(&mut app, "a");
+    std::thread::sleep(Duration::from_millis(100));
+    let predictor = app.predictor.as_mut().unwrap();
+    predictor.verify(&app.editor);
+    run(&mut app, "<wait-idle>");
+    assert_eq!(
+        app.predictor.as_ref().unwrap().verification,
+        Some(Ok(())),
+        "the answer came before the wait ended"
+    );
 }

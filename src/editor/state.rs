@@ -425,8 +425,14 @@ impl Editor {
 
     /// Replace the selection with `text` as one history entry of `kind`.
     pub fn replace_selection(&mut self, text: &str, kind: EditKind) {
+        self.replace_range(self.selection.start(), self.selection.end(), text, kind);
+    }
+
+    /// Replace the chars `start..end` with `text` as one history entry of
+    /// `kind`, leaving the cursor after it (undo restores the selection).
+    fn replace_range(&mut self, start: usize, end: usize, text: &str, kind: EditKind) {
         let before = self.selection;
-        let edit = Edit::replace(self.rope(), before.start(), before.end(), text);
+        let edit = Edit::replace(self.rope(), start, end, text);
         let after = Selection::cursor(edit.new_end_char());
         self.doc.edit(edit, kind, before, after);
         self.selection = after;
@@ -445,7 +451,10 @@ impl Editor {
 
     /// Enter: keep the line's indentation, one level more after the
     /// language's block opener (`:` in Python, `{` in Rust). Between `{`
-    /// and `}` the closing brace goes to its own line.
+    /// and `}` the closing brace goes to its own line. A line that holds
+    /// only indentation before the cursor is left empty, its indentation
+    /// moving to the new line (as micro does unless `keepautoindent` is
+    /// set), so that blank lines between blocks carry no trailing spaces.
     pub fn insert_newline(&mut self) {
         let rope = self.rope();
         let start = self.selection.start();
@@ -482,8 +491,10 @@ impl Editor {
         } else {
             EditKind::Other
         };
+        let only_indent = !before.is_empty() && indent.len() == before.len();
+        let from = if only_indent { line_start } else { start };
         self.doc.seal_history();
-        self.replace_selection(&text, kind);
+        self.replace_range(from, end, &text, kind);
     }
 
     /// Tab: indent every line of a multi-line selection, otherwise insert
@@ -824,6 +835,23 @@ mod tests {
         assert_eq!(ed.cursor(), 16);
         ed.undo();
         assert_eq!(ed.doc.text(), "fn main() {}");
+    }
+
+    #[test]
+    fn enter_on_a_line_of_only_indentation_leaves_it_empty() {
+        let mut ed = editor("", Some(Language::Python));
+        type_text(&mut ed, "def f(x):\nreturn x\n\ndef g():");
+        assert_eq!(ed.doc.text(), "def f(x):\n    return x\n\n    def g():");
+        // Only the indentation before the cursor counts: text after it
+        // moves down with the indentation.
+        let mut ed = editor("    x", Some(Language::Python));
+        ed.selection = Selection::cursor(4);
+        ed.insert_newline();
+        assert_eq!(ed.doc.text(), "\n    x");
+        assert_eq!(ed.cursor(), 5);
+        ed.undo();
+        assert_eq!(ed.doc.text(), "    x");
+        assert_eq!(ed.cursor(), 4);
     }
 
     #[test]

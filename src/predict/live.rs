@@ -57,6 +57,9 @@ pub struct Predictor {
     /// reported idle at.
     sent_version: u64,
     idle_version: Option<u64>,
+    /// A [`Predictor::verify`] was sent and not yet answered: an `Idle`
+    /// the engine sent before it took the request must not end a wait.
+    verification_pending: bool,
     /// Why the last prediction was asked for (tests and logs).
     pub last_trigger: Option<Trigger>,
     /// A prediction asked for while the model was loading, with the cursor
@@ -100,6 +103,7 @@ impl Predictor {
             cache: CacheInfo::default(),
             sent_version: 0,
             idle_version: None,
+            verification_pending: false,
             last_trigger: None,
             deferred: None,
             verification: None,
@@ -120,7 +124,7 @@ impl Predictor {
     /// scratch; the answer lands in `verification`.
     pub fn verify(&mut self, editor: &Editor) {
         self.verification = None;
-        self.idle_version = None;
+        self.verification_pending = true;
         self.engine.send(Request::Verify {
             text: editor.doc.text(),
         });
@@ -337,6 +341,7 @@ impl Predictor {
             }
             Event::Verified(result) => {
                 self.verification = Some(result);
+                self.verification_pending = false;
                 false
             }
         }
@@ -348,7 +353,9 @@ impl Predictor {
         let engine_settled = match self.state {
             EngineState::Loading(_) => false,
             EngineState::Failed(_) => true,
-            EngineState::Ready(_) => self.idle_version == Some(self.sent_version),
+            EngineState::Ready(_) => {
+                self.idle_version == Some(self.sent_version) && !self.verification_pending
+            }
         };
         engine_settled && self.streaming.is_none() && self.pause_since.is_none()
     }
