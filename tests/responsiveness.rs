@@ -2,9 +2,9 @@
 //! the backend, a burst of keystrokes is applied and drawn; while the model
 //! is loading, a trigger is kept until it is ready. And a test's
 //! `<wait-idle>` lasts until an asked verification is answered. The
-//! backends here are stand-ins that block on a gate or sleep (the real model
-//! cannot be held still on purpose); the real model's path is covered by
-//! `predict_live.rs`.
+//! backend here is a stand-in that blocks on a gate or sleeps (the real
+//! model cannot be held still on purpose); the real model's path is covered
+//! by `predict_live.rs`.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -27,10 +27,11 @@ use ratatui::backend::TestBackend;
 use ropey::Rope;
 
 /// Streams one chunk, then holds the prediction until the gate opens (at
-/// once when its sender is gone).
+/// once when its sender is gone); a verification takes `verify_takes`.
 struct StuckBackend {
     gate: Receiver<()>,
     predicting: Arc<AtomicBool>,
+    verify_takes: Duration,
 }
 
 impl Backend for StuckBackend {
@@ -57,6 +58,7 @@ impl Backend for StuckBackend {
         CacheInfo::default()
     }
     fn verify(&self, _: &Rope) -> Result<(), String> {
+        std::thread::sleep(self.verify_takes);
         Ok(())
     }
 }
@@ -71,6 +73,7 @@ fn fifty_keys_are_applied_and_drawn_while_a_prediction_is_stuck() {
             StuckBackend {
                 gate: gate_rx,
                 predicting: flag,
+                verify_takes: Duration::ZERO,
             },
             "stuck".into(),
         ))
@@ -118,6 +121,7 @@ fn app_with_gated_loading() -> (App, Sender<()>) {
         let backend = StuckBackend {
             gate: closed,
             predicting: Arc::new(AtomicBool::new(false)),
+            verify_takes: Duration::ZERO,
         };
         Ok((backend, "gated".into()))
     });
@@ -182,37 +186,17 @@ fn a_trigger_while_loading_is_dropped_once_the_cursor_moves() {
     assert!(app.editor.ghost.is_none());
 }
 
-/// Answers predictions with nothing and takes its time to verify.
-struct SlowVerifyBackend;
-
-impl Backend for SlowVerifyBackend {
-    fn reset(&mut self, _: &Rope, _: usize) -> Result<()> {
-        Ok(())
-    }
-    fn apply_edits(&mut self, _: &Rope, _: &[Edit], _: usize) -> Result<()> {
-        Ok(())
-    }
-    fn predict(
-        &mut self,
-        _: &Rope,
-        _: usize,
-        _: &mut dyn FnMut(&str) -> ControlFlow<()>,
-        _: &dyn Fn() -> bool,
-    ) -> Result<()> {
-        Ok(())
-    }
-    fn cache_info(&self) -> CacheInfo {
-        CacheInfo::default()
-    }
-    fn verify(&self, _: &Rope) -> Result<(), String> {
-        std::thread::sleep(Duration::from_millis(300));
-        Ok(())
-    }
-}
-
 #[test]
 fn waiting_for_idle_waits_for_a_pending_verification() {
-    let engine = EngineHandle::spawn(|_| Ok((SlowVerifyBackend, "slow verify".into())));
+    let engine = EngineHandle::spawn(|_| {
+        let (_, closed) = crossbeam_channel::unbounded::<()>();
+        let backend = StuckBackend {
+            gate: closed,
+            predicting: Arc::new(AtomicBool::new(false)),
+            verify_takes: Duration::from_millis(300),
+        };
+        Ok((backend, "slow verify".into()))
+    });
     let mut app = app_on(engine);
     run(&mut app, "<wait-idle>");
     // An edit the engine takes at once: its `Idle` is in the channel, not
