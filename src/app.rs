@@ -5,6 +5,8 @@
 //! (the prediction engine's suggestion chunks), so it never blocks on them.
 
 use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -140,6 +142,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// A slice of idle-time reparsing: short enough that a key pressed meanwhile
 /// is handled without a visible delay.
 const IDLE_PARSE_SLICE: Duration = Duration::from_millis(2);
+/// How often the file on disk is compared with what was read (a stat; the
+/// content is read only when mtime or size moved).
+const DISK_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 pub type ChangeListener = Box<dyn FnMut(&Editor, &[Change])>;
 /// Writes escape sequences (OSC 52) to the terminal.
@@ -168,6 +173,12 @@ pub struct App {
     /// The next frame answers a key: a highlight query on a newer tree can
     /// wait for the idle frame after it.
     pub keystroke_frame: bool,
+    /// Set (to the signal's number) by a SIGTERM, SIGHUP or SIGINT handler:
+    /// the loop ends at once so that the caller can keep the unsaved text.
+    pub stop_signal: Arc<AtomicUsize>,
+    /// Whether the loop compares the file on disk with the buffer.
+    pub watch_disk: bool,
+    next_disk_check: Instant,
 }
 
 impl App {
@@ -186,6 +197,52 @@ impl App {
             frames: 0,
             idle_timeout: Duration::from_secs(60),
             keystroke_frame: false,
+            stop_signal: Arc::new(AtomicUsize::new(0)),
+            watch_disk: true,
+            next_disk_check: Instant::now() + DISK_CHECK_INTERVAL,
+        }
+    }
+
+    /// The signal that ended the loop, if one did.
+    pub fn stopped_by(&self) -> Option<i32> {
+        match self.stop_signal.load(Ordering::SeqCst) {
+            0 => None,
+            n => i32::try_from(n).ok(),
+        }
+    }
+
+    /// Timers that keep the user's text safe: the swap snapshot after a
+    /// pause, and the look at the file on disk. True when a redraw is due.
+    fn housekeeping(&mut self) -> bool {
+        let now = Instant::now();
+        let mut dirty = false;
+        if self
+            .editor
+            .doc
+            .swap_deadline()
+            .is_some_and(|due| due <= now)
+            && let Err(err) = self.editor.doc.write_swap()
+        {
+            tracing::warn!("cannot write the swap file: {err}");
+            self.editor.message = Some(format!("Cannot write the swap file: {err}"));
+            dirty = true;
+        }
+        if self.watch_disk && now >= self.next_disk_check {
+            self.next_disk_check = now + DISK_CHECK_INTERVAL;
+            // A prompt is open: the answer may be about the disk already.
+            if self.editor.prompt.is_none() {
+                dirty |= self.editor.check_disk();
+            }
+        }
+        dirty
+    }
+
+    /// The earliest of the housekeeping timers.
+    fn housekeeping_deadline(&self) -> Option<Instant> {
+        let disk = self.watch_disk.then_some(self.next_disk_check);
+        match (self.editor.doc.swap_deadline(), disk) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -216,10 +273,15 @@ impl App {
     /// How long the loop may wait for input before the predictor needs a
     /// look (streamed chunks should show without waiting for a key).
     fn input_timeout(&self) -> Duration {
+        let housekeeping = self
+            .housekeeping_deadline()
+            .map(|due| due.saturating_duration_since(Instant::now()));
         self.predictor
             .as_ref()
             .and_then(Predictor::next_deadline)
-            .map_or(POLL_INTERVAL, |d| d.min(POLL_INTERVAL))
+            .into_iter()
+            .chain(housekeeping)
+            .fold(POLL_INTERVAL, Duration::min)
     }
 
     pub fn run<B: Backend>(
@@ -232,9 +294,13 @@ impl App {
     {
         let mut dirty = true;
         loop {
+            if self.stopped_by().is_some() {
+                return Ok(());
+            }
             dirty |= self.drain_messages();
             self.dispatch_changes();
             dirty |= self.poll_predictor();
+            dirty |= self.housekeeping();
             if dirty {
                 self.draw(terminal)?;
                 dirty = false;
@@ -333,7 +399,9 @@ impl App {
             AppEvent::Mouse(mouse) => self.handle_mouse(mouse, area),
             AppEvent::Paste(text) => {
                 if let Some(prompt) = self.editor.prompt.as_mut() {
-                    prompt.input.push_str(text.lines().next().unwrap_or(""));
+                    // Terminals send pasted line breaks as CR.
+                    let first_line = text.split(['\r', '\n']).next().unwrap_or("");
+                    prompt.input.push_str(first_line);
                 } else {
                     self.editor.paste_text(&text);
                 }
@@ -436,6 +504,7 @@ impl App {
             }
             self.dispatch_changes();
             self.poll_predictor();
+            self.housekeeping();
         }
     }
 

@@ -22,6 +22,10 @@ pub struct Config {
     pub indent_width: usize,
     /// Key rebindings: `"C-k" = "cut"`; the command `none` unbinds.
     pub keys: BTreeMap<String, String>,
+    /// Keep a swap file of unsaved changes (vim's swap file).
+    pub swap: bool,
+    /// The pause in typing, in milliseconds, after which the swap file is written.
+    pub swap_after_ms: u64,
     /// Prediction settings, read by the prediction engine.
     pub predict: toml::Table,
 }
@@ -33,6 +37,8 @@ impl Default for Config {
             tab_width: 4,
             indent_width: 4,
             keys: BTreeMap::new(),
+            swap: true,
+            swap_after_ms: 1500,
             predict: toml::Table::new(),
         }
     }
@@ -51,6 +57,11 @@ pub fn data_dir() -> PathBuf {
     project_dirs().map_or_else(std::env::temp_dir, |d| d.data_dir().to_path_buf())
 }
 
+/// Where swap files go (0700: they hold unsaved text, maybe secrets).
+pub fn swap_dir() -> PathBuf {
+    data_dir().join("swap")
+}
+
 fn line_of(text: &str, byte: usize) -> usize {
     text[..byte.min(text.len())].matches('\n').count() + 1
 }
@@ -63,6 +74,13 @@ pub struct Loaded {
 }
 
 impl Config {
+    pub fn swap_settings(&self) -> Option<crate::editor::swap::SwapSettings> {
+        self.swap.then(|| crate::editor::swap::SwapSettings {
+            dir: swap_dir(),
+            after: std::time::Duration::from_millis(self.swap_after_ms.clamp(100, 600_000)),
+        })
+    }
+
     pub fn editor_options(&self) -> EditorOptions {
         EditorOptions {
             tab_width: self.tab_width.clamp(1, 16),

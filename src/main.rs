@@ -1,7 +1,7 @@
 //! pie-edit command line: open a file in the terminal editor, replay or
 //! record keystroke scripts, manage models.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -12,7 +12,7 @@ use ratatui::backend::TestBackend;
 
 use pie_edit::app::{App, Recorder, ReplayEvents, TerminalEvents};
 use pie_edit::config;
-use pie_edit::editor::{Document, Editor};
+use pie_edit::editor::{Document, Editor, swap};
 use pie_edit::predict::config::PredictConfig;
 use pie_edit::predict::live::Predictor;
 use pie_edit::replay::Script;
@@ -116,11 +116,29 @@ fn parse_size(text: &str) -> anyhow::Result<(u16, u16)> {
     ))
 }
 
-/// Write every modified buffer to a recovery file; returns the paths.
-fn write_recovery(app: &App) -> Vec<PathBuf> {
-    let doc = &app.editor.doc;
+/// Keep the unsaved text after a crash, a signal or a failed loop: in the
+/// swap file, where the next open of the file offers it, or for a scratch
+/// buffer in the recovery directory. Both are private (0700 dir, 0600 file).
+/// Returns what to tell the user.
+fn keep_unsaved(app: &mut App) -> Vec<String> {
+    let doc = &mut app.editor.doc;
     if !doc.is_modified() {
         return vec![];
+    }
+    if doc.has_swap() {
+        match doc.write_swap() {
+            Ok(Some(path)) => {
+                return vec![format!(
+                    "unsaved changes were written to {}; open {} again to recover them",
+                    path.display(),
+                    doc.path()
+                        .map_or_else(String::new, |p| p.display().to_string())
+                )];
+            }
+            Ok(None) => return vec![],
+            // The recovery directory is the second chance.
+            Err(err) => eprintln!("pie-edit: could not write the swap file: {err}"),
+        }
     }
     let dir = config::data_dir().join("recovery");
     let stamp = std::time::SystemTime::now()
@@ -131,15 +149,14 @@ fn write_recovery(app: &App) -> Vec<PathBuf> {
         .and_then(Path::file_name)
         .map_or_else(|| "scratch".into(), |n| n.to_string_lossy().into_owned());
     let path = dir.join(format!("{name}.{stamp}.{}.recovered", std::process::id()));
-    let written = std::fs::create_dir_all(&dir).and_then(|_| {
-        let mut file = std::fs::File::create(&path)?;
-        for chunk in doc.rope().chunks() {
-            file.write_all(chunk.as_bytes())?;
-        }
-        file.sync_all()
+    let written = swap::private_dir(&dir).and_then(|()| {
+        swap::write_private(&path, 0o600, &mut doc.rope().chunks().map(str::as_bytes))
     });
     match written {
-        Ok(()) => vec![path],
+        Ok(()) => vec![format!(
+            "unsaved changes were written to {}",
+            path.display()
+        )],
         Err(err) => {
             eprintln!(
                 "pie-edit: could not write recovery file {}: {err}",
@@ -147,6 +164,53 @@ fn write_recovery(app: &App) -> Vec<PathBuf> {
             );
             vec![]
         }
+    }
+}
+
+/// SIGTERM, SIGHUP (the terminal closed) and SIGINT end the loop through a
+/// flag instead of killing the process, so the unsaved text is kept and
+/// the terminal restored.
+fn catch_stop_signals(app: &App) {
+    for signal in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGINT,
+    ] {
+        let flag = app.stop_signal.clone();
+        if let Err(err) = signal_hook::flag::register_usize(signal, flag, signal as usize) {
+            tracing::warn!("cannot handle signal {signal}: {err}");
+        }
+    }
+}
+
+/// Open the document's swap: say when another editor has the file open,
+/// and offer what a dead one left.
+fn start_swap(editor: &mut Editor, settings: swap::SwapSettings) {
+    let found = match editor.doc.start_swap(settings.clone()) {
+        Ok(found) => found,
+        Err(err) => {
+            editor.message = Some(format!(
+                "No swap file (cannot use {}: {err}); unsaved work is not protected against a crash",
+                settings.dir.display()
+            ));
+            return;
+        }
+    };
+    if let Some(pid) = found.open_elsewhere.first() {
+        editor.message = Some(format!(
+            "{} is already open in another pie-edit (pid {pid}); saving here overwrites what it saves",
+            editor.doc.display_name()
+        ));
+    }
+    let more = found.leftovers.len().saturating_sub(1);
+    if let Some(leftover) = found.leftovers.into_iter().next() {
+        if more > 0 {
+            editor.message = Some(format!(
+                "{more} older swap file(s) of this file are in {}",
+                settings.dir.display()
+            ));
+        }
+        editor.offer_recovery(leftover);
     }
 }
 
@@ -181,6 +245,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None => None,
     };
 
+    if let Some(path) = &cli.config
+        && !path.exists()
+    {
+        eprintln!("pie-edit: config file {} does not exist", path.display());
+        return Ok(ExitCode::from(2));
+    }
+    let interactive = script.is_none();
+    if interactive && !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+        eprintln!(
+            "pie-edit: needs a terminal (standard input and output); to run keys from a file, use --replay FILE.keys"
+        );
+        return Ok(ExitCode::from(2));
+    }
     let config_path = cli.config.clone().or_else(config::default_config_path);
     let loaded = config_path.as_deref().map(config::load);
     let (cfg, keymap, mut warnings) = match loaded {
@@ -208,7 +285,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
     let mut editor = Editor::new(doc, cfg.editor_options(), keymap);
     editor.message = warnings.first().cloned();
+    if let Some(settings) = cfg.swap_settings() {
+        start_swap(&mut editor, settings);
+    }
     let mut app = App::new(editor, theme);
+    catch_stop_signals(&app);
     // A replay is about editing unless it asks for predictions: timing-driven
     // suggestions would make it depend on the machine's speed.
     let predict = !cli.no_predict && (script.is_none() || cli.predict);
@@ -247,23 +328,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ratatui::restore();
         result
     };
-    match outcome {
-        Ok(result) => result?,
-        Err(_) => {
-            // The panic hook has restored the terminal and printed the panic.
-            eprintln!(
+    let failure = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(err)) => Some((format!("pie-edit: {err:#}"), 1)),
+        // The panic hook has restored the terminal and printed the panic.
+        Err(_) => Some((
+            format!(
                 "pie-edit crashed (log: {})",
                 log_path.map_or_else(|| "none".into(), |p| p.display().to_string())
-            );
-            for path in write_recovery(&app) {
-                eprintln!(
-                    "pie-edit: unsaved changes were written to {}",
-                    path.display()
-                );
-            }
-            return Ok(ExitCode::from(101));
+            ),
+            101,
+        )),
+    };
+    if let Some((message, code)) = failure {
+        eprintln!("{message}");
+        for line in keep_unsaved(&mut app) {
+            eprintln!("pie-edit: {line}");
         }
+        return Ok(ExitCode::from(code));
     }
+    if let Some(signal) = app.stopped_by() {
+        tracing::info!(signal, "stopped by a signal");
+        for line in keep_unsaved(&mut app) {
+            eprintln!("pie-edit: {line}");
+        }
+        // The shell's convention for a death by signal.
+        return Ok(ExitCode::from(128 + signal.clamp(0, 127) as u8));
+    }
+    app.editor.doc.close_swap();
     if script.is_some() {
         print!("{}", app.editor.doc.text());
     }

@@ -131,22 +131,73 @@ fn a_panic_writes_modified_buffers_to_a_recovery_file() {
     );
     assert_eq!(out.status.code(), Some(101));
     let err = stderr(&out);
-    let marker = "unsaved changes were written to ";
-    let recovery = err
-        .lines()
-        .find_map(|l| l.split_once(marker))
-        .map(|(_, p)| p.trim().to_string());
-    let recovery = recovery.unwrap_or_else(|| panic!("no recovery path in {err:?}"));
+    let swap = swap_path_in(&err);
     assert!(
-        recovery.starts_with(dir.path().join("data").to_str().unwrap()),
-        "{recovery}"
+        swap.starts_with(dir.path().join("data").to_str().unwrap()),
+        "{swap}"
     );
-    assert_eq!(fs::read_to_string(&recovery).unwrap(), "precious workold\n");
+    assert_eq!(swap_text(Path::new(&swap)), "precious workold\n");
+    assert_private(Path::new(&swap));
     assert_eq!(
         fs::read_to_string(&file).unwrap(),
         "old\n",
         "the original stays untouched"
     );
+    // Opening the file again offers the changes; `r` takes them.
+    fs::write(&script, "r<C-s>").unwrap();
+    let out = pie_edit(
+        &["--replay", script.to_str().unwrap(), file.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(&file).unwrap(), "precious workold\n");
+    assert!(!Path::new(&swap).exists(), "the recovered swap is gone");
+}
+
+/// The swap file a failure message names.
+fn swap_path_in(stderr: &str) -> String {
+    let marker = "unsaved changes were written to ";
+    stderr
+        .lines()
+        .find_map(|l| l.split_once(marker))
+        .and_then(|(_, rest)| rest.split("; open").next())
+        .map(|p| p.trim().to_string())
+        .unwrap_or_else(|| panic!("no recovery path in {stderr:?}"))
+}
+
+/// A swap file's text: everything after its one header line.
+fn swap_text(path: &Path) -> String {
+    let bytes = fs::read_to_string(path).unwrap();
+    bytes.split_once('\n').unwrap().1.to_string()
+}
+
+fn assert_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(path), 0o600, "{}", path.display());
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+}
+
+#[test]
+fn a_panic_in_a_scratch_buffer_writes_a_private_recovery_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    fs::write(&config, "[keys]\n\"F12\" = \"debug-panic\"\n").unwrap();
+    let script = dir.path().join("s.keys");
+    fs::write(&script, "scratch work<F12>").unwrap();
+    let out = pie_edit(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--replay",
+            script.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(101));
+    let path = swap_path_in(&stderr(&out));
+    assert_eq!(fs::read_to_string(&path).unwrap(), "scratch work");
+    assert_private(Path::new(&path));
 }
 
 #[test]

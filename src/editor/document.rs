@@ -6,11 +6,12 @@
 //! so every change, undo and redo included, reaches them as a value.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ropey::Rope;
 
-use super::fileio::{self, OpenError, SaveError};
+use super::fileio::{self, DiskChange, DiskStamp, OpenError, SaveError};
+use super::swap::{Found, Leftover, Swap, SwapSettings};
 use crate::syntax::{self, HighlightSpan, Language, Syntax};
 use crate::text::{Edit, EditKind, History, Selection};
 
@@ -92,6 +93,21 @@ pub struct Document {
     unrecorded_since_save: bool,
     changes: Vec<Change>,
     highlights: HighlightCache,
+    /// The file as last read or written; `None` for a file not on disk yet.
+    disk: Option<DiskStamp>,
+    /// The file was deleted on disk: the buffer is the only copy left.
+    deleted_on_disk: bool,
+    swap: Option<Swap>,
+    /// When the last edit was applied (the swap waits for a pause after it).
+    last_change: Option<Instant>,
+}
+
+/// What a save did beyond writing the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    Written,
+    /// The file had been deleted on disk and was created anew.
+    Recreated,
 }
 
 impl Document {
@@ -112,15 +128,21 @@ impl Document {
             unrecorded_since_save: false,
             changes: Vec::new(),
             highlights: HighlightCache::default(),
+            disk: None,
+            deleted_on_disk: false,
+            swap: None,
+            last_change: None,
         }
     }
 
     /// Open `path`; a path that does not exist yet gives an empty buffer
     /// that the first save creates.
     pub fn open(path: &Path) -> Result<Document, OpenError> {
-        let text = fileio::read_text(path)?.unwrap_or_default();
-        let mut doc = Document::from_text(&text, Language::from_path(path));
+        let read = fileio::read_text(path)?;
+        let text = read.as_ref().map_or("", |r| r.text.as_str());
+        let mut doc = Document::from_text(text, Language::from_path(path));
         doc.path = Some(path.to_path_buf());
+        doc.disk = read.map(|r| r.stamp);
         Ok(doc)
     }
 
@@ -213,7 +235,9 @@ impl Document {
     /// Differs from the saved file: undoing back to the saved state counts
     /// as unmodified.
     pub fn is_modified(&self) -> bool {
-        self.history.state_id() != self.saved_state || self.unrecorded_since_save
+        self.history.state_id() != self.saved_state
+            || self.unrecorded_since_save
+            || self.deleted_on_disk
     }
 
     /// The one apply path. Every change to the text comes through here.
@@ -245,6 +269,7 @@ impl Document {
         self.highlights.map_through(&edit);
         self.version += 1;
         self.changes.push((self.version, edit));
+        self.last_change = Some(Instant::now());
         self.version
     }
 
@@ -294,23 +319,175 @@ impl Document {
         std::mem::take(&mut self.changes)
     }
 
-    /// Save to the document's path. On failure nothing changes: the buffer
-    /// stays modified and the file on disk is untouched.
-    pub fn save(&mut self) -> Result<(), SaveError> {
+    /// Save to the document's path (through its links). On failure nothing
+    /// changes: the buffer stays modified and the file on disk is untouched.
+    /// Whether the file changed on disk meanwhile is the caller's question
+    /// to ask first ([`Document::disk_change`]).
+    pub fn save(&mut self) -> Result<Saved, SaveError> {
         let path = self.path.clone().ok_or_else(|| {
             SaveError::Io(
                 PathBuf::from("(scratch)"),
                 std::io::Error::other("the buffer has no file name"),
             )
         })?;
-        fileio::save_atomic(&path, &self.rope)?;
+        let saved = if self.disk.is_some() && self.disk_change() == DiskChange::Deleted {
+            Saved::Recreated
+        } else {
+            Saved::Written
+        };
+        self.disk = Some(fileio::save(&path, &self.rope)?);
+        self.deleted_on_disk = false;
         // Typing after a save must start a new undo group, so that the saved
         // state keeps its own history id.
+        self.mark_saved();
+        if let Some(swap) = self.swap.as_mut() {
+            swap.remove(self.version);
+        }
+        Ok(saved)
+    }
+
+    fn mark_saved(&mut self) {
         self.history.commit();
         self.history.seal();
         self.saved_state = self.history.state_id();
         self.unrecorded_since_save = false;
+    }
+
+    /// How the file on disk compares with what was last read or written.
+    /// A file that did not exist when opened and exists now counts as
+    /// modified: another program created it.
+    pub fn disk_change(&self) -> DiskChange {
+        let Some(path) = &self.path else {
+            return DiskChange::Unchanged;
+        };
+        match &self.disk {
+            Some(stamp) => fileio::disk_change(path, stamp),
+            None if path.exists() => DiskChange::Modified,
+            None => DiskChange::Unchanged,
+        }
+    }
+
+    /// The file was found deleted on disk: keep the buffer as modified, so
+    /// that quitting asks and the swap keeps a copy.
+    pub fn mark_deleted_on_disk(&mut self) {
+        self.deleted_on_disk = true;
+    }
+
+    /// Take the file's bytes on disk into the buffer, as one undoable step
+    /// (undo brings the buffer's text back). The buffer is unmodified after.
+    pub fn reload(&mut self) -> Result<(), OpenError> {
+        let Some(path) = self.path.clone() else {
+            return Ok(());
+        };
+        let Some(read) = fileio::read_text(&path)? else {
+            return Err(OpenError::Unreadable(
+                path,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        };
+        self.replace_all(&read.text);
+        self.disk = Some(read.stamp);
+        self.deleted_on_disk = false;
+        self.mark_saved();
+        if let Some(swap) = self.swap.as_mut() {
+            swap.remove(self.version);
+        }
         Ok(())
+    }
+
+    /// Replace the whole text with `text` as one undo step, as the smallest
+    /// edit (the common prefix and suffix stay), so listeners such as the
+    /// prediction engine re-read only what differs.
+    fn replace_all(&mut self, text: &str) {
+        let old = self.rope.to_string();
+        let prefix = old
+            .chars()
+            .zip(text.chars())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let old_rest = old.chars().count() - prefix;
+        let new_rest = text.chars().count() - prefix;
+        let suffix = old
+            .chars()
+            .rev()
+            .zip(text.chars().rev())
+            .take(old_rest.min(new_rest))
+            .take_while(|(a, b)| a == b)
+            .count();
+        let inserted: String = text.chars().skip(prefix).take(new_rest - suffix).collect();
+        let edit = Edit::replace(&self.rope, prefix, prefix + old_rest - suffix, &inserted);
+        let at = Selection::cursor(prefix);
+        self.history.seal();
+        self.edit(edit, EditKind::Other, at, at);
+        self.history.seal();
+        self.line_ending = LineEnding::detect(&self.rope);
+    }
+
+    /// Keep swap files for this document (it needs a path). Returns what
+    /// other processes left or hold for the same file.
+    pub fn start_swap(&mut self, settings: SwapSettings) -> std::io::Result<Found> {
+        let Some(path) = &self.path else {
+            return Ok(Found::default());
+        };
+        let (swap, mut found) = Swap::start(settings, path)?;
+        self.swap = Some(swap);
+        // A leftover that holds what the file holds has nothing to recover.
+        let text = self.text();
+        found.leftovers.retain(|leftover| {
+            let same = leftover.text == text;
+            if same {
+                let _ = std::fs::remove_file(&leftover.path);
+            }
+            !same
+        });
+        Ok(found)
+    }
+
+    /// When the next swap snapshot is due, if one is.
+    pub fn swap_deadline(&self) -> Option<Instant> {
+        let swap = self.swap.as_ref()?;
+        if swap.is_current(self.version) {
+            return None;
+        }
+        Some(self.last_change? + swap.after())
+    }
+
+    /// Bring the swap up to date: a snapshot while modified, none when the
+    /// buffer matches the file. Returns the snapshot's path when written.
+    pub fn write_swap(&mut self) -> std::io::Result<Option<PathBuf>> {
+        let modified = self.is_modified();
+        let version = self.version;
+        let Some(swap) = self.swap.as_mut() else {
+            return Ok(None);
+        };
+        if !modified {
+            swap.remove(version);
+            return Ok(None);
+        }
+        swap.write(&self.rope, version).map(Some)
+    }
+
+    /// Whether this document keeps swap files.
+    pub fn has_swap(&self) -> bool {
+        self.swap.is_some()
+    }
+
+    /// Replace the buffer with a leftover snapshot, as one undoable step
+    /// (undo shows the file as on disk). The leftover file is removed once
+    /// this process's own snapshot holds the same text.
+    pub fn recover(&mut self, leftover: &Leftover) -> std::io::Result<()> {
+        self.replace_all(&leftover.text);
+        if self.write_swap()?.is_some() {
+            std::fs::remove_file(&leftover.path)?;
+        }
+        Ok(())
+    }
+
+    /// A clean quit: this process's swap and open marker go away.
+    pub fn close_swap(&mut self) {
+        if let Some(swap) = self.swap.as_mut() {
+            swap.close();
+        }
     }
 
     /// The file name without its directory, for the status line and messages.

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod search;
 pub mod state;
 pub mod suggestion;
+pub mod swap;
 
 pub use commands::{COMMANDS, Command, Keymap};
 pub use document::{Change, Document, LineEnding};

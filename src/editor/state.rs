@@ -8,8 +8,11 @@ use base64::Engine as _;
 use ropey::Rope;
 
 use super::commands::{self, Keymap};
+use super::document::Saved;
+use super::fileio::DiskChange;
 use super::keys::Key;
 use super::search;
+use super::swap::Leftover;
 use super::{Document, LineEnding};
 use crate::text::movement::{self, line_content_end, line_text};
 use crate::text::width::{char_at_col, visual_col};
@@ -36,8 +39,16 @@ impl Default for EditorOptions {
 pub enum PromptKind {
     Find,
     GotoLine,
-    SaveAs { then_quit: bool },
+    SaveAs {
+        then_quit: bool,
+    },
     ConfirmQuit,
+    /// A save found the file changed by another program since it was read.
+    ChangedOnDisk {
+        then_quit: bool,
+    },
+    /// Opening found unsaved changes that a crashed or killed editor left.
+    Recover,
 }
 
 #[derive(Debug, Clone)]
@@ -46,16 +57,40 @@ pub struct Prompt {
     pub input: String,
     /// Where the cursor was when the prompt opened: Esc returns there.
     pub origin: Selection,
+    /// The snapshot a `Recover` prompt asks about.
+    pub leftover: Option<Leftover>,
+}
+
+fn age(time: std::time::SystemTime) -> String {
+    let secs = time.elapsed().map_or(0, |d| d.as_secs());
+    match secs {
+        0..60 => format!("{secs} s ago"),
+        60..3600 => format!("{} min ago", secs / 60),
+        3600..86400 => format!("{} h ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86400),
+    }
 }
 
 impl Prompt {
-    pub fn label(&self) -> &'static str {
+    pub fn label(&self) -> String {
         match self.kind {
-            PromptKind::Find => "Find (Enter: keep, Esc: back, C-n/C-p: next/prev): ",
-            PromptKind::GotoLine => "Go to line[:col]: ",
-            PromptKind::SaveAs { .. } => "Save as: ",
+            PromptKind::Find => "Find (Enter: keep, Esc: back, C-n/C-p: next/prev): ".into(),
+            PromptKind::GotoLine => "Go to line[:col]: ".into(),
+            PromptKind::SaveAs { .. } => "Save as: ".into(),
             PromptKind::ConfirmQuit => {
-                "Unsaved changes. Save before quitting? (y)es (n)o (Esc) cancel "
+                "Unsaved changes. Save before quitting? (y)es (n)o (Esc) cancel ".into()
+            }
+            PromptKind::ChangedOnDisk { .. } => {
+                "The file changed on disk since it was read. (o)verwrite it (r)eload it (Esc) cancel "
+                    .into()
+            }
+            PromptKind::Recover => {
+                let when = self.leftover.as_ref().map_or_else(String::new, |l| {
+                    format!(" (pid {}, {})", l.pid, age(l.written))
+                });
+                format!(
+                    "Unsaved changes of a pie-edit that ended{when}. (r)ecover them (o)pen the file, keep them (d)elete them "
+                )
             }
         }
     }
@@ -89,6 +124,8 @@ pub struct Editor {
     pub ghost: Option<Ghost>,
     /// A prediction command for the predictor to act on.
     pub predict_signal: Option<PredictSignal>,
+    /// The user was told that the file changed or vanished on disk.
+    disk_warned: bool,
 }
 
 impl Editor {
@@ -113,6 +150,7 @@ impl Editor {
             keymap,
             ghost: None,
             predict_signal: None,
+            disk_warned: false,
         }
     }
 
@@ -180,29 +218,11 @@ impl Editor {
             return;
         };
         let kind = prompt.kind;
-        if kind == PromptKind::ConfirmQuit {
-            match key.typed_char() {
-                Some('y' | 'Y') => {
-                    self.prompt = None;
-                    if self.doc.path().is_none() {
-                        self.open_prompt(PromptKind::SaveAs { then_quit: true });
-                    } else if self.save_document() {
-                        self.quit = true;
-                    }
-                }
-                Some('n' | 'N') => {
-                    self.prompt = None;
-                    self.quit = true;
-                }
-                _ if key.code == KeyCode::Esc
-                    || key == Key::ctrl('c')
-                    || key.typed_char() == Some('c') =>
-                {
-                    self.prompt = None;
-                    self.message = Some("Quit cancelled".into());
-                }
-                _ => {}
-            }
+        if matches!(
+            kind,
+            PromptKind::ConfirmQuit | PromptKind::ChangedOnDisk { .. } | PromptKind::Recover
+        ) {
+            self.choice_key(kind, key);
             return;
         }
         // Search's next/prev keys work while the prompt is open.
@@ -245,7 +265,95 @@ impl Editor {
             kind,
             input: String::new(),
             origin: self.selection,
+            leftover: None,
         });
+    }
+
+    /// Ask what to do with the unsaved changes a dead editor left for this file.
+    pub fn offer_recovery(&mut self, leftover: Leftover) {
+        self.open_prompt(PromptKind::Recover);
+        if let Some(prompt) = self.prompt.as_mut() {
+            prompt.leftover = Some(leftover);
+        }
+    }
+
+    /// The single-key prompts: a choice, not typed input.
+    fn choice_key(&mut self, kind: PromptKind, key: Key) {
+        let choice = key.typed_char().map(|c| c.to_ascii_lowercase());
+        let cancel = key.code == KeyCode::Esc || key == Key::ctrl('c');
+        let leftover = self.prompt.as_mut().and_then(|p| p.leftover.take());
+        match (kind, choice) {
+            (PromptKind::ConfirmQuit, Some('y')) => {
+                self.prompt = None;
+                if self.doc.path().is_none() {
+                    self.open_prompt(PromptKind::SaveAs { then_quit: true });
+                } else if self.save_checked(true) {
+                    self.quit = true;
+                }
+            }
+            (PromptKind::ConfirmQuit, Some('n')) => {
+                self.prompt = None;
+                self.quit = true;
+            }
+            (PromptKind::ConfirmQuit, Some('c')) => self.cancel_prompt("Quit cancelled"),
+            (PromptKind::ConfirmQuit, _) if cancel => self.cancel_prompt("Quit cancelled"),
+            (PromptKind::ChangedOnDisk { then_quit }, Some('o')) => {
+                self.prompt = None;
+                if self.save_document() && then_quit {
+                    self.quit = true;
+                }
+            }
+            (PromptKind::ChangedOnDisk { .. }, Some('r')) => {
+                self.prompt = None;
+                self.reload();
+            }
+            (PromptKind::ChangedOnDisk { .. }, Some('c')) => self.cancel_prompt("Save cancelled"),
+            (PromptKind::ChangedOnDisk { .. }, _) if cancel => self.cancel_prompt("Save cancelled"),
+            (PromptKind::Recover, Some('r')) => {
+                self.prompt = None;
+                if let Some(leftover) = leftover {
+                    self.message = Some(match self.doc.recover(&leftover) {
+                        Ok(()) => "Recovered the unsaved changes (Ctrl-Z shows the file as on disk; Ctrl-S saves)".into(),
+                        Err(err) => format!(
+                            "Recovered the changes, but {} stays: {err}",
+                            leftover.path.display()
+                        ),
+                    });
+                }
+            }
+            (PromptKind::Recover, Some('d')) => {
+                self.prompt = None;
+                if let Some(leftover) = leftover {
+                    self.message = Some(match std::fs::remove_file(&leftover.path) {
+                        Ok(()) => "Deleted the unsaved changes".into(),
+                        Err(err) => format!("Cannot delete {}: {err}", leftover.path.display()),
+                    });
+                }
+            }
+            (PromptKind::Recover, Some('o')) => self.keep_leftover(leftover),
+            (PromptKind::Recover, _) if cancel => self.keep_leftover(leftover),
+            _ => {
+                // Not an answer: keep asking, with the snapshot still there.
+                if let Some(prompt) = self.prompt.as_mut() {
+                    prompt.leftover = leftover;
+                }
+            }
+        }
+    }
+
+    fn cancel_prompt(&mut self, message: &str) {
+        self.prompt = None;
+        self.message = Some(message.into());
+    }
+
+    fn keep_leftover(&mut self, leftover: Option<Leftover>) {
+        self.prompt = None;
+        if let Some(leftover) = leftover {
+            self.message = Some(format!(
+                "Opened the file as on disk; the unsaved changes stay in {}",
+                leftover.path.display()
+            ));
+        }
     }
 
     /// Incremental search: every change of the query searches again from
@@ -290,11 +398,11 @@ impl Editor {
                     return;
                 }
                 self.doc.set_path(path.into());
-                if self.save_document() && then_quit {
+                if self.save_checked(then_quit) && then_quit {
                     self.quit = true;
                 }
             }
-            PromptKind::ConfirmQuit => {}
+            PromptKind::ConfirmQuit | PromptKind::ChangedOnDisk { .. } | PromptKind::Recover => {}
         }
     }
 
@@ -621,8 +729,9 @@ impl Editor {
 
     /// A paste or any other multi-char insertion: line breaks follow the
     /// document's style, and the whole insertion is one undo step.
+    /// Terminals send a pasted newline as CR, so CR, LF and CRLF all count.
     pub fn paste_text(&mut self, text: &str) {
-        let normalized = text.replace("\r\n", "\n");
+        let normalized = text.replace("\r\n", "\n").replace('\r', "\n");
         let text = match self.doc.line_ending() {
             LineEnding::Lf => normalized,
             LineEnding::CrLf => normalized.replace('\n', "\r\n"),
@@ -703,12 +812,20 @@ impl Editor {
         }
     }
 
-    /// Save; on failure the status says why and the buffer stays modified.
+    /// Save without asking; on failure the status says why and the buffer
+    /// stays modified.
     pub fn save_document(&mut self) -> bool {
         match self.doc.save() {
-            Ok(()) => {
+            Ok(saved) => {
                 let lines = self.rope().len_lines();
-                self.message = Some(format!("Saved {} ({lines} lines)", self.doc.display_name()));
+                let name = self.doc.display_name();
+                self.message = Some(match saved {
+                    Saved::Written => format!("Saved {name} ({lines} lines)"),
+                    Saved::Recreated => format!(
+                        "Saved {name} ({lines} lines); it had been deleted on disk, so it was created anew"
+                    ),
+                });
+                self.disk_warned = false;
                 true
             }
             Err(err) => {
@@ -719,11 +836,77 @@ impl Editor {
         }
     }
 
+    /// Save, unless another program changed the file since it was read:
+    /// then ask first. True when the file was written.
+    fn save_checked(&mut self, then_quit: bool) -> bool {
+        if self.doc.disk_change() == DiskChange::Modified {
+            self.open_prompt(PromptKind::ChangedOnDisk { then_quit });
+            return false;
+        }
+        self.save_document()
+    }
+
     pub fn save(&mut self) {
         if self.doc.path().is_none() {
             self.open_prompt(PromptKind::SaveAs { then_quit: false });
         } else {
-            self.save_document();
+            self.save_checked(false);
+        }
+    }
+
+    /// Take the file as it is on disk (undo brings the buffer's text back).
+    pub fn reload(&mut self) {
+        let name = self.doc.display_name();
+        self.message = Some(match self.doc.reload() {
+            Ok(()) => {
+                self.selection = self.selection.clamp(self.rope().len_chars());
+                self.disk_warned = false;
+                format!("Reloaded {name} from disk (Ctrl-Z brings your text back)")
+            }
+            Err(err) => format!("Reload failed: {err}"),
+        });
+    }
+
+    /// Look at the file on disk: an unmodified buffer follows changes made
+    /// by other programs; a modified one is told. Returns true when the
+    /// screen changed.
+    pub fn check_disk(&mut self) -> bool {
+        match self.doc.disk_change() {
+            DiskChange::Unchanged => false,
+            DiskChange::Modified if !self.doc.is_modified() => {
+                let name = self.doc.display_name();
+                match self.doc.reload() {
+                    Ok(()) => {
+                        self.selection = self.selection.clamp(self.rope().len_chars());
+                        self.message = Some(format!("{name} changed on disk: reloaded it"));
+                    }
+                    Err(err) => self.message = Some(format!("{name} changed on disk: {err}")),
+                }
+                true
+            }
+            DiskChange::Modified => {
+                if self.disk_warned {
+                    return false;
+                }
+                self.disk_warned = true;
+                self.message = Some(format!(
+                    "{} changed on disk; Ctrl-S will ask before overwriting it",
+                    self.doc.display_name()
+                ));
+                true
+            }
+            DiskChange::Deleted => {
+                if self.disk_warned {
+                    return false;
+                }
+                self.disk_warned = true;
+                self.doc.mark_deleted_on_disk();
+                self.message = Some(format!(
+                    "{} was deleted on disk; Ctrl-S creates it again",
+                    self.doc.display_name()
+                ));
+                true
+            }
         }
     }
 
@@ -772,7 +955,11 @@ impl Editor {
         }
         let col = self.cursor_visual_col();
         let width = self.view_width.max(2);
-        if col < self.scroll_col {
+        // A cursor that fits the first screen width needs no sideways
+        // scroll (after a shrink to a sliver and back, the view returns).
+        if col + 1 < width {
+            self.scroll_col = 0;
+        } else if col < self.scroll_col {
             self.scroll_col = col.saturating_sub(width / 4);
         } else if col >= self.scroll_col + width {
             self.scroll_col = col + 1 - width + width / 4;

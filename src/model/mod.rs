@@ -69,6 +69,7 @@
 //!   message names the cause; nothing here panics on bad input.
 
 pub mod config;
+pub mod gguf;
 mod kernels;
 pub mod kv_cache;
 pub mod rope;

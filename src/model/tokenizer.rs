@@ -123,10 +123,7 @@ impl Tokenizer {
     /// Rebuild the tokenizer stored in a GGUF file's metadata.
     pub fn from_gguf(path: impl AsRef<Path>) -> Result<Tokenizer> {
         let path = path.as_ref();
-        let mut file = std::fs::File::open(path)
-            .with_context(|| format!("cannot open model file {}", path.display()))?;
-        let content = gguf_file::Content::read(&mut file)
-            .map_err(|e| anyhow!("{} is not a readable GGUF file: {e}", path.display()))?;
+        let (content, _) = super::gguf::open(path)?;
         Self::from_gguf_metadata(&content.metadata, path)
     }
 
@@ -385,10 +382,7 @@ fn model_vocab_rows(weights: &Path) -> Result<Option<usize>> {
             .and_then(|v| v.as_u64())
             .map(|v| v as usize));
     }
-    let mut file = std::fs::File::open(weights)
-        .with_context(|| format!("cannot open model file {}", weights.display()))?;
-    let content = gguf_file::Content::read(&mut file)
-        .map_err(|e| anyhow!("{} is not a readable GGUF file: {e}", weights.display()))?;
+    let (content, _) = super::gguf::open(weights)?;
     // candle lists GGUF dims outermost first: [vocab, hidden].
     Ok(content
         .tensor_infos

@@ -1,12 +1,10 @@
 //! Loading weights: GGUF (quantized) and safetensors + config.json.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Tensor};
 
 use super::config::ModelConfig;
@@ -121,9 +119,7 @@ impl Model {
 
     fn from_gguf_inner(path: &Path, options: &LoadOptions) -> Result<Self> {
         let device = Device::Cpu;
-        let file = File::open(path).context("cannot open the file")?;
-        let mut reader = BufReader::new(file);
-        let content = gguf_file::Content::read(&mut reader).context("not a readable GGUF file")?;
+        let (content, mut reader) = super::gguf::open(path)?;
         let config = ModelConfig::from_gguf(&content)?;
         let mut tensor = |name: &str| -> Result<QTensor> {
             if !content.tensor_infos.contains_key(name) {

@@ -27,7 +27,10 @@ pub struct ScreenLayout {
 }
 
 pub fn layout(area: Rect, editor: &Editor) -> ScreenLayout {
-    let text_height = area.height.saturating_sub(2);
+    let message_rows = message_lines(editor, area.width).len() as u16;
+    // A long message takes up to a third of the screen; the text keeps the rest.
+    let message_rows = message_rows.clamp(1, (area.height / 3).max(1));
+    let text_height = area.height.saturating_sub(1 + message_rows);
     let gutter_width = (editor.gutter_width() as u16).min(area.width / 2);
     ScreenLayout {
         gutter: Rect::new(area.x, area.y, gutter_width, text_height),
@@ -42,9 +45,38 @@ pub fn layout(area: Rect, editor: &Editor) -> ScreenLayout {
             area.x,
             area.y + text_height + 1,
             area.width,
-            area.height.saturating_sub(1).min(1),
+            area.height.saturating_sub(1).min(message_rows),
         ),
     }
+}
+
+/// The message (or prompt) cut into rows of at most `width` columns, so
+/// that a long one can be read in full.
+fn message_lines(editor: &Editor, width: u16) -> Vec<String> {
+    let text = match &editor.prompt {
+        Some(prompt) => format!("{}{}", prompt.label(), prompt.input),
+        None => editor.message.clone().unwrap_or_default(),
+    };
+    wrap_columns(&text, width.max(1) as usize)
+}
+
+fn wrap_columns(text: &str, width: usize) -> Vec<String> {
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        let mut row = String::new();
+        let mut used = 0;
+        for grapheme in line.graphemes(true) {
+            let w = grapheme_width(grapheme, used, 1);
+            if used + w > width && !row.is_empty() {
+                rows.push(std::mem::take(&mut row));
+                used = 0;
+            }
+            row.push_str(grapheme);
+            used += w;
+        }
+        rows.push(row);
+    }
+    rows
 }
 
 /// What the app adds on top of the editor state.
@@ -315,28 +347,35 @@ fn draw_status(buf: &mut Buffer, area: Rect, editor: &Editor, theme: &Theme, pre
     }
 }
 
-/// Draw the prompt or message line; returns the prompt's cursor position.
+/// Draw the prompt or the message, wrapped over the rows of `area`;
+/// returns the prompt's cursor position.
 fn draw_prompt(buf: &mut Buffer, area: Rect, editor: &Editor, theme: &Theme) -> Option<Position> {
     if area.height == 0 {
         return None;
     }
     buf.set_style(area, theme.prompt);
-    if let Some(prompt) = &editor.prompt {
-        let text = format!("{}{}", prompt.label(), prompt.input);
-        buf.set_stringn(area.x, area.y, &text, area.width as usize, theme.prompt);
-        let x = (str_width(&text, 1) as u16).min(area.width.saturating_sub(1));
-        if let Some(message) = &editor.message {
-            let w = str_width(message, 1) as u16 + 2;
-            if x + w < area.width {
-                buf.set_string(area.x + area.width - w, area.y, message, theme.message);
-            }
-        }
-        return Some(Position::new(area.x + x, area.y));
+    let style = if editor.prompt.is_some() {
+        theme.prompt
+    } else {
+        theme.message
+    };
+    let rows = message_lines(editor, area.width);
+    // When a message is longer than the area, its end (the reason) shows.
+    let skip = rows.len().saturating_sub(area.height as usize);
+    for (y, row) in rows.iter().skip(skip).enumerate() {
+        buf.set_stringn(area.x, area.y + y as u16, row, area.width as usize, style);
     }
+    editor.prompt.as_ref()?;
+    let last = rows.last().map_or("", String::as_str);
+    let y = area.y + (rows.len() - skip).saturating_sub(1) as u16;
+    let x = (str_width(last, 1) as u16).min(area.width.saturating_sub(1));
     if let Some(message) = &editor.message {
-        buf.set_stringn(area.x, area.y, message, area.width as usize, theme.message);
+        let w = str_width(message, 1) as u16 + 2;
+        if x + w < area.width {
+            buf.set_string(area.x + area.width - w, y, message, theme.message);
+        }
     }
-    None
+    Some(Position::new(area.x + x, y))
 }
 
 fn draw_help(frame: &mut Frame, area: Rect, editor: &Editor, theme: &Theme) {
