@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::editor::{EditorOptions, Keymap};
+use crate::predict::config::PredictConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -26,8 +27,9 @@ pub struct Config {
     pub swap: bool,
     /// The pause in typing, in milliseconds, after which the swap file is written.
     pub swap_after_ms: u64,
-    /// Prediction settings, read by the prediction engine.
-    pub predict: toml::Table,
+    /// Prediction settings, read by the prediction engine. Typed here, so
+    /// that a bad value is reported with its line like any other.
+    pub predict: PredictConfig,
 }
 
 impl Default for Config {
@@ -39,7 +41,7 @@ impl Default for Config {
             keys: BTreeMap::new(),
             swap: true,
             swap_after_ms: 1500,
-            predict: toml::Table::new(),
+            predict: PredictConfig::default(),
         }
     }
 }
@@ -133,6 +135,15 @@ pub fn parse(text: &str, path: &Path) -> Loaded {
     };
     let mut keymap = Keymap::default();
     let mut warnings = Vec::new();
+    let mut config = config;
+    if let Err(err) = config.predict.validate() {
+        let line = text.find("max_context").map_or(1, |b| line_of(text, b));
+        warnings.push(format!(
+            "config error in {} line {line}: {err}; using the default prediction settings",
+            path.display()
+        ));
+        config.predict = PredictConfig::default();
+    }
     for (key, command) in &config.keys {
         if let Err(err) = keymap.bind(key, command) {
             let line = text
@@ -170,6 +181,24 @@ mod tests {
             loaded.warnings[0]
         );
         assert_eq!(loaded.config.theme, "dark");
+    }
+
+    #[test]
+    fn a_bad_prediction_setting_names_its_line() {
+        let text = "theme = \"light\"\n\n[predict]\nlines = 2\nmax_context = \"big\"\n";
+        let loaded = parse(text, Path::new("c.toml"));
+        assert!(
+            loaded.warnings[0].contains("c.toml line 5"),
+            "{}",
+            loaded.warnings[0]
+        );
+        let loaded = parse("[predict]\n\nmax_context = 8\n", Path::new("c.toml"));
+        assert!(
+            loaded.warnings[0].contains("c.toml line 3") && loaded.warnings[0].contains("64"),
+            "{}",
+            loaded.warnings[0]
+        );
+        assert_eq!(loaded.config.predict, PredictConfig::default());
     }
 
     #[test]

@@ -13,7 +13,6 @@ use ratatui::backend::TestBackend;
 use pie_edit::app::{App, Recorder, ReplayEvents, TerminalEvents};
 use pie_edit::config;
 use pie_edit::editor::{Document, Editor, swap};
-use pie_edit::predict::config::PredictConfig;
 use pie_edit::predict::live::Predictor;
 use pie_edit::replay::Script;
 use pie_edit::ui::Theme;
@@ -270,10 +269,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         warnings.push(format!("{err}; using the dark theme"));
         Theme::default_dark()
     });
-    let mut predict_config = PredictConfig::from_table(&cfg.predict).unwrap_or_else(|err| {
-        warnings.push(format!("{err}; using the default prediction settings"));
-        PredictConfig::default()
-    });
+    let mut predict_config = cfg.predict.clone();
     if let Some(model) = &cli.model {
         predict_config.model = model.clone();
     }

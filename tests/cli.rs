@@ -253,3 +253,68 @@ fn logs_go_to_the_data_dir_not_the_terminal() {
     let log = fs::read_to_string(dir.path().join("data/pie-edit/pie-edit.log")).unwrap();
     assert!(log.contains("pie-edit starting"), "{log}");
 }
+
+#[test]
+fn a_config_file_named_on_the_command_line_must_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.toml");
+    let out = pie_edit(&["--config", missing.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(&format!("config file {} does not exist", missing.display())),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn without_a_terminal_it_says_so_instead_of_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.py");
+    // `output()` gives the child pipes, not a terminal.
+    let out = pie_edit(&["--no-predict", file.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("needs a terminal"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing drawn");
+}
+
+/// Saving through links, with the real binary: every case with CRLF and a
+/// missing final newline, since the bytes must come through unchanged.
+#[test]
+fn saving_through_links_keeps_every_link() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("s.keys");
+    fs::write(&script, "new<C-s>").unwrap();
+    let save = |path: &Path| {
+        let out = pie_edit(
+            &["--replay", script.to_str().unwrap(), path.to_str().unwrap()],
+            dir.path(),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    // A chain of symlinks, one of them relative.
+    let real = dir.path().join("real.txt");
+    fs::write(&real, "old\r\nno newline").unwrap();
+    std::os::unix::fs::symlink("real.txt", dir.path().join("hop.txt")).unwrap();
+    let link = dir.path().join("link.txt");
+    std::os::unix::fs::symlink(dir.path().join("hop.txt"), &link).unwrap();
+    save(&link);
+    assert_eq!(fs::read(&real).unwrap(), b"newold\r\nno newline");
+    for name in ["hop.txt", "link.txt"] {
+        let meta = fs::symlink_metadata(dir.path().join(name)).unwrap();
+        assert!(meta.file_type().is_symlink(), "{name} stays a link");
+    }
+    // Hard links: one inode, two names, before and after.
+    let a = dir.path().join("a.txt");
+    fs::write(&a, "old\n").unwrap();
+    let b = dir.path().join("b.txt");
+    fs::hard_link(&a, &b).unwrap();
+    let inode = fs::metadata(&a).unwrap().ino();
+    save(&b);
+    let meta = fs::metadata(&a).unwrap();
+    assert_eq!((meta.ino(), meta.nlink()), (inode, 2));
+    assert_eq!(fs::read(&a).unwrap(), b"newold\n");
+}

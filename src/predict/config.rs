@@ -83,18 +83,16 @@ impl Default for PredictConfig {
 }
 
 impl PredictConfig {
-    /// Parse the `[predict]` table; errors name the offending key.
-    pub fn from_table(table: &toml::Table) -> Result<PredictConfig, String> {
-        let config: PredictConfig = toml::Value::Table(table.clone())
-            .try_into()
-            .map_err(|e: toml::de::Error| format!("[predict]: {}", e.message()))?;
-        if config.max_context < 64 {
+    /// Checks that need more than the types (read with the config file, so
+    /// type errors come with its line).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_context < 64 {
             return Err(format!(
                 "[predict] max_context = {} is below the minimum of 64",
-                config.max_context
+                self.max_context
             ));
         }
-        Ok(config)
+        Ok(())
     }
 
     pub fn debounce(&self) -> Duration {
@@ -128,15 +126,16 @@ impl PredictConfig {
 mod tests {
     use super::*;
 
+    fn parse(text: &str) -> Result<PredictConfig, String> {
+        let config: PredictConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
     #[test]
     fn empty_table_is_the_default_and_keys_override() {
-        assert_eq!(
-            PredictConfig::from_table(&toml::Table::new()).unwrap(),
-            PredictConfig::default()
-        );
-        let table: toml::Table =
-            toml::from_str("lines = 3\nupdate_mode = \"full\"\ndebounce_ms = 0").unwrap();
-        let config = PredictConfig::from_table(&table).unwrap();
+        assert_eq!(parse("").unwrap(), PredictConfig::default());
+        let config = parse("lines = 3\nupdate_mode = \"full\"\ndebounce_ms = 0").unwrap();
         assert_eq!(
             (config.lines, config.update_mode, config.debounce_ms),
             (3, ModeName::Full, 0)
@@ -145,20 +144,13 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let table: toml::Table = toml::from_str("update_mode = \"fast\"").unwrap();
-        let err = PredictConfig::from_table(&table).unwrap_err();
-        assert!(err.contains("[predict]") && err.contains("fast"), "{err}");
-        let table: toml::Table = toml::from_str("max_context = 8").unwrap();
+        let err = parse("update_mode = \"fast\"").unwrap_err();
+        assert!(err.contains("fast"), "{err}");
         assert!(
-            PredictConfig::from_table(&table)
+            parse("max_context = 8")
                 .unwrap_err()
                 .contains("max_context")
         );
-        let table: toml::Table = toml::from_str("colour = 1").unwrap();
-        assert!(
-            PredictConfig::from_table(&table)
-                .unwrap_err()
-                .contains("colour")
-        );
+        assert!(parse("colour = 1").unwrap_err().contains("colour"));
     }
 }

@@ -237,10 +237,32 @@ fn run_thread<B, L>(
     }
 }
 
+/// An error's words for the status line. candle's errors carry a backtrace
+/// in their text when `RUST_BACKTRACE` is set; it stays in the log. Lines
+/// of causes become one line.
+fn without_backtrace(message: &str) -> String {
+    let is_frame = |line: &str| {
+        let line = line.trim_start();
+        line.starts_with("stack backtrace")
+            || line.starts_with("at ")
+            || line
+                .split_once(": ")
+                .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+    };
+    message
+        .lines()
+        .take_while(|line| !is_frame(line))
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Report the failure, then keep answering `Idle` so that nothing waiting on
 /// the engine hangs, until the editor shuts down.
 fn fail_and_drain(requests: &Receiver<Request>, events: &Sender<Event>, message: String) {
     tracing::error!(%message, "prediction engine stopped");
+    let message = without_backtrace(&message);
     let _ = events.send(Event::State(EngineState::Failed(message)));
     let mut version = 0;
     if requests.is_empty() {
@@ -556,6 +578,17 @@ impl<B: Backend> Worker<B> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn failures_lose_their_backtrace_on_the_way_to_the_status_line() {
+        let message = "cannot load model from m.gguf: bad magic\n\nstack backtrace:\n   0: candle_core::error::Error::bt\n             at ./src/error.rs:1\n   1: main";
+        assert_eq!(
+            without_backtrace(message),
+            "cannot load model from m.gguf: bad magic"
+        );
+        assert_eq!(without_backtrace("a\ncaused by: b"), "a; caused by: b");
+    }
+
     use super::*;
     use std::sync::{Arc, Mutex};
 

@@ -350,7 +350,11 @@ impl Mirror {
         )?;
         tracing::debug!(
             generated = generated.len(),
-            text = ?healing::visible_text(&tokenizer, &plan.required, &generated),
+            // Its length, never its text: the log must not hold what the
+            // buffer holds (people edit `.env` files).
+            chars = healing::visible_text(&tokenizer, &plan.required, &generated)
+                .chars()
+                .count(),
             ms = started.elapsed().as_millis(),
             "prediction finished"
         );
