@@ -51,9 +51,40 @@ pub trait EventSource {
 /// Events from the real terminal, through crossterm.
 pub struct TerminalEvents;
 
+/// Wait up to `timeout` for input on the terminal (standard input). A
+/// terminal that hung up (its window closed, the ssh link dropped) is an
+/// error: crossterm would spin forever reading its end of file. A signal
+/// ends the wait early, as no input.
+fn wait_for_terminal(timeout: Duration) -> std::io::Result<bool> {
+    let mut fd = libc::pollfd {
+        fd: libc::STDIN_FILENO,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd, for the duration of the call.
+    let rc = unsafe { libc::poll(&mut fd, 1, ms) };
+    if rc < 0 {
+        let err = std::io::Error::last_os_error();
+        return match err.kind() {
+            std::io::ErrorKind::Interrupted => Ok(false),
+            _ => Err(err),
+        };
+    }
+    if fd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+        return Err(std::io::Error::other("the terminal closed"));
+    }
+    Ok(rc > 0)
+}
+
 impl EventSource for TerminalEvents {
     fn next_event(&mut self, timeout: Duration) -> anyhow::Result<Next> {
-        if !crossterm::event::poll(timeout)? {
+        // crossterm may hold events it has read already; it reads the
+        // terminal only once poll(2) said that is safe.
+        wait_for_terminal(Duration::ZERO)?;
+        let ready = crossterm::event::poll(Duration::ZERO)?
+            || (wait_for_terminal(timeout)? && crossterm::event::poll(Duration::ZERO)?);
+        if !ready {
             return Ok(Next::Timeout);
         }
         Ok(match crossterm::event::read()? {

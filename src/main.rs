@@ -115,6 +115,14 @@ fn parse_size(text: &str) -> anyhow::Result<(u16, u16)> {
     ))
 }
 
+/// Print to stderr, ignoring failure: after a hangup the terminal is gone,
+/// and `eprintln!` would panic before the unsaved text is kept.
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Keep the unsaved text after a crash, a signal or a failed loop: in the
 /// swap file, where the next open of the file offers it, or for a scratch
 /// buffer in the recovery directory. Both are private (0700 dir, 0600 file).
@@ -136,7 +144,7 @@ fn keep_unsaved(app: &mut App) -> Vec<String> {
             }
             Ok(None) => return vec![],
             // The recovery directory is the second chance.
-            Err(err) => eprintln!("pie-edit: could not write the swap file: {err}"),
+            Err(err) => report!("pie-edit: could not write the swap file: {err}"),
         }
     }
     let dir = config::data_dir().join("recovery");
@@ -157,13 +165,44 @@ fn keep_unsaved(app: &mut App) -> Vec<String> {
             path.display()
         )],
         Err(err) => {
-            eprintln!(
+            report!(
                 "pie-edit: could not write recovery file {}: {err}",
                 path.display()
             );
             vec![]
         }
     }
+}
+
+/// Raw mode, the alternate screen, mouse capture and bracketed paste, with
+/// a panic hook that undoes them first. Unlike `ratatui::init`, nothing
+/// here panics when the terminal is gone (a closed window): the unsaved
+/// text must still be kept after that.
+fn init_terminal() -> std::io::Result<ratatui::DefaultTerminal> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore_terminal();
+        hook(info);
+    }));
+    crossterm::terminal::enable_raw_mode()?;
+    crossterm::execute!(
+        std::io::stdout(),
+        crossterm::terminal::EnterAlternateScreen,
+        crossterm::event::EnableMouseCapture,
+        crossterm::event::EnableBracketedPaste
+    )?;
+    Terminal::new(ratatui::backend::CrosstermBackend::new(std::io::stdout()))
+}
+
+fn restore_terminal() {
+    let _ = crossterm::execute!(
+        std::io::stdout(),
+        crossterm::event::DisableMouseCapture,
+        crossterm::event::DisableBracketedPaste,
+        crossterm::terminal::LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
+    let _ = crossterm::terminal::disable_raw_mode();
 }
 
 /// SIGTERM, SIGHUP (the terminal closed) and SIGINT end the loop through a
@@ -229,7 +268,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(path) => match Document::open(path) {
             Ok(doc) => doc,
             Err(err) => {
-                eprintln!("pie-edit: {err}");
+                report!("pie-edit: {err}");
                 return Ok(ExitCode::from(2));
             }
         },
@@ -247,12 +286,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(path) = &cli.config
         && !path.exists()
     {
-        eprintln!("pie-edit: config file {} does not exist", path.display());
+        report!("pie-edit: config file {} does not exist", path.display());
         return Ok(ExitCode::from(2));
     }
     let interactive = script.is_none();
     if interactive && !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
-        eprintln!(
+        report!(
             "pie-edit: needs a terminal (standard input and output); to run keys from a file, use --replay FILE.keys"
         );
         return Ok(ExitCode::from(2));
@@ -276,7 +315,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
     for warning in &warnings {
         tracing::warn!("{warning}");
-        eprintln!("pie-edit: {warning}");
+        report!("pie-edit: {warning}");
     }
 
     let mut editor = Editor::new(doc, cfg.editor_options(), keymap);
@@ -300,12 +339,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             app.run(&mut terminal, ReplayEvents::new(script))
         }))
     } else {
-        let mut terminal = ratatui::init();
-        let _ = crossterm::execute!(
-            std::io::stdout(),
-            crossterm::event::EnableMouseCapture,
-            crossterm::event::EnableBracketedPaste
-        );
+        let mut terminal = init_terminal().context("cannot set up the terminal")?;
         app.osc52_sink = Some(Box::new(|sequence: &str| {
             let mut out = std::io::stdout();
             let _ = out.write_all(sequence.as_bytes());
@@ -316,12 +350,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .and_then(|source| app.run(&mut terminal, source)),
             None => app.run(&mut terminal, TerminalEvents),
         }));
-        let _ = crossterm::execute!(
-            std::io::stdout(),
-            crossterm::event::DisableMouseCapture,
-            crossterm::event::DisableBracketedPaste
-        );
-        ratatui::restore();
+        restore_terminal();
         result
     };
     let failure = match outcome {
@@ -337,16 +366,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         )),
     };
     if let Some((message, code)) = failure {
-        eprintln!("{message}");
-        for line in keep_unsaved(&mut app) {
-            eprintln!("pie-edit: {line}");
+        tracing::error!("{message}");
+        let kept = keep_unsaved(&mut app);
+        report!("{message}");
+        for line in kept {
+            report!("pie-edit: {line}");
         }
         return Ok(ExitCode::from(code));
     }
     if let Some(signal) = app.stopped_by() {
         tracing::info!(signal, "stopped by a signal");
         for line in keep_unsaved(&mut app) {
-            eprintln!("pie-edit: {line}");
+            report!("pie-edit: {line}");
         }
         // The shell's convention for a death by signal.
         return Ok(ExitCode::from(128 + signal.clamp(0, 127) as u8));
@@ -363,7 +394,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("pie-edit: {err:#}");
+            report!("pie-edit: {err:#}");
             ExitCode::FAILURE
         }
     }

@@ -116,6 +116,40 @@ fn signals_keep_the_unsaved_text_and_restore_the_terminal() {
     }
 }
 
+/// Closing the terminal window (here: killing its tmux session) hangs up
+/// the terminal under the editor; the text typed is kept all the same.
+#[test]
+fn closing_the_terminal_keeps_the_unsaved_text() {
+    for (tag, before) in [("lf", "a\n"), ("crlf", "a\r\n"), ("nonl", "a")] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("closed.txt");
+        fs::write(&file, before).unwrap();
+        let args = format!("--no-predict {}", file.display());
+        let term = Term::start(dir.path(), &format!("close-{tag}"), &args);
+        term.wait_for("closed.txt");
+        term.type_text("typed ");
+        term.wait_for("closed.txt [+]");
+        let pid = term.editor_pid();
+        drop(term);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while Path::new(&format!("/proc/{pid}/status"))
+            .exists()
+            .then(|| fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default())
+            .is_some_and(|status| !status.contains("zombie"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pie-edit still runs after its terminal closed"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let swaps = swap_files(dir.path());
+        assert_eq!(swaps.len(), 1, "{tag}: {swaps:?}");
+        assert_eq!(swap_text(&swaps[0]), format!("typed {before}"), "{tag}");
+        assert_eq!(fs::read(&file).unwrap(), before.as_bytes());
+    }
+}
+
 /// `kill -9` cannot be caught: the swap written after the last pause is
 /// what survives.
 #[test]

@@ -88,4 +88,27 @@ mod tests {
         let cut = error_of(b"GGUF\x03\x00\x00\x00\x05");
         assert!(cut.contains("cut short or corrupt"), "{cut}");
     }
+
+    #[test]
+    fn a_file_whose_tensors_run_past_its_end_is_called_truncated() {
+        use candle_core::quantized::{QTensor, gguf_file};
+        use candle_core::{Device, Tensor};
+        let weights = Tensor::zeros((64, 64), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let tensor = QTensor::quantize(&weights, candle_core::quantized::GgmlDType::F32).unwrap();
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        let arch = gguf_file::Value::String("llama".into());
+        gguf_file::write(
+            &mut bytes,
+            &[("general.architecture", &arch)],
+            &[("w", &tensor)],
+        )
+        .unwrap();
+        let whole = bytes.into_inner();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("whole.gguf");
+        std::fs::write(&path, &whole).unwrap();
+        assert!(open(&path).is_ok(), "the whole file opens");
+        let cut = error_of(&whole[..whole.len() - 100]);
+        assert!(cut.contains("m.gguf is truncated"), "{cut}");
+    }
 }
