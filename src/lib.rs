@@ -7,6 +7,7 @@ pub mod app;
 pub mod config;
 pub mod editor;
 pub mod eval;
+pub mod event;
 pub mod model;
 pub mod predict;
 pub mod replay;

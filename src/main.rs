@@ -205,29 +205,13 @@ fn restore_terminal() {
     let _ = crossterm::terminal::disable_raw_mode();
 }
 
-/// SIGTERM, SIGHUP (the terminal closed) and SIGINT end the loop through a
-/// flag instead of killing the process, so the unsaved text is kept and
-/// the terminal restored.
-fn catch_stop_signals(app: &App) {
-    for signal in [
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-        signal_hook::consts::SIGINT,
-    ] {
-        let flag = app.stop_signal.clone();
-        if let Err(err) = signal_hook::flag::register_usize(signal, flag, signal as usize) {
-            tracing::warn!("cannot handle signal {signal}: {err}");
-        }
-    }
-}
-
 /// Open the document's swap: say when another editor has the file open,
 /// and offer what a dead one left.
 fn start_swap(editor: &mut Editor, settings: swap::SwapSettings) {
     let found = match editor.doc.start_swap(settings.clone()) {
         Ok(found) => found,
         Err(err) => {
-            editor.message = Some(format!(
+            editor.set_message(format!(
                 "No swap file (cannot use {}: {err}); unsaved work is not protected against a crash",
                 settings.dir.display()
             ));
@@ -235,7 +219,7 @@ fn start_swap(editor: &mut Editor, settings: swap::SwapSettings) {
         }
     };
     if let Some(pid) = found.open_elsewhere.first() {
-        editor.message = Some(format!(
+        editor.set_message(format!(
             "{} is already open in another pie-edit (pid {pid}); saving here overwrites what it saves",
             editor.doc.display_name()
         ));
@@ -243,7 +227,7 @@ fn start_swap(editor: &mut Editor, settings: swap::SwapSettings) {
     let more = found.leftovers.len().saturating_sub(1);
     if let Some(leftover) = found.leftovers.into_iter().next() {
         if more > 0 {
-            editor.message = Some(format!(
+            editor.set_message(format!(
                 "{more} older swap file(s) of this file are in {}",
                 settings.dir.display()
             ));
@@ -319,12 +303,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 
     let mut editor = Editor::new(doc, cfg.editor_options(), keymap);
-    editor.message = warnings.first().cloned();
+    if let Some(warning) = warnings.first() {
+        editor.set_message(warning.clone());
+    }
     if let Some(settings) = cfg.swap_settings() {
         start_swap(&mut editor, settings);
     }
     let mut app = App::new(editor, theme);
-    catch_stop_signals(&app);
+    app.catch_signals = script.is_none();
     // A replay is about editing unless it asks for predictions: timing-driven
     // suggestions would make it depend on the machine's speed.
     let predict = !cli.no_predict && (script.is_none() || cli.predict);
@@ -346,9 +332,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let _ = out.flush();
         }));
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &cli.record {
-            Some(path) => Recorder::new(TerminalEvents, path)
+            Some(path) => Recorder::new(TerminalEvents::new(), path)
                 .and_then(|source| app.run(&mut terminal, source)),
-            None => app.run(&mut terminal, TerminalEvents),
+            None => app.run(&mut terminal, TerminalEvents::new()),
         }));
         restore_terminal();
         result

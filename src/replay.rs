@@ -18,8 +18,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use crossterm::event::{KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 
-use crate::app::AppEvent;
 use crate::editor::Key;
+use crate::event::AppEvent;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
@@ -186,7 +186,7 @@ pub fn format_event(event: &AppEvent) -> Option<String> {
         )),
         AppEvent::Wait(d) => Some(format!("<wait:{}ms>", d.as_millis())),
         AppEvent::WaitIdle => Some("<wait-idle>".into()),
-        AppEvent::Resize(..) | AppEvent::Tick => None,
+        AppEvent::Resize(..) => None,
     }
 }
 

@@ -1,15 +1,19 @@
-//! Ghost text: sent over the app's channel, drawn at the cursor in the
-//! theme's ghost style (first line inline, the rest as virtual lines that
-//! push the real lines down), never put in the buffer, and dropped when it
-//! was made for an older version of the document.
+//! Ghost text through the real route: the engine thread streams chunks (a
+//! stand-in backend, for determinism) to the `Predictor`, which shows them
+//! at the cursor in the theme's ghost style (first line inline, the rest as
+//! virtual lines that push the real lines down), never in the buffer, and
+//! drops a suggestion made for an older version of the document.
 
-use pie_edit::app::{App, AppMessage, ReplayEvents};
-use pie_edit::editor::{Document, Editor, EditorOptions, Keymap};
+#[path = "common/stand_in.rs"]
+mod stand_in;
+
+use pie_edit::app::{App, ReplayEvents};
+use pie_edit::predict::config::PredictConfig;
 use pie_edit::replay::Script;
-use pie_edit::syntax::Language;
 use pie_edit::ui::Theme;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
+use stand_in::{StandIn, app_on, app_with};
 
 fn row(terminal: &Terminal<TestBackend>, y: u16) -> String {
     let buffer = terminal.backend().buffer();
@@ -20,41 +24,30 @@ fn row(terminal: &Terminal<TestBackend>, y: u16) -> String {
         .to_string()
 }
 
+fn run(app: &mut App, terminal: &mut Terminal<TestBackend>, script: &str) {
+    app.run(terminal, ReplayEvents::new(&Script::parse(script).unwrap()))
+        .unwrap();
+}
+
 #[test]
 fn ghost_text_is_drawn_inline_and_below_but_not_inserted() {
-    let doc = Document::from_text("\nprint(total)\n", Some(Language::Python));
-    let mut app = App::new(
-        Editor::new(doc, EditorOptions::default(), Keymap::default()),
-        Theme::default_dark(),
-    );
+    let (backend, _) = StandIn::new(vec!["return sum(xs)", "\n# done"]);
+    let mut app = app_on("\nprint(total)\n", backend.spawn("stand-in"));
     let mut terminal = Terminal::new(TestBackend::new(50, 8)).unwrap();
-    app.run(
+    // Enter after a header is a syntactic trigger.
+    run(
+        &mut app,
         &mut terminal,
-        ReplayEvents::new(&Script::parse("def total(xs):<Enter>").unwrap()),
-    )
-    .unwrap();
+        "<wait-idle>def total(xs):<Enter><wait-idle>",
+    );
     let text_before = app.editor.doc.text();
-    let version = app.editor.doc.version();
-
-    let sender = app.sender();
-    sender
-        .send(AppMessage::Ghost {
-            version,
-            text: Some("return sum(xs)\n# done".into()),
-        })
-        .unwrap();
-    sender
-        .send(AppMessage::PredictionStatus("SmolLM2 ready 42ms".into()))
-        .unwrap();
-    app.run(&mut terminal, ReplayEvents::new(&Script::default()))
-        .unwrap();
 
     assert_eq!(row(&terminal, 0), "  1 def total(xs):");
     assert_eq!(row(&terminal, 1), "  2     return sum(xs)");
     assert_eq!(row(&terminal, 2), "    # done");
     assert_eq!(row(&terminal, 3), "  3 print(total)");
     assert!(
-        row(&terminal, 6).contains("SmolLM2 ready 42ms"),
+        row(&terminal, 6).contains("stand-in ready"),
         "{}",
         row(&terminal, 6)
     );
@@ -86,56 +79,62 @@ fn ghost_text_is_drawn_inline_and_below_but_not_inserted() {
         (8, 1),
         "the cursor stays before the ghost text"
     );
-
-    // A suggestion made for an older version is dropped.
-    app.run(
-        &mut terminal,
-        ReplayEvents::new(&Script::parse("r").unwrap()),
-    )
-    .unwrap();
-    sender
-        .send(AppMessage::Ghost {
-            version,
-            text: Some("stale".into()),
-        })
-        .unwrap();
-    app.run(&mut terminal, ReplayEvents::new(&Script::default()))
-        .unwrap();
-    assert_eq!(row(&terminal, 1), "  2     r");
-    assert_eq!(row(&terminal, 2), "  3 print(total)");
 }
 
 #[test]
-fn change_listeners_see_every_edit_including_undo() {
-    use std::sync::{Arc, Mutex};
-    let doc = Document::from_text("", None);
-    let mut app = App::new(
-        Editor::new(doc, EditorOptions::default(), Keymap::default()),
-        Theme::default_dark(),
-    );
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    app.change_listeners.push(Box::new(move |editor, changes| {
-        let mut seen = sink.lock().unwrap();
-        for (version, edit) in changes {
-            seen.push((*version, edit.clone()));
-        }
-        assert_eq!(editor.doc.version(), changes.last().unwrap().0);
-    }));
-    let mut terminal = Terminal::new(TestBackend::new(40, 6)).unwrap();
-    app.run(
+fn a_suggestion_made_for_an_older_version_is_dropped() {
+    let (mut backend, gate) = StandIn::new(vec!["stale"]);
+    // The prediction waits before its first chunk until the test lets it go.
+    backend.hold_at = Some(0);
+    // Only Alt-\ asks, so that one prediction is in flight.
+    let config = PredictConfig {
+        debounce_ms: 0,
+        trigger_languages: vec![],
+        ..PredictConfig::default()
+    };
+    let mut app = app_with("\nprint(total)\n", backend.spawn("stand-in"), config);
+    let mut terminal = Terminal::new(TestBackend::new(50, 8)).unwrap();
+    run(
+        &mut app,
         &mut terminal,
-        ReplayEvents::new(&Script::parse("ab<C-z><C-y>").unwrap()),
-    )
-    .unwrap();
-    let seen = seen.lock().unwrap();
-    let versions: Vec<u64> = seen.iter().map(|(v, _)| *v).collect();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
+        "<wait-idle>def total(xs):<Enter><A-\\>",
+    );
+    assert_eq!(app.predictor.as_ref().unwrap().requests_sent(), 1);
+    // A key while the suggestion is being made: the document moves on.
+    run(&mut app, &mut terminal, "r");
+    gate.send(()).unwrap();
+    run(&mut app, &mut terminal, "<wait-idle>");
+    assert_eq!(app.predictor.as_ref().unwrap().requests_sent(), 1);
+    assert_eq!(row(&terminal, 1), "  2     r");
+    assert_eq!(row(&terminal, 2), "  3 print(total)");
+    assert!(app.editor.ghost().is_none_or(|g| !g.text.contains("stale")));
+    // Any later prediction must not wait for the gate.
+    drop(gate);
+}
+
+#[test]
+fn the_engine_sees_every_edit_including_undo() {
+    let (backend, _) = StandIn::new(vec![]);
+    let edits = backend.edits.clone();
+    let mut app = app_on("", backend.spawn("stand-in"));
+    let mut terminal = Terminal::new(TestBackend::new(40, 6)).unwrap();
+    run(
+        &mut app,
+        &mut terminal,
+        "<wait-idle>ab<C-z><C-y><wait-idle>",
+    );
+    assert_eq!(
+        app.editor.doc.version(),
+        6,
+        "six edits: a, b, undo x2, redo x2"
+    );
+    let seen = edits.lock().unwrap();
+    assert_eq!(seen.len(), 6, "{seen:?}");
     // Replaying the edit values on an empty rope rebuilds the buffer.
     let mut rope = ropey::Rope::new();
-    for (_, edit) in seen.iter() {
+    for edit in seen.iter() {
         edit.apply_to(&mut rope);
     }
     assert_eq!(rope.to_string(), "ab");
-    assert_eq!(seen[2].1.removed, "b", "undo arrives as the inverse edit");
+    assert_eq!(seen[2].removed, "b", "undo arrives as the inverse edit");
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::keys::{Key, KeyParseError};
 use super::state::{Editor, PromptKind};
 use super::suggestion::Accept;
-use crate::predict::live::PredictSignal;
+use super::suggestion::PredictSignal;
 
 pub struct Command {
     pub name: &'static str,

@@ -4,6 +4,7 @@
 pub mod commands;
 pub mod document;
 pub mod fileio;
+pub mod ghost;
 pub mod keys;
 pub mod search;
 pub mod state;
@@ -12,5 +13,7 @@ pub mod swap;
 
 pub use commands::{COMMANDS, Command, Keymap};
 pub use document::{Change, Document, LineEnding};
+pub use ghost::Ghost;
 pub use keys::Key;
 pub use state::{Editor, EditorOptions, Prompt, PromptKind};
+pub use suggestion::PredictSignal;

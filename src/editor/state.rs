@@ -2,16 +2,16 @@
 //! position, the prompt line and the clipboard. Commands change it; the UI
 //! only reads it.
 
-use crate::predict::ghost::Ghost;
-use crate::predict::live::PredictSignal;
 use base64::Engine as _;
 use ropey::Rope;
 
 use super::commands::{self, Keymap};
 use super::document::Saved;
 use super::fileio::DiskChange;
+use super::ghost::Ghost;
 use super::keys::Key;
 use super::search;
+use super::suggestion::PredictSignal;
 use super::swap::Leftover;
 use super::{Document, LineEnding};
 use crate::text::movement::{self, line_content_end, line_text};
@@ -110,7 +110,7 @@ pub struct Editor {
     /// any cursor move or edit turns it back on.
     pub follow_cursor: bool,
     pub prompt: Option<Prompt>,
-    pub message: Option<String>,
+    message: Option<String>,
     pub clipboard: String,
     /// OSC 52 sequences waiting to be written to the terminal.
     pub osc52_out: Vec<String>,
@@ -121,9 +121,9 @@ pub struct Editor {
     pub options: EditorOptions,
     pub keymap: Keymap,
     /// The suggestion shown after the cursor; never part of the rope.
-    pub ghost: Option<Ghost>,
+    pub(super) ghost: Option<Ghost>,
     /// A prediction command for the predictor to act on.
-    pub predict_signal: Option<PredictSignal>,
+    pub(super) predict_signal: Option<PredictSignal>,
     /// The user was told that the file changed or vanished on disk.
     disk_warned: bool,
 }
@@ -156,6 +156,15 @@ impl Editor {
 
     pub fn rope(&self) -> &Rope {
         self.doc.rope()
+    }
+
+    /// The status message, until the next key.
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_deref()
+    }
+
+    pub fn set_message(&mut self, message: impl Into<String>) {
+        self.message = Some(message.into());
     }
 
     pub fn cursor(&self) -> usize {

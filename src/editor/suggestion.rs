@@ -2,9 +2,17 @@
 //! command when no suggestion is shown, so Tab still indents and Ctrl-Right
 //! still moves by word.
 
+use super::ghost::Ghost;
 use super::state::Editor;
-use crate::predict::ghost::Ghost;
-use crate::predict::live::PredictSignal;
+
+/// What a prediction command (a key) asks of the predictor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PredictSignal {
+    /// Suggest now, wherever the cursor is (Alt-\).
+    Request,
+    /// Turn predictions on or off.
+    Toggle,
+}
 
 /// Which part of a suggestion a key accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,5 +53,31 @@ impl Editor {
 
     pub fn signal_predictor(&mut self, signal: PredictSignal) {
         self.predict_signal = Some(signal);
+    }
+
+    // The predictor's side of the editor: what it may read and change.
+
+    /// The suggestion, shown or not (it may be streaming at another place).
+    pub fn ghost(&self) -> Option<&Ghost> {
+        self.ghost.as_ref()
+    }
+
+    pub fn ghost_mut(&mut self) -> Option<&mut Ghost> {
+        self.ghost.as_mut()
+    }
+
+    /// Show `ghost`, or (`None`) drop the suggestion.
+    pub fn set_ghost(&mut self, ghost: Option<Ghost>) {
+        self.ghost = ghost;
+    }
+
+    /// The prediction command a key gave since the last call.
+    pub fn take_predict_signal(&mut self) -> Option<PredictSignal> {
+        self.predict_signal.take()
+    }
+
+    /// Whether the user is answering a prompt (no suggestions then).
+    pub fn prompt_open(&self) -> bool {
+        self.prompt.is_some()
     }
 }

@@ -8,12 +8,14 @@
 
 use std::ops::ControlFlow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, SendError, Sender, TryRecvError};
 use ropey::Rope;
+use tokio::sync::Notify;
 
 use crate::text::Edit;
 
@@ -160,7 +162,26 @@ pub enum EngineState {
 pub struct EngineHandle {
     pub requests: Sender<Request>,
     pub events: Receiver<Event>,
+    /// Notified after every event, so the editor's loop can await events
+    /// instead of polling for them.
+    pub wakeup: Arc<Notify>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// The engine's end of the event channel: every event also wakes the
+/// editor's loop.
+#[derive(Clone)]
+struct EventSender {
+    events: Sender<Event>,
+    wakeup: Arc<Notify>,
+}
+
+impl EventSender {
+    fn send(&self, event: Event) -> Result<(), SendError<Event>> {
+        let sent = self.events.send(event);
+        self.wakeup.notify_one();
+        sent
+    }
 }
 
 impl EngineHandle {
@@ -182,13 +203,19 @@ impl EngineHandle {
     {
         let (req_tx, req_rx) = crossbeam_channel::unbounded();
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+        let wakeup = Arc::new(Notify::new());
+        let sender = EventSender {
+            events: ev_tx,
+            wakeup: wakeup.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("pie-engine".into())
-            .spawn(move || run_thread(options, load, req_rx, ev_tx))
+            .spawn(move || run_thread(options, load, req_rx, sender))
             .expect("spawning a thread only fails when the OS is out of resources");
         EngineHandle {
             requests: req_tx,
             events: ev_rx,
+            wakeup,
             thread: Some(thread),
         }
     }
@@ -214,7 +241,7 @@ fn run_thread<B, L>(
     options: EngineOptions,
     load: L,
     requests: Receiver<Request>,
-    events: Sender<Event>,
+    events: EventSender,
 ) where
     B: Backend,
     L: FnOnce(&dyn Fn(String)) -> Result<(B, String)>,
@@ -260,7 +287,7 @@ fn without_backtrace(message: &str) -> String {
 
 /// Report the failure, then keep answering `Idle` so that nothing waiting on
 /// the engine hangs, until the editor shuts down.
-fn fail_and_drain(requests: &Receiver<Request>, events: &Sender<Event>, message: String) {
+fn fail_and_drain(requests: &Receiver<Request>, events: &EventSender, message: String) {
     tracing::error!(%message, "prediction engine stopped");
     let message = without_backtrace(&message);
     let _ = events.send(Event::State(EngineState::Failed(message)));
@@ -297,7 +324,7 @@ struct Worker<B> {
     /// The model's display name, for the Ready state.
     name: String,
     options: EngineOptions,
-    events: Sender<Event>,
+    events: EventSender,
     doc: Rope,
     version: u64,
     /// Edits applied to `doc` but not yet to the cache (a burst coalesces).
@@ -308,7 +335,7 @@ struct Worker<B> {
 }
 
 impl<B: Backend> Worker<B> {
-    fn new(backend: B, name: String, options: EngineOptions, events: Sender<Event>) -> Self {
+    fn new(backend: B, name: String, options: EngineOptions, events: EventSender) -> Self {
         Worker {
             backend,
             name,

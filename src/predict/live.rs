@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 
 use super::config::PredictConfig;
 use super::engine::{CacheInfo, EngineHandle, EngineState, Event, Request};
-use super::ghost::Ghost;
 use super::mirror::{self, MirrorConfig};
 use super::trigger::{self, Trigger};
-use crate::editor::{Change, Editor};
+use crate::editor::{Change, Editor, Ghost, PredictSignal};
 use crate::model::Sampling;
 use crate::syntax::in_string_or_comment;
 
@@ -24,15 +23,6 @@ fn line_before_cursor(editor: &Editor) -> String {
     let cursor = editor.cursor();
     let line_start = rope.line_to_char(rope.char_to_line(cursor));
     rope.slice(line_start..cursor).to_string()
-}
-
-/// What a prediction command (a key) asks of the predictor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PredictSignal {
-    /// Suggest now, wherever the cursor is (Alt-\).
-    Request,
-    /// Turn predictions on or off.
-    Toggle,
 }
 
 pub struct Predictor {
@@ -152,7 +142,7 @@ impl Predictor {
         });
 
         // Typing (or accepting) text that the suggestion shows consumes it.
-        let consumed = match (editor.ghost.as_mut(), changes) {
+        let consumed = match (editor.ghost_mut(), changes) {
             (Some(ghost), [(_, edit)]) if edit.removed.is_empty() => {
                 ghost.consume_typed(edit.start_char, &edit.inserted)
             }
@@ -161,7 +151,7 @@ impl Predictor {
         if consumed {
             return;
         }
-        editor.ghost = None;
+        editor.set_ghost(None);
         self.streaming = None;
         if !self.enabled {
             return;
@@ -193,7 +183,7 @@ impl Predictor {
     /// Whether a suggestion may be shown at the cursor once the engine is
     /// ready.
     fn may_predict_when_ready(&self, editor: &Editor) -> bool {
-        if !self.enabled || !editor.selection.is_empty() || editor.prompt.is_some() {
+        if !self.enabled || !editor.selection.is_empty() || editor.prompt_open() {
             return false;
         }
         match (
@@ -223,7 +213,7 @@ impl Predictor {
         self.next_id += 1;
         self.streaming = Some(self.next_id);
         self.last_trigger = Some(reason);
-        editor.ghost = Some(Ghost::new(editor.cursor()));
+        editor.set_ghost(Some(Ghost::new(editor.cursor())));
         self.engine.send(Request::Predict {
             version: editor.doc.version(),
             id: self.next_id,
@@ -241,18 +231,18 @@ impl Predictor {
     /// typing-pause timer. Returns true when the screen needs redrawing.
     pub fn poll(&mut self, editor: &mut Editor) -> bool {
         let mut dirty = false;
-        match editor.predict_signal.take() {
+        match editor.take_predict_signal() {
             Some(PredictSignal::Request) => {
-                editor.ghost = None;
+                editor.set_ghost(None);
                 self.request(editor, Trigger::Manual);
                 dirty = true;
             }
             Some(PredictSignal::Toggle) => {
                 self.enabled = !self.enabled;
-                editor.ghost = None;
+                editor.set_ghost(None);
                 self.streaming = None;
                 self.pause_since = None;
-                editor.message = Some(format!(
+                editor.set_message(format!(
                     "Predictions {}",
                     if self.enabled { "on" } else { "off" }
                 ));
@@ -261,10 +251,10 @@ impl Predictor {
             None => {}
         }
         // Moving the cursor away (or selecting) discards the suggestion.
-        if let Some(ghost) = &editor.ghost
+        if let Some(ghost) = editor.ghost()
             && (ghost.anchor != editor.cursor() || !editor.selection.is_empty())
         {
-            editor.ghost = None;
+            editor.set_ghost(None);
             self.streaming = None;
             dirty = true;
         }
@@ -274,7 +264,7 @@ impl Predictor {
         if let Some(since) = self.pause_since
             && since.elapsed() >= self.config.debounce()
         {
-            if editor.ghost.is_none() {
+            if editor.ghost().is_none() {
                 self.request(editor, Trigger::Pause);
             }
             self.pause_since = None;
@@ -286,22 +276,22 @@ impl Predictor {
         match event {
             Event::State(state) => {
                 if let EngineState::Failed(message) = &state {
-                    editor.message = Some(format!("Predictions off: {message}"));
-                    editor.ghost = None;
+                    editor.set_message(format!("Predictions off: {message}"));
+                    editor.set_ghost(None);
                     self.streaming = None;
                 }
                 self.state = state;
                 if matches!(self.state, EngineState::Ready(_))
                     && let Some((reason, cursor, version)) = self.deferred.take()
                     && (cursor, version) == (editor.cursor(), editor.doc.version())
-                    && editor.ghost.is_none()
+                    && editor.ghost().is_none()
                 {
                     self.request(editor, reason);
                 }
                 true
             }
             Event::Chunk { id, text, .. } => {
-                match editor.ghost.as_mut() {
+                match editor.ghost_mut() {
                     Some(ghost) if self.streaming == Some(id) => ghost.text.push_str(&text),
                     _ => return false,
                 }
@@ -323,10 +313,10 @@ impl Predictor {
                     return false;
                 }
                 self.streaming = None;
-                if let Some(ghost) = editor.ghost.as_mut() {
+                if let Some(ghost) = editor.ghost_mut() {
                     ghost.complete = true;
                     if ghost.is_empty() {
-                        editor.ghost = None;
+                        editor.set_ghost(None);
                     }
                 }
                 true
@@ -360,13 +350,16 @@ impl Predictor {
         engine_settled && self.streaming.is_none() && self.pause_since.is_none()
     }
 
-    /// How long to sleep at most before the next poll is due.
-    pub fn next_deadline(&self) -> Option<Duration> {
-        if self.streaming.is_some() || matches!(self.state, EngineState::Loading(_)) {
-            return Some(Duration::from_millis(10));
-        }
-        self.pause_since
-            .map(|since| self.config.debounce().saturating_sub(since.elapsed()))
+    /// When the next poll is due without an engine event: the end of the
+    /// typing pause that triggers a suggestion.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.pause_since.map(|since| since + self.config.debounce())
+    }
+
+    /// Notified whenever the engine sent an event: the loop awaits it
+    /// instead of polling.
+    pub fn wakeup(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.engine.wakeup.clone()
     }
 
     /// The status line's prediction slot.

@@ -5,7 +5,6 @@
 pub mod align;
 pub mod config;
 pub mod engine;
-pub mod ghost;
 pub mod healing;
 pub mod live;
 pub mod mirror;

@@ -55,7 +55,7 @@ pub fn layout(area: Rect, editor: &Editor) -> ScreenLayout {
 fn message_lines(editor: &Editor, width: u16) -> Vec<String> {
     let text = match &editor.prompt {
         Some(prompt) => format!("{}{}", prompt.label(), prompt.input),
-        None => editor.message.clone().unwrap_or_default(),
+        None => editor.message().unwrap_or_default().to_string(),
     };
     wrap_columns(&text, width.max(1) as usize)
 }
@@ -369,7 +369,7 @@ fn draw_prompt(buf: &mut Buffer, area: Rect, editor: &Editor, theme: &Theme) -> 
     let last = rows.last().map_or("", String::as_str);
     let y = area.y + (rows.len() - skip).saturating_sub(1) as u16;
     let x = (str_width(last, 1) as u16).min(area.width.saturating_sub(1));
-    if let Some(message) = &editor.message {
+    if let Some(message) = editor.message() {
         let w = str_width(message, 1) as u16 + 2;
         if x + w < area.width {
             buf.set_string(area.x + area.width - w, y, message, theme.message);
