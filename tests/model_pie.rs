@@ -2,25 +2,26 @@
 //! test: GGUF llama (interleaved rope, linear scaling), GGUF qwen2 (NeoX rope,
 //! QKV bias) and safetensors llama (NeoX rope).
 
+mod common;
+
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::quantized::gguf_file::{self, Value};
-use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
+use common::tiny::{TINY, TinyWeights, tiny_weights, write_gguf};
 use pie_edit::model::{
     Attend, GenerateOptions, LoadOptions, Logits, Model, Sampling, Session, TokenEdit, UpdateMode,
 };
 
-const VOCAB: usize = 61;
-const HIDDEN: usize = 32;
-const HEADS: usize = 4;
-const KV_HEADS: usize = 2;
-const HEAD_DIM: usize = 8;
-const FFN: usize = 64;
-const LAYERS: usize = 3;
+const VOCAB: usize = TINY.vocab;
+const HIDDEN: usize = TINY.hidden;
+const HEADS: usize = TINY.heads;
+const KV_HEADS: usize = TINY.kv_heads;
+const FFN: usize = TINY.ffn;
+const LAYERS: usize = TINY.layers;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Variant {
@@ -34,83 +35,6 @@ const VARIANTS: [Variant; 3] = [
     Variant::GgufQwen2,
     Variant::SafetensorsLlama,
 ];
-
-/// Weights drawn with a fixed per-name seed so every variant is reproducible.
-fn random(shape: &[usize], scale: f64, offset: f64, seed: u64) -> Tensor {
-    // A tiny LCG keeps the weights independent of candle's global RNG.
-    let n: usize = shape.iter().product();
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let data: Vec<f32> = (0..n)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let u = ((state >> 33) as f64) / ((1u64 << 31) as f64) - 1.0;
-            (offset + scale * u) as f32
-        })
-        .collect();
-    Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
-}
-
-struct TinyWeights {
-    tensors: Vec<(String, Tensor)>,
-}
-
-fn tiny_weights(with_bias: bool) -> TinyWeights {
-    let mut tensors = Vec::new();
-    let mut seed = 1;
-    let mut add = |name: String, shape: &[usize], scale: f64, offset: f64| {
-        seed += 1;
-        tensors.push((name, random(shape, scale, offset, seed)));
-    };
-    add("embed".into(), &[VOCAB, HIDDEN], 1.0, 0.0);
-    add("norm".into(), &[HIDDEN], 0.1, 1.0);
-    for l in 0..LAYERS {
-        add(format!("{l}.q"), &[HEADS * HEAD_DIM, HIDDEN], 0.4, 0.0);
-        add(format!("{l}.k"), &[KV_HEADS * HEAD_DIM, HIDDEN], 0.4, 0.0);
-        add(format!("{l}.v"), &[KV_HEADS * HEAD_DIM, HIDDEN], 0.4, 0.0);
-        add(format!("{l}.o"), &[HIDDEN, HEADS * HEAD_DIM], 0.3, 0.0);
-        add(format!("{l}.gate"), &[FFN, HIDDEN], 0.3, 0.0);
-        add(format!("{l}.up"), &[FFN, HIDDEN], 0.3, 0.0);
-        add(format!("{l}.down"), &[HIDDEN, FFN], 0.3, 0.0);
-        add(format!("{l}.attn_norm"), &[HIDDEN], 0.1, 1.0);
-        add(format!("{l}.ffn_norm"), &[HIDDEN], 0.1, 1.0);
-        if with_bias {
-            add(format!("{l}.bq"), &[HEADS * HEAD_DIM], 0.2, 0.0);
-            add(format!("{l}.bk"), &[KV_HEADS * HEAD_DIM], 0.2, 0.0);
-            add(format!("{l}.bv"), &[KV_HEADS * HEAD_DIM], 0.2, 0.0);
-        }
-    }
-    TinyWeights { tensors }
-}
-
-fn gguf_name(short: &str) -> String {
-    match short {
-        "embed" => "token_embd.weight".into(),
-        "norm" => "output_norm.weight".into(),
-        _ => {
-            let (l, what) = short.split_once('.').unwrap();
-            let name = match what {
-                "q" => "attn_q.weight",
-                "k" => "attn_k.weight",
-                "v" => "attn_v.weight",
-                "o" => "attn_output.weight",
-                "gate" => "ffn_gate.weight",
-                "up" => "ffn_up.weight",
-                "down" => "ffn_down.weight",
-                "attn_norm" => "attn_norm.weight",
-                "ffn_norm" => "ffn_norm.weight",
-                "bq" => "attn_q.bias",
-                "bk" => "attn_k.bias",
-                "bv" => "attn_v.bias",
-                other => panic!("unknown {other}"),
-            };
-            format!("blk.{l}.{name}")
-        }
-    }
-}
 
 fn hf_name(short: &str) -> String {
     match short {
@@ -133,45 +57,6 @@ fn hf_name(short: &str) -> String {
             format!("model.layers.{l}.{name}")
         }
     }
-}
-
-fn write_gguf(path: &Path, arch: &str, weights: &TinyWeights, dtype: GgmlDType) {
-    let u = |v: usize| Value::U32(v as u32);
-    let mut md: Vec<(String, Value)> = vec![
-        ("general.architecture".into(), Value::String(arch.into())),
-        (format!("{arch}.block_count"), u(LAYERS)),
-        (format!("{arch}.attention.head_count"), u(HEADS)),
-        (format!("{arch}.attention.head_count_kv"), u(KV_HEADS)),
-        (format!("{arch}.embedding_length"), u(HIDDEN)),
-        (format!("{arch}.feed_forward_length"), u(FFN)),
-        (format!("{arch}.rope.dimension_count"), u(HEAD_DIM)),
-        (format!("{arch}.rope.freq_base"), Value::F32(10_000.0)),
-        (
-            format!("{arch}.attention.layer_norm_rms_epsilon"),
-            Value::F32(1e-5),
-        ),
-        (format!("{arch}.context_length"), u(4096)),
-        ("tokenizer.ggml.eos_token_id".into(), u(VOCAB + 10)),
-    ];
-    if arch == "llama" {
-        md.push((
-            format!("{arch}.rope.scaling.type"),
-            Value::String("linear".into()),
-        ));
-        md.push((format!("{arch}.rope.scaling.factor"), Value::F32(2.0)));
-    }
-    let qt: Vec<(String, QTensor)> = weights
-        .tensors
-        .iter()
-        .map(|(n, t)| {
-            let dt = if t.rank() == 2 { dtype } else { GgmlDType::F32 };
-            (gguf_name(n), QTensor::quantize(t, dt).unwrap())
-        })
-        .collect();
-    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let t_refs: Vec<(&str, &QTensor)> = qt.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let mut f = std::fs::File::create(path).unwrap();
-    gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
 }
 
 fn write_safetensors(dir: &Path, weights: &TinyWeights) {
@@ -209,16 +94,16 @@ fn tiny_model(variant: Variant) -> (tempfile::TempDir, Arc<Model>) {
     let path: PathBuf = match variant {
         Variant::GgufLlama => {
             let p = dir.path().join("tiny-llama.gguf");
-            write_gguf(&p, "llama", &tiny_weights(false), GgmlDType::F32);
+            write_gguf(&p, "llama", &tiny_weights(TINY, false), GgmlDType::F32);
             p
         }
         Variant::GgufQwen2 => {
             let p = dir.path().join("tiny-qwen2.gguf");
-            write_gguf(&p, "qwen2", &tiny_weights(true), GgmlDType::F32);
+            write_gguf(&p, "qwen2", &tiny_weights(TINY, true), GgmlDType::F32);
             p
         }
         Variant::SafetensorsLlama => {
-            write_safetensors(dir.path(), &tiny_weights(false));
+            write_safetensors(dir.path(), &tiny_weights(TINY, false));
             dir.path().to_path_buf()
         }
     };
@@ -776,7 +661,7 @@ fn bad_model_files_are_errors_naming_the_file() {
     assert!(format!("{err:#}").contains("missing.gguf"), "{err:#}");
 
     let good = dir.path().join("good.gguf");
-    write_gguf(&good, "llama", &tiny_weights(false), GgmlDType::F32);
+    write_gguf(&good, "llama", &tiny_weights(TINY, false), GgmlDType::F32);
     let bytes = std::fs::read(&good).unwrap();
     for cut in [10, 200, bytes.len() / 2, bytes.len() - 100] {
         let truncated = dir.path().join("truncated.gguf");
@@ -791,7 +676,12 @@ fn bad_model_files_are_errors_naming_the_file() {
     assert!(Model::load(&garbage, &LoadOptions::default()).is_err());
 
     let other_arch = dir.path().join("gpt2.gguf");
-    write_gguf(&other_arch, "gpt2", &tiny_weights(false), GgmlDType::F32);
+    write_gguf(
+        &other_arch,
+        "gpt2",
+        &tiny_weights(TINY, false),
+        GgmlDType::F32,
+    );
     let err = Model::load(&other_arch, &LoadOptions::default())
         .err()
         .unwrap();
@@ -807,7 +697,7 @@ fn bad_model_files_are_errors_naming_the_file() {
 #[test]
 fn requantized_q4_1_model_stays_close_to_dense() {
     let dir = tempfile::tempdir().unwrap();
-    let weights = tiny_weights(false);
+    let weights = tiny_weights(TINY, false);
     let dense_path = dir.path().join("dense.gguf");
     let q_path = dir.path().join("q41.gguf");
     write_gguf(&dense_path, "llama", &weights, GgmlDType::F32);

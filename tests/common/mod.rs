@@ -1,4 +1,8 @@
-//! Helpers shared by the real-data tests.
+//! Helpers shared by the tests: real data, tiny models.
+// Each test binary uses some of them.
+#![allow(dead_code)]
+
+pub mod tiny;
 
 use std::path::PathBuf;
 
@@ -28,7 +32,6 @@ pub fn python_stdlib() -> PathBuf {
 }
 
 /// A file of the standard library, read whole.
-#[allow(dead_code)] // not every test binary reads whole files
 pub fn stdlib_source(name: &str) -> String {
     let path = python_stdlib().join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
