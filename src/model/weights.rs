@@ -6,6 +6,8 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Tensor};
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
 
 use super::config::ModelConfig;
 use super::kernels::QuantTiles;
@@ -14,15 +16,25 @@ use super::transformer::{Attention, Layer, Linear, Model};
 
 /// What to do with GGUF matrices in Q4_0/Q4_1, which candle multiplies on a
 /// generic path more than 10x slower than its AVX kernels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// The benchmark binaries take it as `--weights`, and `pie-eval` records it
+/// in `run.json` to refuse resuming a run under other weights, so its names
+/// are kept stable for scripts and old runs; `q8-0` is `pie-bench`'s former
+/// name for `q8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SlowQuant {
     /// Q4_1 (and Q8_0) matrices stay as stored, on our AVX512-VNNI kernel,
-    /// where the CPU has it and their shape tiles; anything else as `ToQ8_0`.
+    /// where the CPU has it and their shape tiles; anything else as q8.
     #[default]
     Native,
     /// Re-quantize to Q8_0 at load (candle's fast kernel, more precise than Q4).
+    #[value(name = "q8", alias = "q8-0")]
+    #[serde(rename = "q8")]
     ToQ8_0,
     /// Dequantize to f32 (fastest prefill, 8x the memory).
+    #[value(name = "f32")]
+    #[serde(rename = "f32")]
     ToF32,
     /// Leave as stored.
     Keep,
@@ -331,5 +343,31 @@ impl Model {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_names_match_old_scripts_and_runs() {
+        for (name, quant) in [
+            ("native", SlowQuant::Native),
+            ("q8", SlowQuant::ToQ8_0),
+            ("q8-0", SlowQuant::ToQ8_0),
+            ("f32", SlowQuant::ToF32),
+            ("keep", SlowQuant::Keep),
+        ] {
+            assert_eq!(SlowQuant::from_str(name, false), Ok(quant), "{name}");
+        }
+        for (quant, json) in [
+            (SlowQuant::Native, "\"native\""),
+            (SlowQuant::ToQ8_0, "\"q8\""),
+            (SlowQuant::ToF32, "\"f32\""),
+        ] {
+            assert_eq!(serde_json::to_string(&quant).unwrap(), json);
+            assert_eq!(serde_json::from_str::<SlowQuant>(json).unwrap(), quant);
+        }
     }
 }
