@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 use super::ModelFiles;
 use super::hub::resolve_hub;
@@ -42,25 +42,23 @@ pub fn resolve(spec: &str) -> Result<ModelFiles> {
 
 /// A preset's files in `dir`, without downloading.
 pub fn resolve_preset_in(preset: &Preset, dir: &Path) -> Result<ModelFiles> {
+    let not_fetched = |lacks: &str, missing: &Path| {
+        anyhow!(
+            "model preset '{}' {lacks} ({} is missing); run `pie-edit model fetch {}`",
+            preset.name,
+            missing.display(),
+            preset.name
+        )
+    };
     let weights = dir.join(preset.file_name());
     if !weights.is_file() {
-        bail!(
-            "model preset '{}' is not downloaded ({} is missing); run `pie-edit model fetch {}`",
-            preset.name,
-            weights.display(),
-            preset.name
-        );
+        return Err(not_fetched("is not downloaded", &weights));
     }
     let tokenizer_json = match preset.tokenizer_repo {
         Some(_) => {
             let path = dir.join(preset.tokenizer_file_name());
             if !path.is_file() {
-                bail!(
-                    "model preset '{}' lacks its tokenizer ({} is missing); run `pie-edit model fetch {}`",
-                    preset.name,
-                    path.display(),
-                    preset.name
-                );
+                return Err(not_fetched("lacks its tokenizer", &path));
             }
             Some(path)
         }
