@@ -10,32 +10,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use pie_edit::model::{
     GenerateOptions, LoadOptions, Model, Sampling, Session, SlowQuant, TokenEdit, UpdateMode,
 };
 
 #[global_allocator]
 static ALLOCATOR: pie_edit::Allocator = pie_edit::Allocator;
-
-#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
-enum Weights {
-    Native,
-    Q8_0,
-    F32,
-    Keep,
-}
-
-impl From<Weights> for SlowQuant {
-    fn from(w: Weights) -> Self {
-        match w {
-            Weights::Native => SlowQuant::Native,
-            Weights::Q8_0 => SlowQuant::ToQ8_0,
-            Weights::F32 => SlowQuant::ToF32,
-            Weights::Keep => SlowQuant::Keep,
-        }
-    }
-}
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -54,7 +35,7 @@ struct Args {
     /// What to do with Q4_0/Q4_1 matrices at load (default native; with
     /// --speed-only, every treatment in turn unless this is given).
     #[arg(long, value_enum)]
-    weights: Option<Weights>,
+    weights: Option<SlowQuant>,
     /// Leave Q8_0 matrices unpadded (slower generic kernel; for comparison).
     #[arg(long)]
     no_pad: bool,
@@ -273,20 +254,20 @@ fn main() -> Result<()> {
         );
         println!("|---|---|---|---|");
         let variants = [
-            ("Q4_1 as stored (VNNI tiles)", Weights::Native, true),
-            ("Q8_0, padded to 256", Weights::Q8_0, true),
-            ("Q8_0, unpadded", Weights::Q8_0, false),
-            ("F32", Weights::F32, false),
-            ("kept Q4_1", Weights::Keep, false),
+            ("Q4_1 as stored (VNNI tiles)", SlowQuant::Native, true),
+            ("Q8_0, padded to 256", SlowQuant::ToQ8_0, true),
+            ("Q8_0, unpadded", SlowQuant::ToQ8_0, false),
+            ("F32", SlowQuant::ToF32, false),
+            ("kept Q4_1", SlowQuant::Keep, false),
         ];
         let chosen = variants.into_iter().filter(|&(_, w, pad)| {
             args.weights
-                .is_none_or(|only| only == w && (w != Weights::Q8_0 || pad != args.no_pad))
+                .is_none_or(|only| only == w && (w != SlowQuant::ToQ8_0 || pad != args.no_pad))
         });
         for (label, w, pad) in chosen {
             let started = Instant::now();
             let options = LoadOptions {
-                slow_quant: w.into(),
+                slow_quant: w,
                 pad_for_fast_kernels: pad,
             };
             let model = Arc::new(Model::load(&path, &options)?);
@@ -300,7 +281,7 @@ fn main() -> Result<()> {
     let model = Arc::new(Model::load(
         &path,
         &LoadOptions {
-            slow_quant: args.weights.unwrap_or(Weights::Native).into(),
+            slow_quant: args.weights.unwrap_or_default(),
             pad_for_fast_kernels: !args.no_pad,
         },
     )?);

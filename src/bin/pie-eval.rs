@@ -78,8 +78,8 @@ struct Args {
     /// dequantizes them. The native and f32 kernels give each token the same
     /// numbers however a pass is chunked (candle's Q8_0 kernels do not), so
     /// with them the Pie/Full gap measures PIE alone.
-    #[arg(long, value_enum, default_value_t = Weights::Native)]
-    weights: Weights,
+    #[arg(long, value_enum, default_value_t = SlowQuant::Native)]
+    weights: SlowQuant,
     /// Output directory.
     #[arg(long, default_value = "eval-out")]
     out: PathBuf,
@@ -88,21 +88,13 @@ struct Args {
     report_only: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Weights {
-    Native,
-    Q8,
-    F32,
-}
-
 /// What decides the samples and their results; a resumed run must match.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct RunKey {
     seed: u64,
     context: usize,
     model: String,
-    weights: Weights,
+    weights: SlowQuant,
     repair_budget: Option<usize>,
 }
 
@@ -196,11 +188,7 @@ fn run(args: Args) -> Result<()> {
             sampling: Sampling::Greedy,
         };
         let load = LoadOptions {
-            slow_quant: match args.weights {
-                Weights::Native => SlowQuant::Native,
-                Weights::Q8 => SlowQuant::ToQ8_0,
-                Weights::F32 => SlowQuant::ToF32,
-            },
+            slow_quant: args.weights,
             ..LoadOptions::default()
         };
         let (mirror, name) =

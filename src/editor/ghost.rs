@@ -73,26 +73,6 @@ impl Ghost {
             None => &self.text,
         }
     }
-
-    /// Drop an accepted head of `accepted_len` bytes; the anchor moves past it.
-    pub fn accept_prefix(&mut self, accepted_len: usize) {
-        let accepted = &self.text[..accepted_len];
-        self.anchor += accepted.chars().count();
-        self.text.drain(..accepted_len);
-    }
-}
-
-/// Trailing whitespace on each line of a suggestion is never wanted: the
-/// editor would have to delete it again.
-pub fn trim_trailing_whitespace(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for (i, line) in text.split('\n').enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        out.push_str(line.trim_end_matches([' ', '\t', '\r']));
-    }
-    out
 }
 
 #[cfg(test)]
@@ -147,22 +127,5 @@ mod tests {
         assert_eq!(ghost(0, "a = 1\nb = 2", true).first_line(), "a = 1");
         assert_eq!(ghost(0, "\n    b = 2\nc", true).first_line(), "\n    b = 2");
         assert_eq!(ghost(0, "tail", true).first_line(), "tail");
-    }
-
-    #[test]
-    fn accept_prefix_advances() {
-        let mut g = ghost(4, "ab\ncd", true);
-        let n = g.first_line().len();
-        g.accept_prefix(n);
-        assert_eq!((g.anchor, g.text.as_str()), (6, "\ncd"));
-    }
-
-    #[test]
-    fn trailing_whitespace_is_trimmed_per_line() {
-        assert_eq!(
-            trim_trailing_whitespace("a = 1  \n    b\t\n"),
-            "a = 1\n    b\n"
-        );
-        assert_eq!(trim_trailing_whitespace("    x"), "    x");
     }
 }

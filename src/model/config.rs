@@ -65,6 +65,13 @@ impl ModelConfig {
         Ok(())
     }
 
+    /// Widths of the q, k and v projections, in the order the loaders stack
+    /// them into one matrix and the forward pass splits its output.
+    pub fn qkv_widths(&self) -> [usize; 3] {
+        let kv = self.n_kv_heads * self.head_dim;
+        [self.n_heads * self.head_dim, kv, kv]
+    }
+
     pub fn from_gguf(content: &gguf_file::Content) -> Result<Self> {
         let md = &content.metadata;
         let get = |key: &str| {

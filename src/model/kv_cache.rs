@@ -108,16 +108,6 @@ impl KvCache {
         self.capacity
     }
 
-    pub fn n_layers(&self) -> usize {
-        self.layers.len()
-    }
-
-    /// The whole preallocated `(K, V)` of a layer; only `[.., 0..len, ..]` is meaningful.
-    pub fn layer(&self, i: usize) -> (&Tensor, &Tensor) {
-        let (k, v) = &self.layers[i];
-        (k, v)
-    }
-
     /// `(K, V)` of a layer for slots `0..len`, as views (no copy).
     pub fn view(&self, layer: usize, len: usize) -> Result<(Tensor, Tensor)> {
         if len > self.capacity {
@@ -284,51 +274,11 @@ impl KvCache {
         self.len = new_len;
         Ok(())
     }
-
-    /// Replace the entries `[start, start + old_len)` by `new_len` slots
-    /// (to be filled by the caller), moving the suffix without re-rotation.
-    pub fn splice(&mut self, start: usize, old_len: usize, new_len: usize) -> Result<()> {
-        let old_end = start + old_len;
-        if old_end > self.len {
-            bail!("splice {start}+{old_len} beyond cache length {}", self.len);
-        }
-        let suffix = self.len - old_end;
-        let seg = Segment {
-            from: old_end,
-            len: suffix,
-            to: start + new_len,
-        };
-        self.move_segments(&[seg], start + new_len + suffix, None)
-    }
-
-    /// Re-rotate the keys of slots `range` by `delta` positions in place
-    /// (one rope call per layer), without moving them.
-    pub fn shift(&mut self, range: std::ops::Range<usize>, delta: i64, rope: &Rope) -> Result<()> {
-        if range.end > self.len || range.start > range.end {
-            bail!("shift range {range:?} beyond cache length {}", self.len);
-        }
-        if range.is_empty() || delta == 0 {
-            return Ok(());
-        }
-        let rotation = rope.rotation_by(delta);
-        let in_place = RowMove {
-            from: range.start,
-            len: range.len(),
-            to: range.start,
-            rotate: Some(&rotation),
-        };
-        for (k, _) in &self.layers {
-            move_rows(k, &[in_place])?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::config::RopeLayout;
-    use crate::model::test_util::max_abs_diff;
 
     fn entries(n: usize, base: f32) -> (Tensor, Tensor) {
         let data: Vec<f32> = (0..2 * n * 4).map(|i| base + i as f32).collect();
@@ -360,19 +310,31 @@ mod tests {
     }
 
     #[test]
-    fn splice_moves_the_suffix_both_ways() {
+    fn moving_the_suffix_without_rotation_works_both_ways() {
         let mut cache = KvCache::new(1, 2, 4, 3, 16, &Device::Cpu).unwrap();
         let (k, v) = entries(6, 0.0);
         cache.append(&[(k, v)]).unwrap();
         let before = slots(&cache);
-        cache.splice(1, 2, 4).unwrap();
+        // Entries 1..3 replaced by four new slots: the suffix 3..6 moves to 5..8.
+        let grow = Segment {
+            from: 3,
+            len: 3,
+            to: 5,
+        };
+        cache.move_segments(&[grow], 8, None).unwrap();
         assert_eq!(cache.len(), 8);
         let after = slots(&cache);
         for h in 0..2 {
             assert_eq!(after[h][0], before[h][0]);
             assert_eq!(after[h][5..8], before[h][3..6]);
         }
-        cache.splice(1, 4, 0).unwrap();
+        // Those four slots removed again: the suffix moves back, to 1..4.
+        let shrink = Segment {
+            from: 5,
+            len: 3,
+            to: 1,
+        };
+        cache.move_segments(&[shrink], 4, None).unwrap();
         assert_eq!(cache.len(), 4);
         let back = slots(&cache);
         for h in 0..2 {
@@ -381,27 +343,14 @@ mod tests {
     }
 
     #[test]
-    fn shift_rotates_only_the_range() {
-        let rope = Rope::new(4, 10_000.0, 1.0, RopeLayout::NeoX, &Device::Cpu);
-        let mut cache = KvCache::new(1, 2, 4, 3, 16, &Device::Cpu).unwrap();
-        let (k, v) = entries(5, 0.5);
-        cache.append(&[(k.clone(), v)]).unwrap();
-        cache.shift(2..4, 3, &rope).unwrap();
-        let got = cache.view(0, 5).unwrap().0;
-        let expected = rope.rerotate(&k.narrow(1, 2, 2).unwrap(), 3).unwrap();
-        assert!(max_abs_diff(&got.narrow(1, 2, 2).unwrap(), &expected) < 1e-6);
-        assert_eq!(
-            got.narrow(1, 0, 2).unwrap().to_vec3::<f32>().unwrap(),
-            k.narrow(1, 0, 2).unwrap().to_vec3::<f32>().unwrap()
-        );
-    }
-
-    #[test]
     fn out_of_range_operations_are_errors() {
         let mut cache = KvCache::new(1, 2, 4, 3, 16, &Device::Cpu).unwrap();
-        assert!(cache.splice(0, 1, 0).is_err());
-        let rope = Rope::new(4, 10_000.0, 1.0, RopeLayout::NeoX, &Device::Cpu);
-        assert!(cache.shift(0..3, 1, &rope).is_err());
+        let past_the_end = Segment {
+            from: 0,
+            len: 1,
+            to: 0,
+        };
+        assert!(cache.move_segments(&[past_the_end], 1, None).is_err());
         let (k, v) = entries(2, 0.0);
         assert!(cache.write(0, 5, &k, &v).is_err());
     }

@@ -300,7 +300,7 @@ impl Model {
         let n = h.dim(0)?;
         let a = &layer.attn;
         let qkv = linear(&a.qkv, h, a.qkv_bias.as_ref())?;
-        let (q_dim, kv_dim) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
+        let [q_dim, kv_dim, _] = c.qkv_widths();
         let q = qkv.narrow(D::Minus1, 0, q_dim)?;
         let k = qkv.narrow(D::Minus1, q_dim, kv_dim)?;
         let v = qkv.narrow(D::Minus1, q_dim + kv_dim, kv_dim)?;

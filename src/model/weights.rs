@@ -1,11 +1,15 @@
 //! Loading weights: GGUF (quantized) and safetensors + config.json.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufReader;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
 use candle_core::{DType, Device, Tensor};
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
 
 use super::config::ModelConfig;
 use super::kernels::QuantTiles;
@@ -14,15 +18,25 @@ use super::transformer::{Attention, Layer, Linear, Model};
 
 /// What to do with GGUF matrices in Q4_0/Q4_1, which candle multiplies on a
 /// generic path more than 10x slower than its AVX kernels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// The benchmark binaries take it as `--weights`, and `pie-eval` records it
+/// in `run.json` to refuse resuming a run under other weights, so its names
+/// are kept stable for scripts and old runs; `q8-0` is `pie-bench`'s former
+/// name for `q8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SlowQuant {
     /// Q4_1 (and Q8_0) matrices stay as stored, on our AVX512-VNNI kernel,
-    /// where the CPU has it and their shape tiles; anything else as `ToQ8_0`.
+    /// where the CPU has it and their shape tiles; anything else as q8.
     #[default]
     Native,
     /// Re-quantize to Q8_0 at load (candle's fast kernel, more precise than Q4).
+    #[value(name = "q8", alias = "q8-0")]
+    #[serde(rename = "q8")]
     ToQ8_0,
     /// Dequantize to f32 (fastest prefill, 8x the memory).
+    #[value(name = "f32")]
+    #[serde(rename = "f32")]
     ToF32,
     /// Leave as stored.
     Keep,
@@ -110,6 +124,173 @@ fn matmul_from_qtensor(q: QTensor, options: &LoadOptions, device: &Device) -> Re
     })
 }
 
+/// Where [`read_layers`] gets a layer's tensors: each format stores them its
+/// own way, and only GGUF matrices need converting (see [`LoadOptions`]).
+trait TensorSource {
+    fn matrix(&mut self, name: &str) -> Result<Linear>;
+    fn vector(&mut self, name: &str) -> Result<Tensor>;
+    /// `None` where the file has no such tensor: only Qwen2 has biases.
+    fn bias(&mut self, name: &str) -> Result<Option<Tensor>>;
+}
+
+/// What a format calls a layer's tensors: layer `i`'s are
+/// `{prefix}.{i}.{name}.weight` (and `.bias`).
+struct LayerNames {
+    prefix: &'static str,
+    attn_norm: &'static str,
+    q: &'static str,
+    k: &'static str,
+    v: &'static str,
+    o: &'static str,
+    ffn_norm: &'static str,
+    gate: &'static str,
+    up: &'static str,
+    down: &'static str,
+}
+
+const GGUF_LAYER: LayerNames = LayerNames {
+    prefix: "blk",
+    attn_norm: "attn_norm",
+    q: "attn_q",
+    k: "attn_k",
+    v: "attn_v",
+    o: "attn_output",
+    ffn_norm: "ffn_norm",
+    gate: "ffn_gate",
+    up: "ffn_up",
+    down: "ffn_down",
+};
+
+const SAFETENSORS_LAYER: LayerNames = LayerNames {
+    prefix: "model.layers",
+    attn_norm: "input_layernorm",
+    q: "self_attn.q_proj",
+    k: "self_attn.k_proj",
+    v: "self_attn.v_proj",
+    o: "self_attn.o_proj",
+    ffn_norm: "post_attention_layernorm",
+    gate: "mlp.gate_proj",
+    up: "mlp.up_proj",
+    down: "mlp.down_proj",
+};
+
+/// Every layer, assembled the same way whatever the format, so that the
+/// stacking the forward pass relies on (see [`Linear::stack`]) lives in one
+/// place.
+fn read_layers(
+    config: &ModelConfig,
+    names: &LayerNames,
+    src: &mut impl TensorSource,
+) -> Result<Vec<Layer>> {
+    (0..config.n_layers)
+        .map(|i| {
+            let p = format!("{}.{i}", names.prefix);
+            let weight = |name: &str| format!("{p}.{name}.weight");
+            let bias = |name: &str| format!("{p}.{name}.bias");
+            let qkv = Linear::stack(vec![
+                src.matrix(&weight(names.q))?,
+                src.matrix(&weight(names.k))?,
+                src.matrix(&weight(names.v))?,
+            ])?;
+            let o = src.matrix(&weight(names.o))?;
+            let gate_up = Linear::stack(vec![
+                src.matrix(&weight(names.gate))?,
+                src.matrix(&weight(names.up))?,
+            ])?;
+            let down = src.matrix(&weight(names.down))?;
+            let qkv_bias = stack_biases(
+                [
+                    src.bias(&bias(names.q))?,
+                    src.bias(&bias(names.k))?,
+                    src.bias(&bias(names.v))?,
+                ],
+                config.qkv_widths(),
+            )?;
+            Ok(Layer {
+                attn_norm: src.vector(&weight(names.attn_norm))?,
+                attn: Attention { qkv, qkv_bias, o },
+                ffn_norm: src.vector(&weight(names.ffn_norm))?,
+                gate_up,
+                down,
+            })
+        })
+        .collect()
+}
+
+struct GgufTensors<'a> {
+    content: &'a gguf_file::Content,
+    reader: BufReader<File>,
+    options: &'a LoadOptions,
+    device: &'a Device,
+}
+
+impl GgufTensors<'_> {
+    fn has(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(name)
+    }
+
+    fn read(&mut self, name: &str) -> Result<QTensor> {
+        if !self.has(name) {
+            bail!("GGUF lacks tensor `{name}`");
+        }
+        self.content
+            .tensor(&mut self.reader, name, self.device)
+            .with_context(|| format!("cannot read tensor `{name}` (truncated or corrupt file?)"))
+    }
+}
+
+impl TensorSource for GgufTensors<'_> {
+    fn matrix(&mut self, name: &str) -> Result<Linear> {
+        matmul_from_qtensor(self.read(name)?, self.options, self.device)
+    }
+
+    fn vector(&mut self, name: &str) -> Result<Tensor> {
+        Ok(self
+            .read(name)?
+            .dequantize(self.device)?
+            .to_dtype(DType::F32)?)
+    }
+
+    fn bias(&mut self, name: &str) -> Result<Option<Tensor>> {
+        if self.has(name) {
+            Ok(Some(self.vector(name)?))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// All of a directory's safetensors, handed out once each, in f32.
+struct SafetensorsTensors(HashMap<String, Tensor>);
+
+impl SafetensorsTensors {
+    fn take(&mut self, name: &str) -> Result<Tensor> {
+        let t = self
+            .0
+            .remove(name)
+            .with_context(|| format!("safetensors lack `{name}`"))?;
+        Ok(t.to_dtype(DType::F32)?)
+    }
+}
+
+impl TensorSource for SafetensorsTensors {
+    fn matrix(&mut self, name: &str) -> Result<Linear> {
+        Ok(Linear::new(QMatMul::Tensor(self.take(name)?)))
+    }
+
+    fn vector(&mut self, name: &str) -> Result<Tensor> {
+        self.take(name)
+    }
+
+    fn bias(&mut self, name: &str) -> Result<Option<Tensor>> {
+        if self.0.contains_key(name) {
+            Ok(Some(self.take(name)?))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
 impl Model {
     /// Load a `.gguf` file (llama or qwen2 architecture).
     pub fn from_gguf(path: &Path, options: &LoadOptions) -> Result<Self> {
@@ -119,60 +300,23 @@ impl Model {
 
     fn from_gguf_inner(path: &Path, options: &LoadOptions) -> Result<Self> {
         let device = Device::Cpu;
-        let (content, mut reader) = super::gguf::open(path)?;
+        let (content, reader) = super::gguf::open(path)?;
         let config = ModelConfig::from_gguf(&content)?;
-        let mut tensor = |name: &str| -> Result<QTensor> {
-            if !content.tensor_infos.contains_key(name) {
-                bail!("GGUF lacks tensor `{name}`");
-            }
-            content.tensor(&mut reader, name, &device).with_context(|| {
-                format!("cannot read tensor `{name}` (truncated or corrupt file?)")
-            })
+        let mut src = GgufTensors {
+            content: &content,
+            reader,
+            options,
+            device: &device,
         };
-        let dense =
-            |q: QTensor| -> Result<Tensor> { Ok(q.dequantize(&device)?.to_dtype(DType::F32)?) };
-        let embed_q = tensor("token_embd.weight")?;
+        let embed_q = src.read("token_embd.weight")?;
         let embed = embed_q.dequantize(&device)?.to_dtype(DType::F32)?;
-        let output = if content.tensor_infos.contains_key("output.weight") {
-            matmul_from_qtensor(tensor("output.weight")?, options, &device)?
+        let output = if src.has("output.weight") {
+            src.matrix("output.weight")?
         } else {
             matmul_from_qtensor(embed_q, options, &device)?
         };
-        let norm = dense(tensor("output_norm.weight")?)?;
-        let (q_dim, kv_dim) = (
-            config.n_heads * config.head_dim,
-            config.n_kv_heads * config.head_dim,
-        );
-        let mut layers = Vec::with_capacity(config.n_layers);
-        for i in 0..config.n_layers {
-            let p = format!("blk.{i}");
-            let mut mm = |name: &str| -> Result<Linear> {
-                matmul_from_qtensor(tensor(&format!("{p}.{name}.weight"))?, options, &device)
-            };
-            let qkv = Linear::stack(vec![mm("attn_q")?, mm("attn_k")?, mm("attn_v")?])?;
-            let o = mm("attn_output")?;
-            let gate_up = Linear::stack(vec![mm("ffn_gate")?, mm("ffn_up")?])?;
-            let down = mm("ffn_down")?;
-            let mut bias = |name: &str| -> Result<Option<Tensor>> {
-                let full = format!("{p}.{name}.bias");
-                if content.tensor_infos.contains_key(&full) {
-                    Ok(Some(dense(tensor(&full)?)?))
-                } else {
-                    Ok(None)
-                }
-            };
-            let qkv_bias = stack_biases(
-                [bias("attn_q")?, bias("attn_k")?, bias("attn_v")?],
-                [q_dim, kv_dim, kv_dim],
-            )?;
-            layers.push(Layer {
-                attn_norm: dense(tensor(&format!("{p}.attn_norm.weight"))?)?,
-                attn: Attention { qkv, qkv_bias, o },
-                ffn_norm: dense(tensor(&format!("{p}.ffn_norm.weight"))?)?,
-                gate_up,
-                down,
-            });
-        }
+        let norm = src.vector("output_norm.weight")?;
+        let layers = read_layers(&config, &GGUF_LAYER, &mut src)?;
         Self::assemble(config, embed, layers, norm, output, device)
     }
 
@@ -221,66 +365,19 @@ impl Model {
         if files.is_empty() {
             bail!("no .safetensors file in the directory");
         }
-        let mut tensors: HashMap<String, Tensor> = HashMap::new();
+        let mut src = SafetensorsTensors(HashMap::new());
         for f in &files {
             let loaded = candle_core::safetensors::load(f, &device)
                 .with_context(|| format!("cannot read {}", f.display()))?;
-            tensors.extend(loaded);
+            src.0.extend(loaded);
         }
-        let mut take = |name: &str| -> Result<Tensor> {
-            let t = tensors
-                .remove(name)
-                .with_context(|| format!("safetensors lack `{name}`"))?;
-            Ok(t.to_dtype(DType::F32)?)
-        };
-        let embed = take("model.embed_tokens.weight")?;
-        let output = match take("lm_head.weight") {
+        let embed = src.take("model.embed_tokens.weight")?;
+        let output = match src.take("lm_head.weight") {
             Ok(w) => Linear::new(QMatMul::Tensor(w)),
             Err(_) => Linear::new(QMatMul::Tensor(embed.clone())),
         };
-        let norm = take("model.norm.weight")?;
-        let (q_dim, kv_dim) = (
-            config.n_heads * config.head_dim,
-            config.n_kv_heads * config.head_dim,
-        );
-        let mut layers = Vec::with_capacity(config.n_layers);
-        for i in 0..config.n_layers {
-            let p = format!("model.layers.{i}");
-            let mut t = |name: &str| take(&format!("{p}.{name}"));
-            let mut mm = |name: &str| -> Result<Linear> {
-                Ok(Linear::new(QMatMul::Tensor(t(&format!("{name}.weight"))?)))
-            };
-            let (q, k, v, o) = (
-                mm("self_attn.q_proj")?,
-                mm("self_attn.k_proj")?,
-                mm("self_attn.v_proj")?,
-                mm("self_attn.o_proj")?,
-            );
-            let (gate, up, down) = (
-                mm("mlp.gate_proj")?,
-                mm("mlp.up_proj")?,
-                mm("mlp.down_proj")?,
-            );
-            let qkv_bias = stack_biases(
-                [
-                    t("self_attn.q_proj.bias").ok(),
-                    t("self_attn.k_proj.bias").ok(),
-                    t("self_attn.v_proj.bias").ok(),
-                ],
-                [q_dim, kv_dim, kv_dim],
-            )?;
-            layers.push(Layer {
-                attn_norm: t("input_layernorm.weight")?,
-                attn: Attention {
-                    qkv: Linear::stack(vec![q, k, v])?,
-                    qkv_bias,
-                    o,
-                },
-                ffn_norm: t("post_attention_layernorm.weight")?,
-                gate_up: Linear::stack(vec![gate, up])?,
-                down,
-            });
-        }
+        let norm = src.take("model.norm.weight")?;
+        let layers = read_layers(&config, &SAFETENSORS_LAYER, &mut src)?;
         Self::assemble(config, embed, layers, norm, output, device)
     }
 
@@ -314,7 +411,7 @@ impl Model {
             };
             let qkv =
                 shape_of(&l.attn.qkv, &probe).with_context(|| format!("layer {i} attn_q/k/v"))?;
-            if qkv != [1, (c.n_heads + 2 * c.n_kv_heads) * c.head_dim] {
+            if qkv != [1, c.qkv_widths().iter().sum()] {
                 bail!(
                     "layer {i}: q/k/v projections give {qkv:?} together, config expects heads {}x{} and kv heads {}x{}",
                     c.n_heads,
@@ -331,5 +428,31 @@ impl Model {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_names_match_old_scripts_and_runs() {
+        for (name, quant) in [
+            ("native", SlowQuant::Native),
+            ("q8", SlowQuant::ToQ8_0),
+            ("q8-0", SlowQuant::ToQ8_0),
+            ("f32", SlowQuant::ToF32),
+            ("keep", SlowQuant::Keep),
+        ] {
+            assert_eq!(SlowQuant::from_str(name, false), Ok(quant), "{name}");
+        }
+        for (quant, json) in [
+            (SlowQuant::Native, "\"native\""),
+            (SlowQuant::ToQ8_0, "\"q8\""),
+            (SlowQuant::ToF32, "\"f32\""),
+        ] {
+            assert_eq!(serde_json::to_string(&quant).unwrap(), json);
+            assert_eq!(serde_json::from_str::<SlowQuant>(json).unwrap(), quant);
+        }
     }
 }
