@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use super::keys::{Key, KeyParseError};
-use super::state::{Editor, PromptKind};
+use super::prompt::PromptKind;
+use super::state::Editor;
 use super::suggestion::Accept;
 use super::suggestion::PredictSignal;
 

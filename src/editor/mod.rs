@@ -3,9 +3,12 @@
 
 pub mod commands;
 pub mod document;
+pub mod editing;
 pub mod fileio;
+pub mod files;
 pub mod ghost;
 pub mod keys;
+pub mod prompt;
 pub mod search;
 pub mod state;
 pub mod suggestion;
@@ -15,5 +18,6 @@ pub use commands::{COMMANDS, Command, Keymap};
 pub use document::{Change, Document, LineEnding};
 pub use ghost::Ghost;
 pub use keys::Key;
-pub use state::{Editor, EditorOptions, Prompt, PromptKind};
+pub use prompt::{Prompt, PromptKind};
+pub use state::{Editor, EditorOptions};
 pub use suggestion::PredictSignal;

@@ -62,8 +62,14 @@ impl ModeName {
     }
 }
 
+/// A pause as the config file writes it (0: off).
+fn millis(pause: Option<Duration>) -> u64 {
+    pause.map_or(0, |d| d.as_millis() as u64)
+}
+
 impl Default for PredictConfig {
     fn default() -> Self {
+        let engine = EngineOptions::default();
         PredictConfig {
             enabled: true,
             model: DEFAULT_PRESET.into(),
@@ -71,9 +77,9 @@ impl Default for PredictConfig {
             lines: 1,
             max_tokens: 48,
             debounce_ms: 150,
-            repair_after_ms: 400,
-            repair_rest_after_ms: 3000,
-            repair_chunk: 8,
+            repair_after_ms: millis(engine.repair_after),
+            repair_rest_after_ms: millis(engine.repair_rest_after),
+            repair_chunk: engine.repair_chunk,
             update_mode: ModeName::Pie,
             trigger_languages: vec!["python".into(), "rust".into()],
             suppress_in_strings_and_comments: vec!["python".into(), "rust".into()],

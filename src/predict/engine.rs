@@ -87,9 +87,13 @@ pub struct EngineOptions {
 const REPAIR_REPORT_INTERVAL: Duration = Duration::from_millis(250);
 
 impl Default for EngineOptions {
-    /// The `[predict]` table's defaults.
+    /// Also the `[predict]` table's defaults, which are read from here.
     fn default() -> Self {
-        super::config::PredictConfig::default().engine_options()
+        EngineOptions {
+            repair_after: Some(Duration::from_millis(400)),
+            repair_rest_after: Some(Duration::from_millis(3000)),
+            repair_chunk: 8,
+        }
     }
 }
 
