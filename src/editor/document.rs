@@ -89,8 +89,6 @@ pub struct Document {
     version: u64,
     /// History state at the last save (or open).
     saved_state: u64,
-    /// An edit bypassed the history (a direct `apply`) since the last save.
-    unrecorded_since_save: bool,
     changes: Vec<Change>,
     highlights: HighlightCache,
     /// The file as last read or written; `None` for a file not on disk yet.
@@ -125,7 +123,6 @@ impl Document {
             syntax,
             version: 0,
             saved_state: 0,
-            unrecorded_since_save: false,
             changes: Vec::new(),
             highlights: HighlightCache::default(),
             disk: None,
@@ -235,22 +232,16 @@ impl Document {
     /// Differs from the saved file: undoing back to the saved state counts
     /// as unmodified.
     pub fn is_modified(&self) -> bool {
-        self.history.state_id() != self.saved_state
-            || self.unrecorded_since_save
-            || self.deleted_on_disk
+        self.history.state_id() != self.saved_state || self.deleted_on_disk
     }
 
-    /// The one apply path. Every change to the text comes through here.
+    /// The one apply path. Every change to the text comes through here:
+    /// edits ([`Document::edit`]), undo and redo.
     ///
     /// # Panics
     /// If the edit's range is outside the rope: edits are built from this
     /// document's rope, so that is a bug, not bad input.
-    pub fn apply(&mut self, edit: Edit) -> u64 {
-        self.unrecorded_since_save = true;
-        self.apply_inner(edit)
-    }
-
-    fn apply_inner(&mut self, edit: Edit) -> u64 {
+    fn apply(&mut self, edit: Edit) -> u64 {
         assert!(
             edit.start_char <= edit.old_end_char && edit.old_end_char <= self.rope.len_chars(),
             "edit {}..{} outside a document of {} chars",
@@ -279,7 +270,7 @@ impl Document {
             return self.version;
         }
         self.history.record(edit.clone(), kind, before, after);
-        self.apply_inner(edit)
+        self.apply(edit)
     }
 
     /// Group every edit until [`Document::commit`] into one undo step (a
@@ -301,7 +292,7 @@ impl Document {
     pub fn undo(&mut self) -> Option<Selection> {
         let (edits, selection) = self.history.undo()?;
         for edit in edits {
-            self.apply_inner(edit);
+            self.apply(edit);
         }
         Some(selection.clamp(self.rope.len_chars()))
     }
@@ -309,7 +300,7 @@ impl Document {
     pub fn redo(&mut self) -> Option<Selection> {
         let (edits, selection) = self.history.redo()?;
         for edit in edits {
-            self.apply_inner(edit);
+            self.apply(edit);
         }
         Some(selection.clamp(self.rope.len_chars()))
     }
@@ -350,7 +341,6 @@ impl Document {
         self.history.commit();
         self.history.seal();
         self.saved_state = self.history.state_id();
-        self.unrecorded_since_save = false;
     }
 
     /// How the file on disk compares with what was last read or written.

@@ -145,7 +145,7 @@ fn draw_text(
         return None;
     }
     let tab = editor.options.tab_width;
-    let (cursor_line, cursor_col) = editor.cursor_line_col();
+    let (cursor_line, _) = editor.cursor_line_col();
     let cursor_char = editor.cursor();
     let sel = editor.selection;
     let total_lines = rope.len_lines();
@@ -278,7 +278,6 @@ fn draw_text(
             }
         }
     }
-    let _ = cursor_col;
     cursor_pos
 }
 
