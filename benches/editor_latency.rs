@@ -82,7 +82,8 @@ impl Session {
     fn new(text: &str) -> Session {
         let doc = Document::from_text(text, Some(Language::Python));
         let mut editor = Editor::new(doc, EditorOptions::default(), Keymap::default());
-        editor.selection = Selection::cursor(typing_position(editor.rope()));
+        let at = typing_position(editor.rope());
+        editor.set_selection(Selection::cursor(at));
         let app = App::new(editor, Theme::default_dark());
         let terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
         Session {
@@ -185,7 +186,7 @@ fn main() {
             step: 0,
         };
         let at = typing_position(big_session.app.editor.rope());
-        big_session.app.editor.selection = Selection::cursor(at);
+        big_session.app.editor.set_selection(Selection::cursor(at));
         let start = Instant::now();
         big_session.app.draw(&mut big_session.terminal).unwrap();
         let first_frame = start.elapsed();

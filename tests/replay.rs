@@ -128,7 +128,11 @@ fn run_script(name: &str) {
         );
     }
     if let Some(quit) = d("quit") {
-        assert_eq!(app.editor.quit.to_string(), quit, "{name}: quit");
+        assert_eq!(
+            app.editor.quit_requested().to_string(),
+            quit,
+            "{name}: quit"
+        );
     }
     let buffer = terminal.backend().buffer().clone();
     let screen = screen_text(&buffer);
@@ -142,11 +146,8 @@ fn run_script(name: &str) {
     if let Some(text) = d("clipboard") {
         let encoded = base64::engine::general_purpose::STANDARD.encode(text.replace("\\n", "\n"));
         let wanted = format!("\x1b]52;c;{encoded}\x07");
-        assert!(
-            app.editor.osc52_out.contains(&wanted),
-            "{name}: OSC 52 {:?}",
-            app.editor.osc52_out
-        );
+        let sent = app.editor.take_osc52();
+        assert!(sent.contains(&wanted), "{name}: OSC 52 {sent:?}");
     }
     match d("screen") {
         Some("text") => insta::assert_snapshot!(name, screen),

@@ -50,7 +50,7 @@ pub struct App {
     /// The status line's prediction slot when no predictor runs.
     pub prediction_status: String,
     /// Where OSC 52 clipboard sequences go (the terminal); when unset they
-    /// stay in `editor.osc52_out`.
+    /// stay queued in the editor (`Editor::take_osc52`).
     pub osc52_sink: Option<TerminalSink>,
     /// Frames drawn so far.
     pub frames: u64,
@@ -201,7 +201,7 @@ impl App {
     /// Look at the file on disk, unless a prompt is open (its answer may be
     /// about the disk already).
     fn check_disk(&mut self) -> bool {
-        self.editor.prompt.is_none() && self.editor.check_disk()
+        self.editor.prompt().is_none() && self.editor.check_disk()
     }
 
     /// The next moment the loop must wake without an event.
@@ -256,7 +256,7 @@ impl App {
                 self.draw(terminal)?;
                 dirty = false;
             }
-            if self.editor.quit {
+            if self.editor.quit_requested() {
                 return Ok(());
             }
             // A paused reparse resumes whenever nothing else is waiting.
@@ -322,7 +322,7 @@ impl App {
         terminal.draw(|frame| ui::render(frame, editor, theme, overlay))?;
         self.frames += 1;
         if let Some(sink) = self.osc52_sink.as_mut() {
-            for sequence in self.editor.osc52_out.drain(..) {
+            for sequence in self.editor.take_osc52() {
                 sink(&sequence);
             }
         }
@@ -331,17 +331,17 @@ impl App {
 
     fn layout(&mut self, area: Rect) {
         let screen = ui::layout(area, &self.editor);
-        self.editor.view_width = screen.text.width as usize;
         // Ghost lines below the cursor take rows too.
         let ghost_rows = self.visible_ghost().map_or(0, |g| g.matches('\n').count());
-        self.editor.view_height = (screen.text.height as usize)
+        let height = (screen.text.height as usize)
             .saturating_sub(ghost_rows)
             .max(1);
-        self.editor.scroll_to_cursor();
+        self.editor.fit_view(screen.text.width as usize, height);
         let rope = self.editor.rope();
         let first = self
             .editor
-            .scroll_line
+            .view()
+            .scroll_line()
             .min(rope.len_lines().saturating_sub(1));
         let last = first + screen.text.height as usize;
         let start = rope.line_to_byte(first);
@@ -367,11 +367,7 @@ impl App {
             }
             AppEvent::Mouse(mouse) => self.handle_mouse(mouse, area),
             AppEvent::Paste(text) => {
-                if let Some(prompt) = self.editor.prompt.as_mut() {
-                    // Terminals send pasted line breaks as CR.
-                    let first_line = text.split(['\r', '\n']).next().unwrap_or("");
-                    prompt.input.push_str(first_line);
-                } else {
+                if !self.editor.paste_into_prompt(&text) {
                     self.editor.paste_text(&text);
                 }
             }

@@ -2,8 +2,6 @@
 //! deleting, the clipboard (internal and OSC 52), undo and redo. Each is
 //! one history entry.
 
-use base64::Engine as _;
-
 use super::LineEnding;
 use super::state::Editor;
 use crate::text::movement::{self, line_text};
@@ -27,7 +25,7 @@ impl Editor {
         self.doc.edit(edit, kind, before, after);
         self.selection = after;
         self.desired_col = None;
-        self.follow_cursor = true;
+        self.view.follow();
     }
 
     pub fn insert_char(&mut self, c: char) {
@@ -165,7 +163,7 @@ impl Editor {
         }
         self.doc.commit();
         self.selection = sel;
-        self.follow_cursor = true;
+        self.view.follow();
     }
 
     /// Backspace: delete the selection; on a run of indentation delete back
@@ -246,9 +244,8 @@ impl Editor {
         if start == end {
             return false;
         }
-        self.clipboard = self.rope().slice(start..end).to_string();
-        let encoded = base64::engine::general_purpose::STANDARD.encode(self.clipboard.as_bytes());
-        self.osc52_out.push(format!("\x1b]52;c;{encoded}\x07"));
+        let text = self.rope().slice(start..end).to_string();
+        self.clipboard.copy(text);
         self.message = Some(format!("Copied {} chars", end - start));
         true
     }
@@ -261,16 +258,19 @@ impl Editor {
         if self.copy() {
             self.doc.seal_history();
             self.replace_selection("", EditKind::Other);
-            self.message = Some(format!("Cut {} chars", self.clipboard.chars().count()));
+            self.message = Some(format!(
+                "Cut {} chars",
+                self.clipboard.text().chars().count()
+            ));
         }
     }
 
     pub fn paste(&mut self) {
-        if self.clipboard.is_empty() {
+        if self.clipboard.text().is_empty() {
             self.message = Some("Clipboard is empty".into());
             return;
         }
-        let text = self.clipboard.clone();
+        let text = self.clipboard.text().to_string();
         self.paste_text(&text);
     }
 
@@ -278,7 +278,7 @@ impl Editor {
         match self.doc.undo() {
             Some(sel) => {
                 self.selection = sel;
-                self.follow_cursor = true;
+                self.view.follow();
             }
             None => self.message = Some("Nothing to undo".into()),
         }
@@ -288,7 +288,7 @@ impl Editor {
         match self.doc.redo() {
             Some(sel) => {
                 self.selection = sel;
-                self.follow_cursor = true;
+                self.view.follow();
             }
             None => self.message = Some("Nothing to redo".into()),
         }

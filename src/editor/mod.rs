@@ -1,6 +1,7 @@
 //! The editor: documents, the one apply path, commands, keymap, search,
 //! clipboard and file IO. Rendering lives in `ui`, the event loop in `app`.
 
+pub mod clipboard;
 pub mod commands;
 pub mod document;
 pub mod editing;
@@ -13,6 +14,7 @@ pub mod search;
 pub mod state;
 pub mod suggestion;
 pub mod swap;
+pub mod view;
 
 pub use commands::{COMMANDS, Command, Keymap};
 pub use document::{Change, Document, LineEnding};

@@ -81,8 +81,8 @@ impl Editor {
         self.help_scroll = match key.code {
             KeyCode::Up => Some(scroll.saturating_sub(1)),
             KeyCode::Down => Some((scroll + 1).min(max)),
-            KeyCode::PageUp => Some(scroll.saturating_sub(self.view_height)),
-            KeyCode::PageDown => Some((scroll + self.view_height).min(max)),
+            KeyCode::PageUp => Some(scroll.saturating_sub(self.view.height())),
+            KeyCode::PageDown => Some((scroll + self.view.height()).min(max)),
             _ => None,
         };
     }
@@ -114,7 +114,7 @@ impl Editor {
                 if kind == PromptKind::Find {
                     self.selection = origin;
                 }
-                self.follow_cursor = true;
+                self.view.follow();
             }
             KeyCode::Enter => {
                 let input = prompt.input.clone();
@@ -254,7 +254,7 @@ impl Editor {
                 self.message = Some(format!("Not found: {query}"));
             }
         }
-        self.follow_cursor = true;
+        self.view.follow();
     }
 
     fn finish_prompt(&mut self, kind: PromptKind, input: &str) {

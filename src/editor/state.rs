@@ -5,12 +5,14 @@
 use ropey::Rope;
 
 use super::Document;
+use super::clipboard::Clipboard;
 use super::commands::Keymap;
 use super::ghost::Ghost;
 use super::keys::Key;
 use super::prompt::Prompt;
 use super::search;
 use super::suggestion::PredictSignal;
+use super::view::View;
 use crate::text::Selection;
 use crate::text::movement::{self, line_content_end, line_text};
 use crate::text::width::{char_at_col, visual_col};
@@ -33,28 +35,19 @@ impl Default for EditorOptions {
 
 pub struct Editor {
     pub doc: Document,
-    pub selection: Selection,
+    pub(super) selection: Selection,
     /// The visual column that up/down moves try to keep.
     pub(super) desired_col: Option<usize>,
-    pub scroll_line: usize,
-    pub scroll_col: usize,
-    /// Size of the text area, set by the app's layout before each frame.
-    pub view_width: usize,
-    pub view_height: usize,
-    /// Off after a wheel scroll, so the view may leave the cursor behind;
-    /// any cursor move or edit turns it back on.
-    pub follow_cursor: bool,
-    pub prompt: Option<Prompt>,
+    pub(super) view: View,
+    pub(super) prompt: Option<Prompt>,
     pub(super) message: Option<String>,
-    pub clipboard: String,
-    /// OSC 52 sequences waiting to be written to the terminal.
-    pub osc52_out: Vec<String>,
+    pub(super) clipboard: Clipboard,
     /// Scroll offset of the key list while it is open.
-    pub help_scroll: Option<usize>,
-    pub quit: bool,
-    pub last_search: String,
-    pub options: EditorOptions,
-    pub keymap: Keymap,
+    pub(super) help_scroll: Option<usize>,
+    pub(super) quit: bool,
+    pub(super) last_search: String,
+    pub(super) options: EditorOptions,
+    pub(super) keymap: Keymap,
     /// The suggestion shown after the cursor; never part of the rope.
     pub(super) ghost: Option<Ghost>,
     /// A prediction command for the predictor to act on.
@@ -69,15 +62,10 @@ impl Editor {
             doc,
             selection: Selection::cursor(0),
             desired_col: None,
-            scroll_line: 0,
-            scroll_col: 0,
-            view_width: 80,
-            view_height: 22,
-            follow_cursor: true,
+            view: View::default(),
             prompt: None,
             message: None,
-            clipboard: String::new(),
-            osc52_out: Vec::new(),
+            clipboard: Clipboard::default(),
             help_scroll: None,
             quit: false,
             last_search: String::new(),
@@ -91,6 +79,55 @@ impl Editor {
 
     pub fn rope(&self) -> &Rope {
         self.doc.rope()
+    }
+
+    /// OSC 52 sequences for the terminal, queued by copies since the last call.
+    pub fn take_osc52(&mut self) -> Vec<String> {
+        self.clipboard.take_osc52()
+    }
+
+    pub fn selection(&self) -> Selection {
+        self.selection
+    }
+
+    /// Place the cursor or selection (benchmarks and tests set up a position).
+    pub fn set_selection(&mut self, selection: Selection) {
+        self.selection = selection.clamp(self.rope().len_chars());
+    }
+
+    /// The open prompt, if any.
+    pub fn prompt(&self) -> Option<&Prompt> {
+        self.prompt.as_ref()
+    }
+
+    /// Paste into the open prompt (its first line only).
+    pub fn paste_into_prompt(&mut self, text: &str) -> bool {
+        let Some(prompt) = self.prompt.as_mut() else {
+            return false;
+        };
+        // Terminals send pasted line breaks as CR.
+        prompt
+            .input
+            .push_str(text.split(['\r', '\n']).next().unwrap_or(""));
+        true
+    }
+
+    /// The scroll offset of the key list, while it is open.
+    pub fn help_scroll(&self) -> Option<usize> {
+        self.help_scroll
+    }
+
+    pub fn options(&self) -> &EditorOptions {
+        &self.options
+    }
+
+    pub fn keymap(&self) -> &Keymap {
+        &self.keymap
+    }
+
+    /// The user asked to quit (and answered any question about it).
+    pub fn quit_requested(&self) -> bool {
+        self.quit
     }
 
     /// The status message, until the next key.
@@ -151,7 +188,7 @@ impl Editor {
         let pos = pos.min(self.rope().len_chars());
         self.selection = self.selection.moved_to(pos, extend);
         self.desired_col = None;
-        self.follow_cursor = true;
+        self.view.follow();
         self.doc.seal_history();
     }
 
@@ -240,13 +277,8 @@ impl Editor {
     }
 
     pub fn page(&mut self, down: bool, extend: bool) {
-        let lines = self.view_height.saturating_sub(1).max(1) as isize;
         let last = self.rope().len_lines().saturating_sub(1);
-        if down {
-            self.scroll_line = (self.scroll_line + lines as usize).min(last);
-        } else {
-            self.scroll_line = self.scroll_line.saturating_sub(lines as usize);
-        }
+        let lines = self.view.page(down, last) as isize;
         self.move_lines(if down { lines } else { -lines }, extend);
     }
 
@@ -264,7 +296,7 @@ impl Editor {
         match found {
             Some((start, end)) => {
                 self.selection = Selection::new(start, end);
-                self.follow_cursor = true;
+                self.view.follow();
                 self.doc.seal_history();
             }
             None => self.message = Some(format!("Not found: {query}")),
@@ -273,37 +305,27 @@ impl Editor {
 
     // ----- view -----
 
-    /// Scroll so the cursor is on screen (after the app set the view size).
-    pub fn scroll_to_cursor(&mut self) {
-        if !self.follow_cursor {
-            return;
-        }
+    /// What part of the document the window shows.
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    /// Size the text area (the app's layout, before each frame) and scroll
+    /// so the cursor is on screen.
+    pub fn fit_view(&mut self, width: usize, height: usize) {
+        self.view.set_size(width, height);
         let (line, _) = self.cursor_line_col();
-        let height = self.view_height.max(1);
-        if line < self.scroll_line {
-            self.scroll_line = line;
-        } else if line >= self.scroll_line + height {
-            self.scroll_line = line + 1 - height;
-        }
         let col = self.cursor_visual_col();
-        let width = self.view_width.max(2);
-        // A cursor that fits the first screen width needs no sideways
-        // scroll (after a shrink to a sliver and back, the view returns).
-        if col + 1 < width {
-            self.scroll_col = 0;
-        } else if col < self.scroll_col {
-            self.scroll_col = col.saturating_sub(width / 4);
-        } else if col >= self.scroll_col + width {
-            self.scroll_col = col + 1 - width + width / 4;
-        }
+        self.view.scroll_to(line, col);
     }
 
     /// The char offset under a text-area cell (col, row), clamped to the text.
     pub fn position_at(&self, col: usize, row: usize) -> usize {
         let rope = self.rope();
-        let line = (self.scroll_line + row).min(rope.len_lines().saturating_sub(1));
+        let line = (self.view.scroll_line() + row).min(rope.len_lines().saturating_sub(1));
         let text = line_text(rope, line);
-        rope.line_to_char(line) + char_at_col(&text, col + self.scroll_col, self.options.tab_width)
+        rope.line_to_char(line)
+            + char_at_col(&text, col + self.view.scroll_col(), self.options.tab_width)
     }
 
     pub fn click(&mut self, col: usize, row: usize, extend: bool) {
@@ -314,8 +336,7 @@ impl Editor {
     /// Wheel: move the view, not the cursor.
     pub fn scroll_by(&mut self, lines: isize) {
         let last = self.rope().len_lines().saturating_sub(1);
-        self.scroll_line = self.scroll_line.saturating_add_signed(lines).min(last);
-        self.follow_cursor = false;
+        self.view.scroll_by(lines, last);
     }
 }
 

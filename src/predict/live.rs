@@ -183,7 +183,7 @@ impl Predictor {
     /// Whether a suggestion may be shown at the cursor once the engine is
     /// ready.
     fn may_predict_when_ready(&self, editor: &Editor) -> bool {
-        if !self.enabled || !editor.selection.is_empty() || editor.prompt_open() {
+        if !self.enabled || !editor.selection().is_empty() || editor.prompt_open() {
             return false;
         }
         match (
@@ -252,7 +252,7 @@ impl Predictor {
         }
         // Moving the cursor away (or selecting) discards the suggestion.
         if let Some(ghost) = editor.ghost()
-            && (ghost.anchor != editor.cursor() || !editor.selection.is_empty())
+            && (ghost.anchor != editor.cursor() || !editor.selection().is_empty())
         {
             editor.set_ghost(None);
             self.streaming = None;

@@ -53,7 +53,7 @@ pub fn layout(area: Rect, editor: &Editor) -> ScreenLayout {
 /// The message (or prompt) cut into rows of at most `width` columns, so
 /// that a long one can be read in full.
 fn message_lines(editor: &Editor, width: u16) -> Vec<String> {
-    let text = match &editor.prompt {
+    let text = match editor.prompt() {
         Some(prompt) => format!("{}{}", prompt.label(), prompt.input),
         None => editor.message().unwrap_or_default().to_string(),
     };
@@ -101,7 +101,7 @@ pub fn render(frame: &mut Frame, editor: &Editor, theme: &Theme, overlay: Overla
         overlay.prediction_status,
     );
     let prompt_cursor = draw_prompt(frame.buffer_mut(), screen.prompt, editor, theme);
-    if editor.help_scroll.is_some() {
+    if editor.help_scroll().is_some() {
         draw_help(frame, area, editor, theme);
     } else if let Some(pos) = prompt_cursor.or(cursor) {
         frame.set_cursor_position(pos);
@@ -144,12 +144,15 @@ fn draw_text(
     if area.height == 0 || area.width == 0 {
         return None;
     }
-    let tab = editor.options.tab_width;
+    let tab = editor.options().tab_width;
     let (cursor_line, _) = editor.cursor_line_col();
     let cursor_char = editor.cursor();
-    let sel = editor.selection;
+    let sel = editor.selection();
     let total_lines = rope.len_lines();
-    let first = editor.scroll_line.min(total_lines.saturating_sub(1));
+    let first = editor
+        .view()
+        .scroll_line()
+        .min(total_lines.saturating_sub(1));
     // Prepared by the app before the frame (render changes nothing).
     let spans = editor.doc.syntax().map(|_| editor.doc.highlights());
     let ghost_lines: Vec<&str> = ghost.map(|g| g.split('\n').collect()).unwrap_or_default();
@@ -203,7 +206,7 @@ fn draw_text(
         let mut col = 0usize;
         let mut char_idx = line_start_char;
         let mut byte_idx = 0usize;
-        let scroll = editor.scroll_col;
+        let scroll = editor.view().scroll_col();
         // Draws one grapheme at text column `col` of screen row `row_y`,
         // clipped by the horizontal scroll; ghost lines below use it too.
         let draw_at =
@@ -290,7 +293,7 @@ fn draw_status(buf: &mut Buffer, area: Rect, editor: &Editor, theme: &Theme, pre
     let visual = crate::text::width::visual_col(
         &line_text(editor.rope(), line),
         col,
-        editor.options.tab_width,
+        editor.options().tab_width,
     );
     let name = editor.doc.display_name();
     let modified = if editor.doc.is_modified() { " [+]" } else { "" };
@@ -353,7 +356,7 @@ fn draw_prompt(buf: &mut Buffer, area: Rect, editor: &Editor, theme: &Theme) -> 
         return None;
     }
     buf.set_style(area, theme.prompt);
-    let style = if editor.prompt.is_some() {
+    let style = if editor.prompt().is_some() {
         theme.prompt
     } else {
         theme.message
@@ -364,7 +367,7 @@ fn draw_prompt(buf: &mut Buffer, area: Rect, editor: &Editor, theme: &Theme) -> 
     for (y, row) in rows.iter().skip(skip).enumerate() {
         buf.set_stringn(area.x, area.y + y as u16, row, area.width as usize, style);
     }
-    editor.prompt.as_ref()?;
+    editor.prompt()?;
     let last = rows.last().map_or("", String::as_str);
     let y = area.y + (rows.len() - skip).saturating_sub(1) as u16;
     let x = (str_width(last, 1) as u16).min(area.width.saturating_sub(1));
@@ -386,7 +389,7 @@ fn draw_help(frame: &mut Frame, area: Rect, editor: &Editor, theme: &Theme) {
         area.width.saturating_sub(2 * margin_x),
         area.height.saturating_sub(2 * margin_y),
     );
-    let table = editor.keymap.key_table();
+    let table = editor.keymap().key_table();
     let key_width = table
         .iter()
         .map(|(k, _, _)| k.len())
@@ -395,7 +398,7 @@ fn draw_help(frame: &mut Frame, area: Rect, editor: &Editor, theme: &Theme) {
         .min(24);
     let lines: Vec<Line> = table
         .iter()
-        .skip(editor.help_scroll.unwrap_or(0))
+        .skip(editor.help_scroll().unwrap_or(0))
         .map(|(keys, name, doc)| {
             Line::from(vec![
                 Span::styled(format!("{keys:<key_width$}  "), theme.help_key),
