@@ -31,7 +31,11 @@ fn run(app: &mut App, terminal: &mut Terminal<TestBackend>, script: &str) {
 
 #[test]
 fn ghost_text_is_drawn_inline_and_below_but_not_inserted() {
-    let (backend, _) = StandIn::new(vec!["return sum(xs)", "\n# done"]);
+    let (backend, gate) = StandIn::new(vec!["return sum(xs)", "\n# done"]);
+    // Both tokens stream without holding.
+    for _ in 0..2 {
+        gate.send(()).unwrap();
+    }
     let mut app = app_on("\nprint(total)\n", backend.spawn("stand-in"));
     let mut terminal = Terminal::new(TestBackend::new(50, 8)).unwrap();
     // Enter after a header is a syntactic trigger.
@@ -85,7 +89,7 @@ fn ghost_text_is_drawn_inline_and_below_but_not_inserted() {
 fn a_suggestion_made_for_an_older_version_is_dropped() {
     let (mut backend, gate) = StandIn::new(vec!["stale"]);
     // The prediction waits before its first chunk until the test lets it go.
-    backend.hold_at = Some(0);
+    backend.hold_first = true;
     // Only Alt-\ asks, so that one prediction is in flight.
     let config = PredictConfig {
         debounce_ms: 0,

@@ -19,11 +19,9 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use stand_in::StandIn;
 
-/// Streams one chunk, then holds the prediction until the gate opens.
+/// Streams one token, then holds the prediction until the gate opens.
 fn stuck() -> (StandIn, crossbeam_channel::Sender<()>) {
-    let (mut backend, gate) = StandIn::new(vec!["return"]);
-    backend.hold_at = Some(1);
-    (backend, gate)
+    StandIn::new(vec!["return"])
 }
 
 #[test]

@@ -1,15 +1,16 @@
 //! A stand-in for the model behind the real engine thread and `Predictor`:
-//! it streams fixed chunks, can be held on a gate, and records the edits
-//! the engine passes on. The real model's path is covered by
-//! `predict_live.rs`; this one makes timing-dependent behaviour
-//! deterministic.
+//! it streams fixed tokens, can be held on a gate, and records what the
+//! engine asked of it. The engine's own tests (`engine.rs`) and the
+//! editor-side ones (`ghost.rs`, `responsiveness.rs`) share it. The real
+//! model's path is covered by `predict_live.rs`; this one makes
+//! timing-dependent behaviour deterministic.
 
 #![allow(dead_code)] // each test binary uses its own part
 
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use crossbeam_channel::{Receiver, Sender};
@@ -23,36 +24,66 @@ use pie_edit::text::Edit;
 use pie_edit::ui::Theme;
 use ropey::Rope;
 
+/// A held backend gives up waiting after this long, so that a test that
+/// fails with the gate closed cannot hang in the engine's join.
 const GATE_LIMIT: Duration = Duration::from_secs(20);
 
+/// What the stand-in was asked to do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    Reset(String),
+    Apply { doc: String, edits: usize },
+    Predict(usize),
+    Repair,
+}
+
+/// A backend without a model. A prediction streams `tokens`, waiting for
+/// one message on `gate` after each (or for the gate's sender to go, which
+/// ends it); the options hold it elsewhere or make it misbehave.
 pub struct StandIn {
-    /// Streamed by every prediction, in order.
-    pub chunks: Vec<&'static str>,
-    /// Before chunk `n` (and, with `n` = chunks.len(), before returning) a
-    /// prediction waits for one message on `gate`, or for its sender to go,
-    /// or at most `GATE_LIMIT` (a test that fails while the gate is closed
-    /// must not hang in the engine's join).
-    pub hold_at: Option<usize>,
+    pub calls: Arc<Mutex<Vec<Call>>>,
+    /// Every edit the engine passed on, in order.
+    pub edits: Arc<Mutex<Vec<Edit>>>,
     pub gate: Receiver<()>,
+    pub tokens: Vec<&'static str>,
+    /// Wait on the gate before the first token too.
+    pub hold_first: bool,
+    /// Wait on the gate inside `reset`.
+    pub hold_reset: bool,
+    /// Wait on the gate inside every repair step.
+    pub hold_repair: bool,
+    pub panic_on_predict: bool,
+    /// Stale entries; each applied edit adds 8, as if PIE left them.
+    pub stale: usize,
+    /// All stale entries lie after the cursor.
+    pub stale_after_cursor: bool,
+    /// After the first token, compute (spin) until interrupted, like a
+    /// forward pass that asks between layers.
+    pub spin_until_interrupted: bool,
     /// Whether a prediction is inside the backend now.
     pub predicting: Arc<AtomicBool>,
     /// How long a verification takes.
     pub verify_takes: Duration,
-    /// Every edit the engine passed on, in order.
-    pub edits: Arc<Mutex<Vec<Edit>>>,
 }
 
 impl StandIn {
-    /// Streams `chunks` at once; the returned sender opens the gate.
-    pub fn new(chunks: Vec<&'static str>) -> (StandIn, Sender<()>) {
+    /// Streams `tokens`; the returned sender is the gate.
+    pub fn new(tokens: Vec<&'static str>) -> (StandIn, Sender<()>) {
         let (open, gate) = crossbeam_channel::unbounded();
         let backend = StandIn {
-            chunks,
-            hold_at: None,
+            calls: Arc::default(),
+            edits: Arc::default(),
             gate,
+            tokens,
+            hold_first: false,
+            hold_reset: false,
+            hold_repair: false,
+            panic_on_predict: false,
+            stale: 0,
+            stale_after_cursor: false,
+            spin_until_interrupted: false,
             predicting: Arc::new(AtomicBool::new(false)),
             verify_takes: Duration::ZERO,
-            edits: Arc::default(),
         };
         (backend, open)
     }
@@ -61,42 +92,102 @@ impl StandIn {
     pub fn spawn(self, name: &'static str) -> EngineHandle {
         EngineHandle::spawn(move |_| Ok((self, name.to_string())))
     }
+
+    fn wait_at_gate(&self) -> bool {
+        self.gate.recv_timeout(GATE_LIMIT).is_ok()
+    }
+
+    fn stream(
+        &mut self,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        if self.spin_until_interrupted {
+            let _ = on_text(self.tokens[0]);
+            let deadline = Instant::now() + GATE_LIMIT;
+            while !interrupted() {
+                anyhow::ensure!(Instant::now() < deadline, "never interrupted");
+                std::thread::yield_now();
+            }
+            return Ok(());
+        }
+        if self.hold_first && !self.wait_at_gate() {
+            return Ok(());
+        }
+        for token in &self.tokens {
+            if on_text(token).is_break() {
+                break;
+            }
+            // Between tokens the test may act (send a newer edit).
+            if !self.wait_at_gate() {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Backend for StandIn {
-    fn reset(&mut self, _: &Rope, _: usize) -> Result<()> {
+    fn reset(&mut self, doc: &Rope, _: usize) -> Result<()> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(Call::Reset(doc.to_string()));
+        if self.hold_reset {
+            self.wait_at_gate();
+        }
         Ok(())
     }
-    fn apply_edits(&mut self, _: &Rope, edits: &[Edit], _: usize) -> Result<()> {
+    fn apply_edits(&mut self, doc: &Rope, edits: &[Edit], _: usize) -> Result<()> {
+        self.calls.lock().unwrap().push(Call::Apply {
+            doc: doc.to_string(),
+            edits: edits.len(),
+        });
         self.edits.lock().unwrap().extend_from_slice(edits);
+        self.stale += 8 * edits.len();
         Ok(())
     }
     fn predict(
         &mut self,
         _: &Rope,
-        _: usize,
+        cursor: usize,
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
-        _: &dyn Fn() -> bool,
+        interrupted: &dyn Fn() -> bool,
     ) -> Result<()> {
+        self.calls.lock().unwrap().push(Call::Predict(cursor));
+        assert!(!self.panic_on_predict, "stand-in backend exploded");
         self.predicting.store(true, Ordering::SeqCst);
-        for n in 0..=self.chunks.len() {
-            if self.hold_at == Some(n) {
-                let _ = self.gate.recv_timeout(GATE_LIMIT);
-            }
-            if let Some(chunk) = self.chunks.get(n)
-                && on_text(chunk).is_break()
-            {
-                break;
-            }
-        }
+        let result = self.stream(on_text, interrupted);
         self.predicting.store(false, Ordering::SeqCst);
-        Ok(())
+        result
     }
     fn cache_info(&self) -> CacheInfo {
-        CacheInfo::default()
+        CacheInfo {
+            tokens: 0,
+            mode: "PIE".into(),
+            stale: self.stale,
+        }
     }
     fn verify(&self, _: &Rope) -> Result<(), String> {
         std::thread::sleep(self.verify_takes);
+        Ok(())
+    }
+    fn stale_len(&self) -> usize {
+        self.stale
+    }
+    fn stale_before(&self, _: usize) -> usize {
+        if self.stale_after_cursor {
+            0
+        } else {
+            self.stale
+        }
+    }
+    fn repair(&mut self, max_tokens: usize) -> Result<()> {
+        self.calls.lock().unwrap().push(Call::Repair);
+        if self.hold_repair {
+            self.wait_at_gate();
+        }
+        self.stale = self.stale.saturating_sub(max_tokens);
         Ok(())
     }
 }
