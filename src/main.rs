@@ -133,7 +133,7 @@ fn keep_unsaved(app: &mut App) -> Vec<String> {
         return vec![];
     }
     if doc.has_swap() {
-        match doc.write_swap() {
+        match doc.write_swap_now() {
             Ok(Some(path)) => {
                 return vec![format!(
                     "unsaved changes were written to {}; open {} again to recover them",

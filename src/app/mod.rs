@@ -179,13 +179,16 @@ impl App {
             None => false,
         };
         let now = Instant::now();
-        if self
+        let swap_due = self
             .editor
             .doc
             .swap_deadline()
-            .is_some_and(|due| due <= now)
-            && let Err(err) = self.editor.doc.write_swap()
-        {
+            .is_some_and(|due| due <= now);
+        let failure = match swap_due.then(|| self.editor.doc.write_swap()) {
+            Some(Err(err)) => Some(err.to_string()),
+            _ => self.editor.doc.swap_failure(),
+        };
+        if let Some(err) = failure {
             tracing::warn!("cannot write the swap file: {err}");
             self.editor
                 .set_message(format!("Cannot write the swap file: {err}"));

@@ -442,9 +442,20 @@ impl Document {
         Some(self.last_change? + swap.after())
     }
 
-    /// Bring the swap up to date: a snapshot while modified, none when the
-    /// buffer matches the file. Returns the snapshot's path when written.
+    /// Bring the swap up to date: a snapshot while modified (queued for
+    /// the writer thread), none when the buffer matches the file. Returns
+    /// the snapshot's path when one is written.
     pub fn write_swap(&mut self) -> std::io::Result<Option<PathBuf>> {
+        self.update_swap(false)
+    }
+
+    /// [`Document::write_swap`], written before this returns (a crash, a
+    /// signal).
+    pub fn write_swap_now(&mut self) -> std::io::Result<Option<PathBuf>> {
+        self.update_swap(true)
+    }
+
+    fn update_swap(&mut self, now: bool) -> std::io::Result<Option<PathBuf>> {
         let modified = self.is_modified();
         let version = self.version;
         let Some(swap) = self.swap.as_mut() else {
@@ -454,7 +465,17 @@ impl Document {
             swap.remove(version);
             return Ok(None);
         }
-        swap.write(&self.rope, version).map(Some)
+        let written = if now {
+            swap.write_now(&self.rope, version)
+        } else {
+            swap.write(&self.rope, version)
+        };
+        written.map(Some)
+    }
+
+    /// The last failure of a swap write that ran in the background, once.
+    pub fn swap_failure(&self) -> Option<String> {
+        self.swap.as_ref().and_then(Swap::take_failure)
     }
 
     /// Whether this document keeps swap files.
@@ -467,7 +488,7 @@ impl Document {
     /// this process's own snapshot holds the same text.
     pub fn recover(&mut self, leftover: &Leftover) -> std::io::Result<()> {
         self.replace_all(&leftover.text);
-        if self.write_swap()?.is_some() {
+        if self.write_swap_now()?.is_some() {
             std::fs::remove_file(&leftover.path)?;
         }
         Ok(())
