@@ -65,8 +65,8 @@ struct Args {
     )]
     kinds: Vec<String>,
     /// Edits in a row for the sequential table (empty: skip it).
-    #[arg(long, value_delimiter = ',', default_value = "1,5,20")]
-    sequential: Vec<usize>,
+    #[arg(long, default_value = "1,5,20", value_parser = parse_counts)]
+    sequential: Counts,
     /// Samples per sequential length and language (default: --samples).
     #[arg(long)]
     sequential_samples: Option<usize>,
@@ -96,6 +96,19 @@ struct RunKey {
     model: String,
     weights: SlowQuant,
     repair_budget: Option<usize>,
+}
+
+/// A comma-separated list of counts; an empty one is allowed (and empty).
+#[derive(Debug, Clone, PartialEq)]
+struct Counts(Vec<usize>);
+
+fn parse_counts(text: &str) -> Result<Counts, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| part.parse().map_err(|_| format!("not a count: {part:?}")))
+        .collect::<Result<_, _>>()
+        .map(Counts)
 }
 
 fn main() {
@@ -142,7 +155,7 @@ fn run(args: Args) -> Result<()> {
         for &kind in &kinds {
             plan.extend((0..args.samples).map(|i| (c, Setting::Single { kind }, i)));
         }
-        for &steps in &args.sequential {
+        for &steps in &args.sequential.0 {
             let n = args.sequential_samples.unwrap_or(args.samples);
             plan.extend((0..n).map(|i| (c, Setting::Sequential { steps }, i)));
         }
@@ -294,4 +307,18 @@ fn write_report(out: &Path, records: &[SampleRecord]) -> Result<()> {
         out.join("report.md").display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_sequential_list_skips_the_table() {
+        let args = Args::try_parse_from(["pie-eval", "--sequential", ""]).unwrap();
+        assert_eq!(args.sequential, Counts(vec![]));
+        let args = Args::try_parse_from(["pie-eval"]).unwrap();
+        assert_eq!(args.sequential, Counts(vec![1, 5, 20]));
+        assert!(Args::try_parse_from(["pie-eval", "--sequential", "1,x"]).is_err());
+    }
 }
