@@ -7,8 +7,9 @@
 //!   JSON header line, then the buffer's exact bytes. Written atomically
 //!   (temporary file, fsync, rename), mode 0600 or the edited file's own mode
 //!   where that is stricter.
-//! - `NAME.HASH.PID.open`: an empty marker while PID has the file open, so a
-//!   second editor on the same file is warned.
+//! - `NAME.HASH.PID.open`: an empty marker, locked (flock) while PID has
+//!   the file open, so a second editor on the same file is warned, and a
+//!   snapshot whose marker nobody holds is known to be left over.
 //!
 //! HASH is of the file's canonical path, so every link to one file finds the
 //! same swaps. A snapshot is removed on save and on a clean quit; after a
@@ -171,6 +172,8 @@ pub struct Swap {
     /// Mode bits of the edited file, when it has stricter ones than 0600.
     mode: u32,
     writer: Writer,
+    /// This process's open marker, locked while it runs.
+    marker: Option<fs::File>,
 }
 
 /// The canonical form of `path`, also for a file that does not exist yet.
@@ -186,14 +189,24 @@ fn canonical(path: &Path) -> PathBuf {
     parent.join(path.file_name().unwrap_or_default())
 }
 
-/// Whether process `pid` exists (signal 0 checks without sending anything).
-fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: kill with signal 0 only checks permission and existence.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+/// Take an exclusive lock on `file` without waiting; false when another
+/// open of it holds one.
+fn try_lock(file: &fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor that `file` owns for the whole call.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// Whether the editor that made `marker` still runs. Each editor holds an
+/// exclusive lock on its open marker for as long as it runs, and the kernel
+/// lets go of it when the process ends, however it ends (`kill -9`
+/// included). Unlike asking whether its pid exists, this is not fooled by
+/// a zombie or by another program that got the same pid later.
+fn marker_held(marker: &Path) -> bool {
+    match fs::File::open(marker) {
+        Ok(file) => !try_lock(&file),
+        Err(_) => false,
+    }
 }
 
 /// Create `dir` (and its parents) and make it 0700.
@@ -281,15 +294,25 @@ impl Swap {
             settled_version: None,
             mode,
             writer: Writer::spawn()?,
+            marker: None,
         };
         let found = swap.scan();
-        fs::OpenOptions::new()
+        let marker = fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
             .open(swap.own(".open"))?;
-        Ok((swap, found))
+        if !try_lock(&marker) {
+            return Err(io::Error::other("cannot lock the open marker"));
+        }
+        Ok((
+            Swap {
+                marker: Some(marker),
+                ..swap
+            },
+            found,
+        ))
     }
 
     fn own(&self, extension: &str) -> PathBuf {
@@ -327,7 +350,7 @@ impl Swap {
             if pid == me {
                 continue;
             }
-            let alive = process_alive(pid);
+            let alive = marker_held(&self.settings.dir.join(format!("{}{pid}.open", self.prefix)));
             match kind {
                 "open" if alive => found.open_elsewhere.push(pid),
                 "open" => {
@@ -422,6 +445,7 @@ impl Swap {
             let _ = fs::remove_file(self.path());
         }
         let _ = fs::remove_file(self.own(".open"));
+        self.marker = None;
     }
 }
 
@@ -484,7 +508,10 @@ mod tests {
         let file = dir.path().join("a.py");
         fs::write(&file, "x\n").unwrap();
         let (swap, _) = Swap::start(settings(dir.path()), &file).unwrap();
-        // A process that ran and ended: its pid is free now.
+        let (swap_dir, prefix) = (swap.settings.dir.clone(), swap.prefix.clone());
+        // One process keeps one marker per file: let go of this one.
+        drop(swap);
+        // A process that ran and ended: no lock on its marker.
         let dead = std::process::Command::new("true").spawn().unwrap();
         let dead_pid = dead.id();
         let mut dead = dead;
@@ -493,30 +520,28 @@ mod tests {
             "{{\"pie_edit_swap\":1,\"pid\":{dead_pid},\"file\":\"{}\",\"written\":5}}\n",
             file.display()
         );
-        let swp = swap
-            .settings
-            .dir
-            .join(format!("{}{dead_pid}.swp", swap.prefix));
+        let swp = swap_dir.join(format!("{prefix}{dead_pid}.swp"));
         fs::write(&swp, format!("{header}lost work\n")).unwrap();
-        let stale = swap
-            .settings
-            .dir
-            .join(format!("{}{dead_pid}.open", swap.prefix));
+        let stale = swap_dir.join(format!("{prefix}{dead_pid}.open"));
         fs::write(&stale, "").unwrap();
-        // The parent of this test runs: a live holder.
+        // A live holder: its marker is locked (here by this test, under
+        // another pid's name). A reused pid or a zombie holds no lock.
         let live = std::os::unix::process::parent_id();
-        let marker = swap
-            .settings
-            .dir
-            .join(format!("{}{live}.open", swap.prefix));
+        let marker = swap_dir.join(format!("{prefix}{live}.open"));
         fs::write(&marker, "").unwrap();
+        let held = fs::File::open(&marker).unwrap();
+        assert!(try_lock(&held));
         // Reached through a symlink, the same file finds the same swaps.
         let link = dir.path().join("link.py");
         std::os::unix::fs::symlink(&file, &link).unwrap();
-        let (_, found) = Swap::start(settings(dir.path()), &link).unwrap();
+        let (again, found) = Swap::start(settings(dir.path()), &link).unwrap();
+        drop(again);
         assert_eq!(found.open_elsewhere, vec![live]);
         assert_eq!(found.leftovers.len(), 1);
         assert_eq!(found.leftovers[0].text, "lost work\n");
         assert!(!stale.exists(), "a dead process's marker is removed");
+        drop(held);
+        let (_, found) = Swap::start(settings(dir.path()), &file).unwrap();
+        assert!(found.open_elsewhere.is_empty(), "the lock is gone");
     }
 }
