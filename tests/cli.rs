@@ -110,26 +110,32 @@ fn replay_prints_the_final_buffer_and_saves() {
     assert_eq!(fs::read_to_string(&file).unwrap(), expected);
 }
 
+/// Replay `typed` into `file` (or a scratch buffer), then crash on purpose
+/// (the `debug-panic` command on F12); the crash's exit status is checked.
+fn crash_after(home: &Path, typed: &str, file: Option<&Path>) -> Output {
+    let config = home.join("config.toml");
+    fs::write(&config, "[keys]\n\"F12\" = \"debug-panic\"\n").unwrap();
+    let script = home.join("s.keys");
+    fs::write(&script, format!("{typed}<F12>never")).unwrap();
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--replay",
+        script.to_str().unwrap(),
+    ];
+    args.extend(file.and_then(Path::to_str));
+    let out = pie_edit(&args, home);
+    assert_eq!(out.status.code(), Some(101), "{}", stderr(&out));
+    out
+}
+
 #[test]
 fn a_panic_writes_modified_buffers_to_a_recovery_file() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
-    fs::write(&config, "[keys]\n\"F12\" = \"debug-panic\"\n").unwrap();
-    let script = dir.path().join("s.keys");
-    fs::write(&script, "precious work<F12>never").unwrap();
     let file = dir.path().join("notes.txt");
     fs::write(&file, "old\n").unwrap();
-    let out = pie_edit(
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--replay",
-            script.to_str().unwrap(),
-            file.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
-    assert_eq!(out.status.code(), Some(101));
+    let script = dir.path().join("s.keys");
+    let out = crash_after(dir.path(), "precious work", Some(&file));
     let err = stderr(&out);
     let swap = swap_path_in(&err);
     assert!(
@@ -181,20 +187,7 @@ fn assert_private(path: &Path) {
 #[test]
 fn a_panic_in_a_scratch_buffer_writes_a_private_recovery_file() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
-    fs::write(&config, "[keys]\n\"F12\" = \"debug-panic\"\n").unwrap();
-    let script = dir.path().join("s.keys");
-    fs::write(&script, "scratch work<F12>").unwrap();
-    let out = pie_edit(
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--replay",
-            script.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
-    assert_eq!(out.status.code(), Some(101));
+    let out = crash_after(dir.path(), "scratch work", None);
     let path = swap_path_in(&stderr(&out));
     assert_eq!(fs::read_to_string(&path).unwrap(), "scratch work");
     assert_private(Path::new(&path));
