@@ -184,14 +184,21 @@ fn init_terminal() -> std::io::Result<ratatui::DefaultTerminal> {
         restore_terminal();
         hook(info);
     }));
-    crossterm::terminal::enable_raw_mode()?;
-    crossterm::execute!(
-        std::io::stdout(),
-        crossterm::terminal::EnterAlternateScreen,
-        crossterm::event::EnableMouseCapture,
-        crossterm::event::EnableBracketedPaste
-    )?;
-    Terminal::new(ratatui::backend::CrosstermBackend::new(std::io::stdout()))
+    let set_up = (|| {
+        crossterm::terminal::enable_raw_mode()?;
+        crossterm::execute!(
+            std::io::stdout(),
+            crossterm::terminal::EnterAlternateScreen,
+            crossterm::event::EnableMouseCapture,
+            crossterm::event::EnableBracketedPaste
+        )?;
+        Terminal::new(ratatui::backend::CrosstermBackend::new(std::io::stdout()))
+    })();
+    // Half a set-up is undone: a raw terminal left behind is unusable.
+    if set_up.is_err() {
+        restore_terminal();
+    }
+    set_up
 }
 
 fn restore_terminal() {
@@ -310,7 +317,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         start_swap(&mut editor, settings);
     }
     let mut app = App::new(editor, theme);
-    app.catch_signals = script.is_none();
+    app.catch_signals = interactive;
     // A replay is about editing unless it asks for predictions: timing-driven
     // suggestions would make it depend on the machine's speed.
     let predict = !cli.no_predict && (script.is_none() || cli.predict);

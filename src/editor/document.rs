@@ -346,11 +346,11 @@ impl Document {
     /// How the file on disk compares with what was last read or written.
     /// A file that did not exist when opened and exists now counts as
     /// modified: another program created it.
-    pub fn disk_change(&self) -> DiskChange {
+    pub fn disk_change(&mut self) -> DiskChange {
         let Some(path) = &self.path else {
             return DiskChange::Unchanged;
         };
-        match &self.disk {
+        match &mut self.disk {
             Some(stamp) => fileio::disk_change(path, stamp),
             None if path.exists() => DiskChange::Modified,
             None => DiskChange::Unchanged,

@@ -99,8 +99,9 @@ pub enum DiskChange {
 
 /// Compare the file with `stamp`. Same mtime and size count as unchanged
 /// without reading; otherwise the content hash decides, so a `touch` or a
-/// formatter that rewrote identical bytes is no change.
-pub fn disk_change(path: &Path, stamp: &DiskStamp) -> DiskChange {
+/// formatter that rewrote identical bytes is no change. Then the stamp takes
+/// the new mtime, so the file is not read and hashed again at every look.
+pub fn disk_change(path: &Path, stamp: &mut DiskStamp) -> DiskChange {
     let meta = match fs::metadata(path) {
         Ok(meta) => meta,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return DiskChange::Deleted,
@@ -112,20 +113,13 @@ pub fn disk_change(path: &Path, stamp: &DiskStamp) -> DiskChange {
         return DiskChange::Unchanged;
     }
     match fs::read(path) {
-        Ok(bytes) if Sha256::digest(&bytes).as_slice() == stamp.sha256 => DiskChange::Unchanged,
+        Ok(bytes) if Sha256::digest(&bytes).as_slice() == stamp.sha256 => {
+            stamp.modified = meta.modified().ok();
+            DiskChange::Unchanged
+        }
         Ok(_) => DiskChange::Modified,
         Err(_) => DiskChange::Unchanged,
     }
-}
-
-/// `stamp` with the mtime of the file now, when its bytes are still the
-/// stamped ones (a `touch` must not be asked about again).
-pub fn refresh_stamp(path: &Path, stamp: &DiskStamp) -> DiskStamp {
-    let mut stamp = stamp.clone();
-    if let Ok(meta) = fs::metadata(path) {
-        stamp.modified = meta.modified().ok();
-    }
-    stamp
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -385,8 +379,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.txt");
         fs::write(&path, "one\n").unwrap();
-        let stamp = read_text(&path).unwrap().unwrap().stamp;
-        assert_eq!(disk_change(&path, &stamp), DiskChange::Unchanged);
+        let mut stamp = read_text(&path).unwrap().unwrap().stamp;
+        assert_eq!(disk_change(&path, &mut stamp), DiskChange::Unchanged);
         // Same bytes, new mtime: no change.
         let later = SystemTime::now() + std::time::Duration::from_secs(5);
         fs::File::options()
@@ -395,7 +389,8 @@ mod tests {
             .unwrap()
             .set_modified(later)
             .unwrap();
-        assert_eq!(disk_change(&path, &stamp), DiskChange::Unchanged);
+        assert_eq!(disk_change(&path, &mut stamp), DiskChange::Unchanged);
+        assert_eq!(stamp.modified, Some(later), "the stamp follows a touch");
         // Same size, and (mtimes are kernel ticks) possibly the same mtime
         // as a write a moment ago: give it one that differs, as a real
         // edit seconds later would have.
@@ -406,8 +401,8 @@ mod tests {
             .unwrap()
             .set_modified(later + std::time::Duration::from_secs(5))
             .unwrap();
-        assert_eq!(disk_change(&path, &stamp), DiskChange::Modified);
+        assert_eq!(disk_change(&path, &mut stamp), DiskChange::Modified);
         fs::remove_file(&path).unwrap();
-        assert_eq!(disk_change(&path, &stamp), DiskChange::Deleted);
+        assert_eq!(disk_change(&path, &mut stamp), DiskChange::Deleted);
     }
 }
