@@ -518,6 +518,8 @@ pub fn load_with(
     let tokenizer = Arc::new(Tokenizer::for_model(&files)?);
     let model = Arc::new(Model::load(&files.weights, options)?);
     tokenizer.check_model_vocab(model.config().vocab_size, &files.weights)?;
+    // The status line names the kernel, so that a slow machine shows why.
+    let name = format!("{}[{}]", files.name, model.kernel());
     let session = Session::new(model)?;
-    Ok((Mirror::new(tokenizer, session, config), files.name))
+    Ok((Mirror::new(tokenizer, session, config), name))
 }
