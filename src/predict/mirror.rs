@@ -134,7 +134,15 @@ impl Mirror {
         self.start = from;
         self.window = doc.slice(from..to).into();
         self.aligned = AlignedText::new(&self.tokenizer, self.window.to_string());
-        self.last_update = self.session.reset(self.aligned.tokens())?;
+        // Only what a prediction at the cursor reads is encoded now; the
+        // engine encodes the rest in the background (a whole window takes
+        // seconds on a CPU, and the user should not wait for it).
+        let cursor_byte = self.window.char_to_byte(cursor.clamp(from, to) - from);
+        let now = self
+            .aligned
+            .token_at_byte(cursor_byte)
+            .map_or(self.aligned.tokens().len(), |t| t + 1);
+        self.last_update = self.session.reset_lazily(self.aligned.tokens(), now)?;
         tracing::debug!(
             tokens = self.aligned.tokens().len(),
             ms = self.last_update.elapsed.as_millis(),
@@ -421,11 +429,16 @@ impl Backend for Mirror {
             tokens: self.session.tokens().len(),
             mode: mode.to_string(),
             stale: self.session.stale_len(),
+            unencoded: self.session.unencoded_len(),
         }
     }
 
     fn stale_len(&self) -> usize {
         self.session.stale_len()
+    }
+
+    fn unencoded_len(&self) -> usize {
+        self.session.unencoded_len()
     }
 
     fn stale_before(&self, cursor_char: usize) -> usize {
