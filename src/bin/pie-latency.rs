@@ -49,6 +49,10 @@ struct Args {
     /// Keep this many threads busy in a second process for the whole run.
     #[arg(long, default_value_t = 0)]
     busy_threads: usize,
+    /// Go serial while other processes keep every core busy (the
+    /// `[predict] serial_when_busy` setting).
+    #[arg(long, default_value_t = PredictConfig::default().serial_when_busy, action = clap::ArgAction::Set)]
+    serial_when_busy: bool,
     /// Be that busy process (started by --busy-threads).
     #[arg(long, hide = true)]
     spin: Option<usize>,
@@ -142,6 +146,7 @@ fn main() -> anyhow::Result<()> {
         update_mode: mode,
         max_context: args.max_context,
         repair_after_ms: args.repair_after_ms,
+        serial_when_busy: args.serial_when_busy,
         ..PredictConfig::default()
     };
     app.attach_predictor(Predictor::spawn(config));

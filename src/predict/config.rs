@@ -44,6 +44,10 @@ pub struct PredictConfig {
     pub suppress_in_strings_and_comments: Vec<String>,
     /// Predict in files with no known language (debounce trigger only).
     pub plain_text: bool,
+    /// Keep inference on one thread while other processes keep every core
+    /// busy (a compile beside the editor), instead of waiting on worker
+    /// threads that do not get to run.
+    pub serial_when_busy: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -84,6 +88,7 @@ impl Default for PredictConfig {
             trigger_languages: vec!["python".into(), "rust".into()],
             suppress_in_strings_and_comments: vec!["python".into(), "rust".into()],
             plain_text: false,
+            serial_when_busy: engine.serial_when_busy,
         }
     }
 }
@@ -112,6 +117,7 @@ impl PredictConfig {
             repair_rest_after: (self.repair_rest_after_ms > 0)
                 .then(|| Duration::from_millis(self.repair_rest_after_ms)),
             repair_chunk: self.repair_chunk.max(1),
+            serial_when_busy: self.serial_when_busy,
         }
     }
 
