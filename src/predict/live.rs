@@ -121,6 +121,11 @@ impl Predictor {
     }
 
     /// Predictions asked of the engine so far.
+    /// What the engine last said about its cache.
+    pub fn cache_info(&self) -> &CacheInfo {
+        &self.cache
+    }
+
     pub fn requests_sent(&self) -> u64 {
         self.next_id
     }
