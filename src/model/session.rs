@@ -451,52 +451,246 @@ impl Session {
         interrupted: &dyn Fn() -> bool,
     ) -> Result<Vec<u32>> {
         let mut generated = Vec::new();
+        self.generate_branching(
+            prefix_len,
+            options,
+            0,
+            logit_filter,
+            &mut |_, _| false,
+            &mut |_, token, _| {
+                generated.push(token);
+                match on_token(token) {
+                    ControlFlow::Continue(()) => Flow::Continue,
+                    ControlFlow::Break(()) => Flow::EndAll,
+                }
+            },
+            interrupted,
+        )?;
+        Ok(generated)
+    }
+
+    /// Generation that forks: branch 0 is the ordinary generation; at the
+    /// first step where `fork_here(generated_so_far, chosen_token)` is true,
+    /// the state is kept, and once branch 0 ends, up to `alternatives` more
+    /// branches start from it, each with the next most likely token at that
+    /// step (in order of probability) and greedy after it. The prompt is
+    /// never re-encoded: a branch only drops the scratch entries made after
+    /// the fork point. `on_token(branch, token, info)` sees every token;
+    /// `Flow::EndBranch` ends that branch, `Flow::EndAll` everything. A
+    /// branch also ends at end-of-sequence and at `options.max_tokens`.
+    /// Without a fork point no alternatives are made.
+    #[allow(clippy::too_many_arguments)]
+    pub fn generate_branching(
+        &mut self,
+        prefix_len: usize,
+        options: &GenerateOptions,
+        alternatives: usize,
+        logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
+        fork_here: &mut dyn FnMut(&[u32], u32) -> bool,
+        on_token: &mut dyn FnMut(usize, u32, TokenInfo) -> Flow,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<()> {
         if options.max_tokens == 0 {
-            return Ok(generated);
+            return Ok(());
         }
         let stopped = |e: &anyhow::Error| e.is::<Interrupted>();
-        let (mut logits, mut base_len) = match self.first_logits(prefix_len, interrupted) {
-            Err(e) if stopped(&e) => return Ok(generated),
+        let (logits, base_len) = match self.first_logits(prefix_len, interrupted) {
+            Err(e) if stopped(&e) => return Ok(()),
             other => other?,
         };
         let mut rng = match options.sampling {
             Sampling::TopP { seed, .. } => Some(StdRng::seed_from_u64(seed)),
             Sampling::Greedy => None,
         };
-        let eos = self.model.config().eos_id;
-        loop {
-            logit_filter(&generated, &mut logits);
-            let token = match (options.sampling, rng.as_mut()) {
-                (Sampling::TopP { temperature, p, .. }, Some(rng)) if temperature > 0.0 => {
-                    sample_top_p(&logits, temperature, p, rng)?
+        let mut fork: Option<ForkPoint> = None;
+        let start = Cursor {
+            logits,
+            base_len,
+            generated: Vec::new(),
+        };
+        let mut chooser = |logits: &[f32]| match (options.sampling, rng.as_mut()) {
+            (Sampling::TopP { temperature, p, .. }, Some(rng)) if temperature > 0.0 => {
+                sample_top_p(logits, temperature, p, rng)
+            }
+            _ => argmax(logits),
+        };
+        let flow = self.decode(
+            0,
+            start,
+            options,
+            logit_filter,
+            &mut chooser,
+            &mut |generated, token, at, scratch_len| {
+                if alternatives > 0 && fork.is_none() && fork_here(generated, token) {
+                    fork = Some(ForkPoint {
+                        logits: at.logits.clone(),
+                        base_len: at.base_len,
+                        scratch_len,
+                        generated: generated.to_vec(),
+                        chosen: token,
+                    });
                 }
-                _ => argmax(&logits)?,
-            };
+            },
+            on_token,
+            interrupted,
+        )?;
+        let Some(fork) = fork else { return Ok(()) };
+        if flow == Flow::EndAll || interrupted() {
+            return Ok(());
+        }
+        let mut ranked: Vec<(u32, f32)> = fork
+            .logits
+            .iter()
+            .enumerate()
+            .filter(|(i, l)| l.is_finite() && *i as u32 != fork.chosen)
+            .map(|(i, &l)| (i as u32, l))
+            .collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let eos = self.model.config().eos_id;
+        for (branch, &(token, _)) in ranked.iter().take(alternatives).enumerate() {
             if Some(token) == eos {
+                continue;
+            }
+            self.scratch.truncate(fork.scratch_len);
+            let at = Cursor {
+                logits: fork.logits.clone(),
+                base_len: fork.base_len,
+                generated: fork.generated.clone(),
+            };
+            let mut forced = Some(token);
+            let flow = self.decode(
+                branch + 1,
+                at,
+                options,
+                logit_filter,
+                &mut |logits| match forced.take() {
+                    Some(token) => Ok(token),
+                    None => argmax(logits),
+                },
+                &mut |_, _, _, _| {},
+                on_token,
+                interrupted,
+            )?;
+            if flow == Flow::EndAll || interrupted() {
                 break;
             }
-            generated.push(token);
-            if on_token(token).is_break() || generated.len() >= options.max_tokens {
-                break;
+        }
+        Ok(())
+    }
+
+    /// Decode one branch from `at` until it ends; returns how it ended.
+    /// `seen(generated_before, token, state_before, scratch_len_before)`
+    /// runs before each token is fed, so a caller can remember the state.
+    #[allow(clippy::too_many_arguments)]
+    fn decode(
+        &mut self,
+        branch: usize,
+        mut at: Cursor,
+        options: &GenerateOptions,
+        logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
+        choose: &mut dyn FnMut(&[f32]) -> Result<u32>,
+        seen: &mut dyn FnMut(&[u32], u32, &Cursor, usize),
+        on_token: &mut dyn FnMut(usize, u32, TokenInfo) -> Flow,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Flow> {
+        let eos = self.model.config().eos_id;
+        let stopped = |e: &anyhow::Error| e.is::<Interrupted>();
+        loop {
+            logit_filter(&at.generated, &mut at.logits);
+            let token = choose(&at.logits)?;
+            if Some(token) == eos {
+                return Ok(Flow::EndBranch);
+            }
+            seen(&at.generated, token, &at, self.scratch.len());
+            let info = token_info(&at.logits, token);
+            at.generated.push(token);
+            let flow = on_token(branch, token, info);
+            if flow != Flow::Continue {
+                return Ok(flow);
+            }
+            if at.generated.len() >= options.max_tokens {
+                return Ok(Flow::EndBranch);
             }
             // While the generation repeats the cached tokens that follow
             // (healing re-typing the token it backed off, or the text after
             // the cursor), their entries are the ones a scratch pass would
             // compute: take the next logits from the cache.
             if self.scratch.is_empty()
-                && base_len < self.exact_len()
-                && self.tokens[base_len] == token
+                && at.base_len < self.exact_len()
+                && self.tokens[at.base_len] == token
             {
-                logits = self.stored_logits(base_len)?;
-                base_len += 1;
+                at.logits = self.stored_logits(at.base_len)?;
+                at.base_len += 1;
                 continue;
             }
-            logits = match self.scratch_step(token, base_len, interrupted) {
-                Err(e) if stopped(&e) => break,
+            at.logits = match self.scratch_step(token, at.base_len, interrupted) {
+                Err(e) if stopped(&e) => return Ok(Flow::EndAll),
                 other => other?,
             };
         }
-        Ok(generated)
+    }
+}
+
+/// How a branch of [`Session::generate_branching`] goes on after a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    EndBranch,
+    EndAll,
+}
+
+/// What decoding knew about a token when it chose it: the raw material of
+/// a suggestion's confidence.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenInfo {
+    /// Natural log of its probability under the (filtered) logits.
+    pub logprob: f32,
+    /// Log-probability of the most likely token minus that of the runner-up
+    /// (infinite when only one token was allowed).
+    pub margin: f32,
+}
+
+/// Where a branch stands: the next-token logits, how many cache slots it
+/// attends to before its scratch entries, what it generated.
+struct Cursor {
+    logits: Vec<f32>,
+    base_len: usize,
+    generated: Vec<u32>,
+}
+
+/// The state kept at a fork, to start the other branches from.
+struct ForkPoint {
+    logits: Vec<f32>,
+    base_len: usize,
+    scratch_len: usize,
+    generated: Vec<u32>,
+    chosen: u32,
+}
+
+fn token_info(logits: &[f32], token: u32) -> TokenInfo {
+    let max = logits
+        .iter()
+        .copied()
+        .filter(|l| l.is_finite())
+        .fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits
+        .iter()
+        .filter(|l| l.is_finite())
+        .map(|&l| ((l - max) as f64).exp())
+        .sum();
+    let log_z = max as f64 + sum.ln();
+    let (mut first, mut second) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+    for &l in logits {
+        if l > first {
+            second = first;
+            first = l;
+        } else if l > second {
+            second = l;
+        }
+    }
+    TokenInfo {
+        logprob: (logits[token as usize] as f64 - log_z) as f32,
+        margin: first - second,
     }
 }
 

@@ -44,6 +44,13 @@ pub struct PredictConfig {
     pub suppress_in_strings_and_comments: Vec<String>,
     /// Predict in files with no known language (debounce trigger only).
     pub plain_text: bool,
+    /// Suggestions offered per prediction, the first one included
+    /// (Alt-] and Alt-[ cycle them); 1 turns alternatives off.
+    pub alternatives: usize,
+    /// An automatic suggestion whose confidence (the geometric mean of its
+    /// token probabilities, 0..=1) is below this is not shown; Alt-\ shows
+    /// it anyway. 0 shows every suggestion.
+    pub min_confidence: f32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -61,6 +68,10 @@ impl ModeName {
         }
     }
 }
+
+/// Chosen on the calibration half of pie-eval's corpora (BENCHMARKS.md,
+/// issue 15), never on the half it is reported on.
+pub const DEFAULT_MIN_CONFIDENCE: f32 = 0.0;
 
 /// A pause as the config file writes it (0: off).
 fn millis(pause: Option<Duration>) -> u64 {
@@ -84,6 +95,8 @@ impl Default for PredictConfig {
             trigger_languages: vec!["python".into(), "rust".into()],
             suppress_in_strings_and_comments: vec!["python".into(), "rust".into()],
             plain_text: false,
+            alternatives: engine.choices,
+            min_confidence: DEFAULT_MIN_CONFIDENCE,
         }
     }
 }
@@ -96,6 +109,18 @@ impl PredictConfig {
             return Err(format!(
                 "[predict] max_context = {} is below the minimum of 64",
                 self.max_context
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.min_confidence) {
+            return Err(format!(
+                "[predict] min_confidence = {} is outside 0..=1",
+                self.min_confidence
+            ));
+        }
+        if self.alternatives > 10 {
+            return Err(format!(
+                "[predict] alternatives = {} is above the maximum of 10",
+                self.alternatives
             ));
         }
         Ok(())
@@ -112,6 +137,7 @@ impl PredictConfig {
             repair_rest_after: (self.repair_rest_after_ms > 0)
                 .then(|| Duration::from_millis(self.repair_rest_after_ms)),
             repair_chunk: self.repair_chunk.max(1),
+            choices: self.alternatives.max(1),
         }
     }
 

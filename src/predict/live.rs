@@ -321,6 +321,7 @@ impl Predictor {
                 }
                 true
             }
+            Event::Scored { .. } | Event::Alternative { .. } => false,
             Event::Cache(info) => {
                 self.cache = info;
                 true
