@@ -44,6 +44,12 @@ struct Args {
     /// Pause before idle repair, in ms (0: no repair).
     #[arg(long, default_value_t = PredictConfig::default().repair_after_ms)]
     repair_after_ms: u64,
+    /// The confidence threshold of automatic suggestions (0: show all).
+    #[arg(long, default_value_t = PredictConfig::default().min_confidence)]
+    min_confidence: f32,
+    /// Suggestions per prediction (1: no alternatives).
+    #[arg(long, default_value_t = PredictConfig::default().alternatives)]
+    alternatives: usize,
 }
 
 /// What gets typed, line by line: the start of a new function at the end of
@@ -92,6 +98,8 @@ fn main() -> anyhow::Result<()> {
         update_mode: mode,
         max_context: args.max_context,
         repair_after_ms: args.repair_after_ms,
+        min_confidence: args.min_confidence,
+        alternatives: args.alternatives,
         ..PredictConfig::default()
     };
     app.attach_predictor(Predictor::spawn(config));
@@ -144,8 +152,20 @@ fn main() -> anyhow::Result<()> {
     anyhow::ensure!(!first.is_empty(), "no prediction showed text");
     first.sort();
     full.sort();
+    let mut shown = predictor.shown.clone();
+    shown.sort();
+    let ms = |sorted: &[Duration], p: f64| {
+        if sorted.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.0}", percentile(sorted, p).as_secs_f64() * 1e3)
+        }
+    };
+    // Columns: mode, predictions with text, engine's first token p50/p95,
+    // all choices complete p50/p95, cancelled before a token; then the
+    // suggestions that came into view: count, keystroke to view p50/p95.
     println!(
-        "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
+        "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} |",
         args.mode,
         first.len(),
         percentile(&first, 0.5).as_secs_f64() * 1e3,
@@ -153,6 +173,9 @@ fn main() -> anyhow::Result<()> {
         percentile(&full, 0.5).as_secs_f64() * 1e3,
         percentile(&full, 0.95).as_secs_f64() * 1e3,
         predictor.cancelled_before_first_token,
+        shown.len(),
+        ms(&shown, 0.5),
+        ms(&shown, 0.95),
     );
     Ok(())
 }

@@ -171,9 +171,8 @@ fn first_line_result(text: &str, surroundings: &Surroundings) -> String {
 }
 
 /// Whether a suggestion is worth showing at an automatic trigger: `None`
-/// when it is, else why not. An explicit request skips the confidence
-/// threshold and the blank/closing filters (the user asked), not the
-/// repeat filter.
+/// when it is, else why not. An explicit request (the user asked) is shown
+/// whatever it holds, unless it is blank.
 pub fn hidden(
     text: &str,
     confidence: f32,
@@ -195,7 +194,8 @@ pub fn hidden(
             .is_some_and(|o| !o.trim().is_empty() && o.trim() == line.trim())
     };
     // A one-line suggestion that rebuilds the line above or below.
-    if !text.trim_start_matches('\n').contains('\n')
+    if automatic
+        && !text.trim_start_matches('\n').contains('\n')
         && (repeats(&surroundings.line_above) || repeats(&surroundings.line_below))
     {
         return Some(Hidden::Repeats);
@@ -255,7 +255,7 @@ mod tests {
         let s = at("    ", "    total = 0", "    return total");
         assert_eq!(hidden("total = 0", 1.0, 0.0, &s, true), Some(Hidden::Repeats));
         assert_eq!(hidden("return total", 1.0, 0.0, &s, true), Some(Hidden::Repeats));
-        assert_eq!(hidden("return total", 1.0, 0.0, &s, false), Some(Hidden::Repeats));
+        assert_eq!(hidden("return total", 1.0, 0.0, &s, false), None);
         assert_eq!(
             hidden("\n    total = 0", 1.0, 0.0, &at("x", "    total = 0", ""), true),
             Some(Hidden::Repeats)
