@@ -30,6 +30,7 @@ fn evaluator(slow_quant: SlowQuant, seed: u64) -> Evaluator {
         max_lines: 1,
         max_tokens: 32,
         sampling: Sampling::Greedy,
+        ..MirrorConfig::default()
     };
     let load = LoadOptions {
         slow_quant,

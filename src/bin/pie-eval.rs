@@ -28,7 +28,7 @@ use pie_edit::eval::simulate::EditKind;
 use pie_edit::eval::suggest::{self, Half, SuggestRecord};
 use pie_edit::predict::config::PredictConfig;
 use pie_edit::model::{LoadOptions, Sampling, SlowQuant, UpdateMode};
-use pie_edit::predict::mirror::{self, MirrorConfig};
+use pie_edit::predict::mirror::{self, ForkPolicy, MirrorConfig};
 use serde::{Deserialize, Serialize};
 
 #[global_allocator]
@@ -99,6 +99,9 @@ struct Args {
     /// With --suggest: suggestions per trigger, the first one included.
     #[arg(long, default_value_t = 3)]
     choices: usize,
+    /// With --suggest: where alternatives branch off the first suggestion.
+    #[arg(long, value_enum, default_value_t = ForkPolicy::default())]
+    fork: ForkPolicy,
     /// With --suggest: the threshold the headline table applies.
     #[arg(long, default_value_t = PredictConfig::default().min_confidence as f64)]
     min_confidence: f64,
@@ -218,6 +221,7 @@ fn run(args: Args) -> Result<()> {
             max_lines: 1,
             max_tokens: 48,
             sampling: Sampling::Greedy,
+            ..MirrorConfig::default()
         };
         let load = LoadOptions {
             slow_quant: args.weights,
@@ -305,6 +309,7 @@ fn run_suggest(args: &Args) -> Result<()> {
                 max_lines: 1,
                 max_tokens: 48,
                 sampling: Sampling::Greedy,
+                fork: args.fork,
             };
             let load = LoadOptions {
                 slow_quant: args.weights,

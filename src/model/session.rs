@@ -457,7 +457,8 @@ impl Session {
             0,
             logit_filter,
             &mut |_, _| false,
-            &mut |_, token, _| {
+            &mut |_, so_far, _| {
+                let token = so_far[so_far.len() - 1];
                 generated.push(token);
                 match on_token(token) {
                     ControlFlow::Continue(()) => Flow::Continue,
@@ -469,16 +470,19 @@ impl Session {
         Ok(generated)
     }
 
-    /// Generation that forks: branch 0 is the ordinary generation; at the
-    /// first step where `fork_here(generated_so_far, chosen_token)` is true,
-    /// the state is kept, and once branch 0 ends, up to `alternatives` more
-    /// branches start from it, each with the next most likely token at that
-    /// step (in order of probability) and greedy after it. The prompt is
-    /// never re-encoded: a branch only drops the scratch entries made after
-    /// the fork point. `on_token(branch, token, info)` sees every token;
+    /// Generation that forks. Branch 0 is the ordinary generation. At each
+    /// of its steps where `fork_here(generated_so_far, chosen_token)` is
+    /// true, the runner-up tokens are noted; once branch 0 ends, up to
+    /// `alternatives` more branches run, each taking one noted runner-up
+    /// instead of the chosen token and greedy after it: the ones whose
+    /// log-probability is closest to the chosen token's at its step (the
+    /// most likely sequences that differ from branch 0 in one token). The
+    /// prompt is never re-encoded: a branch only drops the scratch entries
+    /// made after its fork point, so branches run from the latest fork
+    /// point to the earliest. `on_token(branch, generated, info)` sees every
+    /// token, with the branch's whole generation so far (the token last);
     /// `Flow::EndBranch` ends that branch, `Flow::EndAll` everything. A
     /// branch also ends at end-of-sequence and at `options.max_tokens`.
-    /// Without a fork point no alternatives are made.
     #[allow(clippy::too_many_arguments)]
     pub fn generate_branching(
         &mut self,
@@ -487,7 +491,7 @@ impl Session {
         alternatives: usize,
         logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
         fork_here: &mut dyn FnMut(&[u32], u32) -> bool,
-        on_token: &mut dyn FnMut(usize, u32, TokenInfo) -> Flow,
+        on_token: &mut dyn FnMut(usize, &[u32], TokenInfo) -> Flow,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<()> {
         if options.max_tokens == 0 {
@@ -502,7 +506,8 @@ impl Session {
             Sampling::TopP { seed, .. } => Some(StdRng::seed_from_u64(seed)),
             Sampling::Greedy => None,
         };
-        let mut fork: Option<ForkPoint> = None;
+        let eos = self.model.config().eos_id;
+        let mut forks: Vec<Fork> = Vec::new();
         let start = Cursor {
             logits,
             base_len,
@@ -517,56 +522,62 @@ impl Session {
         let flow = self.decode(
             0,
             start,
+            None,
             options,
             logit_filter,
             &mut chooser,
             &mut |generated, token, at, scratch_len| {
-                if alternatives > 0 && fork.is_none() && fork_here(generated, token) {
-                    fork = Some(ForkPoint {
-                        logits: at.logits.clone(),
+                if alternatives == 0 || !fork_here(generated, token) {
+                    return;
+                }
+                let chosen = at.logits[token as usize];
+                let mut runners: Vec<(u32, f32)> = Vec::with_capacity(alternatives + 1);
+                for (i, &l) in at.logits.iter().enumerate() {
+                    if !l.is_finite() || i as u32 == token || Some(i as u32) == eos {
+                        continue;
+                    }
+                    if runners.len() < alternatives || l > runners[runners.len() - 1].1 {
+                        let at = runners.partition_point(|r| r.1 >= l);
+                        runners.insert(at, (i as u32, l));
+                        runners.truncate(alternatives);
+                    }
+                }
+                for (runner, logit) in runners {
+                    forks.push(Fork {
                         base_len: at.base_len,
                         scratch_len,
                         generated: generated.to_vec(),
-                        chosen: token,
+                        token: runner,
+                        info: token_info(&at.logits, runner),
+                        deficit: chosen - logit,
                     });
                 }
             },
             on_token,
             interrupted,
         )?;
-        let Some(fork) = fork else { return Ok(()) };
-        if flow == Flow::EndAll || interrupted() {
+        if flow == Flow::EndAll || interrupted() || forks.is_empty() {
             return Ok(());
         }
-        let mut ranked: Vec<(u32, f32)> = fork
-            .logits
-            .iter()
-            .enumerate()
-            .filter(|(i, l)| l.is_finite() && *i as u32 != fork.chosen)
-            .map(|(i, &l)| (i as u32, l))
-            .collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let eos = self.model.config().eos_id;
-        for (branch, &(token, _)) in ranked.iter().take(alternatives).enumerate() {
-            if Some(token) == eos {
-                continue;
-            }
+        forks.sort_by(|a, b| a.deficit.total_cmp(&b.deficit));
+        forks.truncate(alternatives);
+        // Latest fork point first: each branch then only drops scratch
+        // entries that no later branch needs.
+        forks.sort_by_key(|f| std::cmp::Reverse(f.generated.len()));
+        for (branch, fork) in forks.into_iter().enumerate() {
             self.scratch.truncate(fork.scratch_len);
             let at = Cursor {
-                logits: fork.logits.clone(),
+                logits: Vec::new(),
                 base_len: fork.base_len,
-                generated: fork.generated.clone(),
+                generated: fork.generated,
             };
-            let mut forced = Some(token);
             let flow = self.decode(
                 branch + 1,
                 at,
+                Some((fork.token, fork.info)),
                 options,
                 logit_filter,
-                &mut |logits| match forced.take() {
-                    Some(token) => Ok(token),
-                    None => argmax(logits),
-                },
+                &mut argmax,
                 &mut |_, _, _, _| {},
                 on_token,
                 interrupted,
@@ -579,32 +590,39 @@ impl Session {
     }
 
     /// Decode one branch from `at` until it ends; returns how it ended.
+    /// `forced` is its first token when it is chosen already (a fork).
     /// `seen(generated_before, token, state_before, scratch_len_before)`
-    /// runs before each token is fed, so a caller can remember the state.
+    /// runs before each chosen token is fed, so a caller can note the state.
     #[allow(clippy::too_many_arguments)]
     fn decode(
         &mut self,
         branch: usize,
         mut at: Cursor,
+        mut forced: Option<(u32, TokenInfo)>,
         options: &GenerateOptions,
         logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
         choose: &mut dyn FnMut(&[f32]) -> Result<u32>,
         seen: &mut dyn FnMut(&[u32], u32, &Cursor, usize),
-        on_token: &mut dyn FnMut(usize, u32, TokenInfo) -> Flow,
+        on_token: &mut dyn FnMut(usize, &[u32], TokenInfo) -> Flow,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<Flow> {
         let eos = self.model.config().eos_id;
         let stopped = |e: &anyhow::Error| e.is::<Interrupted>();
         loop {
-            logit_filter(&at.generated, &mut at.logits);
-            let token = choose(&at.logits)?;
-            if Some(token) == eos {
-                return Ok(Flow::EndBranch);
-            }
-            seen(&at.generated, token, &at, self.scratch.len());
-            let info = token_info(&at.logits, token);
+            let (token, info) = match forced.take() {
+                Some(chosen) => chosen,
+                None => {
+                    logit_filter(&at.generated, &mut at.logits);
+                    let token = choose(&at.logits)?;
+                    if Some(token) == eos {
+                        return Ok(Flow::EndBranch);
+                    }
+                    seen(&at.generated, token, &at, self.scratch.len());
+                    (token, token_info(&at.logits, token))
+                }
+            };
             at.generated.push(token);
-            let flow = on_token(branch, token, info);
+            let flow = on_token(branch, &at.generated, info);
             if flow != Flow::Continue {
                 return Ok(flow);
             }
@@ -658,13 +676,17 @@ struct Cursor {
     generated: Vec<u32>,
 }
 
-/// The state kept at a fork, to start the other branches from.
-struct ForkPoint {
-    logits: Vec<f32>,
+/// A runner-up token noted during the first branch, to start another
+/// branch from.
+struct Fork {
     base_len: usize,
     scratch_len: usize,
+    /// The first branch's tokens before it.
     generated: Vec<u32>,
-    chosen: u32,
+    token: u32,
+    info: TokenInfo,
+    /// How much less likely it was than the token chosen there (logits).
+    deficit: f32,
 }
 
 fn token_info(logits: &[f32], token: u32) -> TokenInfo {

@@ -103,6 +103,7 @@ impl Predictor {
             max_lines: config.lines,
             max_tokens: config.max_tokens,
             sampling: Sampling::Greedy,
+            ..MirrorConfig::default()
         };
         let spec = config.model.clone();
         let engine = EngineHandle::spawn_with(config.engine_options(), move |progress| {

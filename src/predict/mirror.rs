@@ -8,7 +8,6 @@
 //! When typing pushes the window past `max_context`, its head is dropped and
 //! the rest shifted back: a slide, not a re-encode.
 
-use std::cell::RefCell;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -19,7 +18,7 @@ use super::engine::{Backend, CacheInfo, Output};
 use super::healing::{self, HealingFilter};
 use super::suggest::{self, Confidence, ConfidenceMeter};
 use crate::model::{
-    Flow, GenerateOptions, Sampling, Session, Tokenizer, UpdateMode, UpdateStats,
+    Flow, GenerateOptions, Sampling, Session, TokenInfo, Tokenizer, UpdateMode, UpdateStats,
 };
 use crate::text::Edit;
 
@@ -32,6 +31,21 @@ pub struct MirrorConfig {
     pub max_lines: usize,
     pub max_tokens: usize,
     pub sampling: Sampling,
+    /// Where alternatives branch off the first suggestion.
+    pub fork: ForkPolicy,
+}
+
+/// Where alternatives branch off the first suggestion's generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForkPolicy {
+    /// At its first token of code, with the runner-up tokens there.
+    FirstCode,
+    /// At any of its tokens of code: the runner-ups closest in probability
+    /// to the token chosen at their step.
+    #[default]
+    Closest,
 }
 
 impl Default for MirrorConfig {
@@ -42,6 +56,7 @@ impl Default for MirrorConfig {
             max_lines: 1,
             max_tokens: 48,
             sampling: Sampling::Greedy,
+            fork: ForkPolicy::default(),
         }
     }
 }
@@ -352,11 +367,14 @@ impl Mirror {
         };
         // The branch in progress, and the first branch's tokens and meter
         // before the fork point, where the other branches start from.
-        let branch = RefCell::new(Branch::default());
-        let fork_prefix: RefCell<Option<(Vec<u32>, ConfidenceMeter)>> = RefCell::new(None);
+        let mut branch = Branch::default();
+        // The first branch's token infos: another branch's meter starts
+        // from the ones before its fork point.
+        let mut first_infos: Vec<(TokenInfo, bool)> = Vec::new();
         let mut found: Vec<String> = Vec::new();
         // Whether generation should stop for good.
         let mut enough = false;
+        let fork = self.config.fork;
         self.session.generate_branching(
             plan.keep_tokens,
             &options,
@@ -365,38 +383,39 @@ impl Mirror {
             &mut |so_far, token| {
                 let mut with = so_far.to_vec();
                 with.push(token);
-                let fork = has_code(&with);
-                if fork {
-                    let meter = branch.borrow().meter.clone();
-                    *fork_prefix.borrow_mut() = Some((so_far.to_vec(), meter));
+                match fork {
+                    ForkPolicy::FirstCode => has_code(&with) && !has_code(so_far),
+                    ForkPolicy::Closest => has_code(&with),
                 }
-                fork
             },
-            &mut |index, token, info| {
-                let mut branch = branch.borrow_mut();
-                let branch = &mut *branch;
+            &mut |index, generated, info| {
                 if index != branch.index {
                     // A branch that ended without a line break (end of
                     // sequence, token limit) is reported when the next
                     // one starts.
                     if !branch.reported
-                        && report(branch, wanted, &mut found, on_choice).is_break()
+                        && report(&mut branch, wanted, &mut found, on_choice).is_break()
                     {
                         enough = true;
                         return Flow::EndAll;
                     }
-                    let (generated, meter) = fork_prefix.borrow().clone().unwrap_or_default();
-                    *branch = Branch {
+                    let mut meter = ConfidenceMeter::default();
+                    for &(info, code) in &first_infos[..generated.len() - 1] {
+                        meter.push(info, code);
+                    }
+                    branch = Branch {
                         index,
-                        generated,
                         meter,
                         ..Branch::default()
                     };
                 }
-                branch.generated.push(token);
-                let code = has_code(&branch.generated);
+                branch.generated = generated.to_vec();
+                let code = has_code(generated);
                 branch.meter.push(info, code);
-                let visible = healing::visible_text(&tokenizer, &plan.required, &branch.generated);
+                if index == 0 {
+                    first_infos.push((info, code));
+                }
+                let visible = healing::visible_text(&tokenizer, &plan.required, generated);
                 let (shown, done) = suggest::shape(&visible, &line_before, max_lines);
                 if index == 0 && shown.len() > branch.sent && shown.is_char_boundary(branch.sent) {
                     if on_choice(Choice::Text(&shown[branch.sent..])).is_break() {
@@ -409,7 +428,7 @@ impl Mirror {
                 if !done {
                     return Flow::Continue;
                 }
-                if report(branch, wanted, &mut found, on_choice).is_break() {
+                if report(&mut branch, wanted, &mut found, on_choice).is_break() {
                     enough = true;
                     return Flow::EndAll;
                 }
@@ -417,7 +436,6 @@ impl Mirror {
             },
             interrupted,
         )?;
-        let mut branch = branch.into_inner();
         if !enough && !branch.reported && !interrupted() {
             let _ = report(&mut branch, wanted, &mut found, on_choice);
         }
