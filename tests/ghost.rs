@@ -206,7 +206,11 @@ fn a_low_confidence_suggestion_is_hidden_and_alt_backslash_shows_it() {
     );
     assert_eq!(shown(&app), None, "0.2 is under the 0.5 threshold");
     assert_eq!(hidden_because(&app), Some(Hidden::Unsure));
-    assert!(!screen(&terminal).contains("return"), "{}", screen(&terminal));
+    assert!(
+        !screen(&terminal).contains("return"),
+        "{}",
+        screen(&terminal)
+    );
     run(&mut app, &mut terminal, "<A-\\><wait-idle>");
     assert_eq!(shown(&app).as_deref(), Some("return sum(xs)"));
     assert_eq!(row(&terminal, 1), "  2     return sum(xs)");
@@ -243,8 +247,7 @@ fn a_suggestion_that_repeats_the_line_below_or_above_is_hidden() {
     assert_eq!(shown(&app), None);
     assert_eq!(hidden_because(&app), Some(Hidden::Repeats));
     // The line above: a fresh line after `x = compute(y)`.
-    let (mut app, mut terminal) =
-        suggesting("\n", vec!["x = compute(y)"], vec![], 1.0, 0.0);
+    let (mut app, mut terminal) = suggesting("\n", vec!["x = compute(y)"], vec![], 1.0, 0.0);
     run(
         &mut app,
         &mut terminal,
@@ -253,8 +256,7 @@ fn a_suggestion_that_repeats_the_line_below_or_above_is_hidden() {
     assert_eq!(shown(&app), None);
     assert_eq!(hidden_because(&app), Some(Hidden::Repeats));
     // Something else is shown there.
-    let (mut app, mut terminal) =
-        suggesting("\n", vec!["return x"], vec![], 1.0, 0.0);
+    let (mut app, mut terminal) = suggesting("\n", vec!["return x"], vec![], 1.0, 0.0);
     run(
         &mut app,
         &mut terminal,
@@ -320,9 +322,17 @@ fn alt_brackets_cycle_the_alternatives_with_wrap_around_and_ask_nothing() {
         run(&mut app, &mut terminal, &format!("{key}<wait-idle>"));
         assert_eq!(shown(&app).as_deref(), Some(text), "after {key}");
         assert_eq!(row(&terminal, 1), format!("  2     {text}"));
-        assert!(screen(&terminal).contains(position), "{}", screen(&terminal));
+        assert!(
+            screen(&terminal).contains(position),
+            "{}",
+            screen(&terminal)
+        );
     }
-    assert_eq!(requests(&app), asked, "moving through alternatives asks nothing");
+    assert_eq!(
+        requests(&app),
+        asked,
+        "moving through alternatives asks nothing"
+    );
 }
 
 #[test]
@@ -345,5 +355,9 @@ fn typing_over_alternatives_keeps_only_the_ones_that_still_match() {
     assert_eq!(shown(&app).as_deref(), Some("turn 0"));
     run(&mut app, &mut terminal, "turn 0<wait-idle>");
     assert_eq!(app.editor.doc.text(), "def total(xs):\n    return 0\n");
-    assert_eq!(requests(&app), asked, "typing over a suggestion asks nothing");
+    assert_eq!(
+        requests(&app),
+        asked,
+        "typing over a suggestion asks nothing"
+    );
 }

@@ -188,7 +188,10 @@ fn alternatives_leave_the_first_suggestion_as_it_was_and_differ_from_it() {
         let alone = predict(&mut mirror, &doc, cursor);
         let choices = mirror.choices_at(&doc, cursor, 3).unwrap();
         println!("{fork:?}: {choices:?}");
-        assert_eq!(choices[0].0, alone, "alternatives change nothing before them");
+        assert_eq!(
+            choices[0].0, alone,
+            "alternatives change nothing before them"
+        );
         assert!(choices.len() >= 2, "{fork:?}: {choices:?}");
         let firsts: std::collections::HashSet<&str> = choices
             .iter()

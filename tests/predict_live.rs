@@ -309,5 +309,9 @@ fn alternatives_cycle_on_the_real_model_and_tab_takes_the_shown_one() {
     assert_eq!(s.predictor().requests_sent(), asked, "cycling asks nothing");
     let before = s.text();
     s.keys("<Tab><wait-idle>");
-    assert_eq!(s.text(), format!("{before}{last}"), "Tab inserts the shown one");
+    assert_eq!(
+        s.text(),
+        format!("{before}{last}"),
+        "Tab inserts the shown one"
+    );
 }

@@ -26,8 +26,8 @@ use pie_edit::eval::report;
 use pie_edit::eval::run::{EvalOptions, Evaluator, Mode, SampleRecord, Setting, sample_id};
 use pie_edit::eval::simulate::EditKind;
 use pie_edit::eval::suggest::{self, Half, SuggestRecord};
-use pie_edit::predict::config::PredictConfig;
 use pie_edit::model::{LoadOptions, Sampling, SlowQuant, UpdateMode};
+use pie_edit::predict::config::PredictConfig;
 use pie_edit::predict::mirror::{self, ForkPolicy, MirrorConfig};
 use serde::{Deserialize, Serialize};
 
@@ -299,8 +299,10 @@ fn run_suggest(args: &Args) -> Result<()> {
             .collect();
         let bar = ProgressBar::new(todo.len() as u64);
         bar.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} samples, {elapsed} elapsed, ETA {eta}")
-                .expect("valid template"),
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} samples, {elapsed} elapsed, ETA {eta}",
+            )
+            .expect("valid template"),
         );
         if !todo.is_empty() {
             let config = MirrorConfig {
@@ -333,7 +335,9 @@ fn run_suggest(args: &Args) -> Result<()> {
                     args.context,
                     args.choices,
                 )
-                .with_context(|| format!("sample {}", suggest::sample_id(&corpora[c], args.half, i)))?;
+                .with_context(|| {
+                    format!("sample {}", suggest::sample_id(&corpora[c], args.half, i))
+                })?;
                 writeln!(out, "{}", serde_json::to_string(&record)?)?;
                 out.flush()?;
                 records.push(record);

@@ -47,7 +47,7 @@ impl Half {
         for b in path.to_string_lossy().bytes() {
             h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
         }
-        if h % 2 == 0 {
+        if h.is_multiple_of(2) {
             Half::Calibrate
         } else {
             Half::Report
@@ -119,17 +119,12 @@ pub fn run_sample(
         index,
     );
     let tokenizer = mirror.tokenizer().clone();
-    let (target, file_text) =
-        simulate::draw_target(corpus, &mut rng, context_tokens, &|t| {
-            tokenizer.encode(t).len()
-        })?;
+    let (target, file_text) = simulate::draw_target(corpus, &mut rng, context_tokens, &|t| {
+        tokenizer.encode(t).len()
+    })?;
     let lines: Vec<&str> = file_text.split_inclusive('\n').collect();
     let strip = |l: &str| l.trim_end_matches(['\n', '\r']).to_string();
-    let line_above = target
-        .context
-        .split_inclusive('\n')
-        .next_back()
-        .map(strip);
+    let line_above = target.context.split_inclusive('\n').next_back().map(strip);
     let line_below = lines.get(target.line).map(|l| strip(l));
     let doc = Rope::from_str(&target.context);
     crate::predict::engine::Backend::reset(mirror, &doc, doc.len_chars())?;
@@ -226,8 +221,8 @@ fn score(record: &SuggestRecord) -> Scored {
     let text = first.map_or("", |c| c.text.as_str());
     let line = text.split('\n').next().unwrap_or("");
     let target = &record.target.text;
-    let passes_filters = first.is_some()
-        && suggest::hidden(text, 1.0, 0.0, &record.surroundings(), true).is_none();
+    let passes_filters =
+        first.is_some() && suggest::hidden(text, 1.0, 0.0, &record.surroundings(), true).is_none();
     let mut exact_at = [false; 3];
     let mut hit = false;
     for (k, slot) in exact_at.iter_mut().enumerate() {
@@ -523,7 +518,11 @@ mod tests {
     fn scoring_counts_em_at_k_prefix_acceptance_and_filters() {
         let r = record(
             "    return x + 1",
-            &[("    return x", 0.9), ("    pass", 0.5), ("    return x + 1", 0.4)],
+            &[
+                ("    return x", 0.9),
+                ("    pass", 0.5),
+                ("    return x + 1", 0.4),
+            ],
             "",
         );
         let s = score(&r);

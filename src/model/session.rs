@@ -602,7 +602,7 @@ impl Session {
         options: &GenerateOptions,
         logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
         choose: &mut dyn FnMut(&[f32]) -> Result<u32>,
-        seen: &mut dyn FnMut(&[u32], u32, &Cursor, usize),
+        seen: &mut SeenStep<'_>,
         on_token: &mut dyn FnMut(usize, &[u32], TokenInfo) -> Flow,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<Flow> {
@@ -667,6 +667,10 @@ pub struct TokenInfo {
     /// (infinite when only one token was allowed).
     pub margin: f32,
 }
+
+/// Sees a branch's state before each chosen token is fed: the tokens so
+/// far, the token, the state, the scratch length.
+type SeenStep<'a> = dyn FnMut(&[u32], u32, &Cursor, usize) + 'a;
 
 /// Where a branch stands: the next-token logits, how many cache slots it
 /// attends to before its scratch entries, what it generated.

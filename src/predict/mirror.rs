@@ -36,8 +36,17 @@ pub struct MirrorConfig {
 }
 
 /// Where alternatives branch off the first suggestion's generation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[derive(clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ForkPolicy {
     /// At its first token of code, with the runner-up tokens there.

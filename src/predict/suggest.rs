@@ -184,7 +184,11 @@ pub fn hidden(
     if code.is_empty() {
         return Some(Hidden::Blank);
     }
-    if automatic && code.chars().all(|c| ")]},;".contains(c) || c.is_whitespace()) {
+    if automatic
+        && code
+            .chars()
+            .all(|c| ")]},;".contains(c) || c.is_whitespace())
+    {
         return Some(Hidden::OnlyClosing);
     }
     let line = first_line_result(text, surroundings);
@@ -230,7 +234,10 @@ mod tests {
         assert_eq!(shape("\n\nreturn", "    ", 1).0, "\nreturn");
         // Nothing to skip.
         assert_eq!(shape("x + 1)\nfoo", "y = (", 1), ("x + 1)".into(), true));
-        assert_eq!(shape("\n    y = 2\n", "x = 1", 1), ("\n    y = 2".into(), true));
+        assert_eq!(
+            shape("\n    y = 2\n", "x = 1", 1),
+            ("\n    y = 2".into(), true)
+        );
         assert_eq!(shape("  \n ", "", 1), (String::new(), false));
     }
 
@@ -253,11 +260,23 @@ mod tests {
     #[test]
     fn repeating_the_line_above_or_below_is_hidden() {
         let s = at("    ", "    total = 0", "    return total");
-        assert_eq!(hidden("total = 0", 1.0, 0.0, &s, true), Some(Hidden::Repeats));
-        assert_eq!(hidden("return total", 1.0, 0.0, &s, true), Some(Hidden::Repeats));
+        assert_eq!(
+            hidden("total = 0", 1.0, 0.0, &s, true),
+            Some(Hidden::Repeats)
+        );
+        assert_eq!(
+            hidden("return total", 1.0, 0.0, &s, true),
+            Some(Hidden::Repeats)
+        );
         assert_eq!(hidden("return total", 1.0, 0.0, &s, false), None);
         assert_eq!(
-            hidden("\n    total = 0", 1.0, 0.0, &at("x", "    total = 0", ""), true),
+            hidden(
+                "\n    total = 0",
+                1.0,
+                0.0,
+                &at("x", "    total = 0", ""),
+                true
+            ),
             Some(Hidden::Repeats)
         );
         assert_eq!(hidden("total += 1", 1.0, 0.0, &s, true), None);
