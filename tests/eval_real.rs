@@ -30,6 +30,7 @@ fn evaluator(slow_quant: SlowQuant, seed: u64) -> Evaluator {
         max_lines: 1,
         max_tokens: 32,
         sampling: Sampling::Greedy,
+        ..MirrorConfig::default()
     };
     let load = LoadOptions {
         slow_quant,
@@ -146,4 +147,40 @@ fn with_f32_weights_pie_plus_repair_predicts_what_full_predicts() {
         }
     }
     println!("Pie without repair gave Full's suggestion in {pie_same}/{total} samples");
+}
+
+/// Issue 15's benchmark: a sample depends on the seed only, and its
+/// alternatives are distinct from the first suggestion.
+#[test]
+fn suggestion_samples_repeat_and_carry_distinct_alternatives() {
+    use pie_edit::eval::suggest::{Half, run_sample};
+    let (_dir, corpus) = corpus();
+    let config = MirrorConfig {
+        max_context: CONTEXT * 2,
+        ..MirrorConfig::default()
+    };
+    let (mut mirror, _) =
+        mirror::load_with(DEFAULT_PRESET, config, &LoadOptions::default(), &|_| {}).unwrap();
+    let half = Half::of(&corpus.files[0]);
+    let run = |mirror: &mut _, index| {
+        let mut r = run_sample(mirror, &corpus, half, index, 3, CONTEXT, 3).unwrap();
+        (r.first_ms, r.total_ms) = (0.0, 0.0);
+        r
+    };
+    let a = run(&mut mirror, 0);
+    assert_eq!(run(&mut mirror, 0), a, "same seed, same sample");
+    assert!(!a.choices.is_empty() && a.choices.len() <= 3, "{a:?}");
+    let firsts: std::collections::HashSet<&str> = a
+        .choices
+        .iter()
+        .map(|c| c.text.trim().lines().next().unwrap_or(""))
+        .collect();
+    assert_eq!(firsts.len(), a.choices.len());
+    let lines: Vec<&str> = std::fs::read_to_string(corpus.root.join(&a.target.file))
+        .unwrap()
+        .leak()
+        .lines()
+        .collect();
+    assert_eq!(lines[a.target.line - 1], a.target.text);
+    assert_eq!(a.line_below.as_deref(), lines.get(a.target.line).copied());
 }

@@ -142,3 +142,222 @@ fn the_engine_sees_every_edit_including_undo() {
     assert_eq!(rope.to_string(), "ab");
     assert_eq!(seen[2].removed, "b", "undo arrives as the inverse edit");
 }
+
+// Issue 15: which suggestions are shown, and the alternatives.
+
+/// The first suggestion and its alternatives, streamed without holding,
+/// with `confidence`, on `text`, with `min_confidence`.
+fn suggesting(
+    text: &str,
+    tokens: Vec<&'static str>,
+    alternatives: Vec<&'static str>,
+    confidence: f32,
+    min_confidence: f32,
+) -> (App, Terminal<TestBackend>) {
+    let (mut backend, gate) = StandIn::new(tokens);
+    backend.alternatives = alternatives;
+    backend.confidence = confidence;
+    // Open gate: every prediction streams to its end.
+    std::mem::forget(gate.clone());
+    for _ in 0..64 {
+        gate.send(()).unwrap();
+    }
+    let config = PredictConfig {
+        debounce_ms: 0,
+        min_confidence,
+        ..PredictConfig::default()
+    };
+    let app = app_with(text, backend.spawn("stand-in"), config);
+    (app, Terminal::new(TestBackend::new(50, 8)).unwrap())
+}
+
+fn shown(app: &App) -> Option<String> {
+    app.editor.visible_ghost().map(|g| g.text.clone())
+}
+
+fn hidden_because(app: &App) -> Option<pie_edit::predict::suggest::Hidden> {
+    app.predictor.as_ref().unwrap().last_hidden
+}
+
+fn screen(terminal: &Terminal<TestBackend>) -> String {
+    (0..terminal.backend().buffer().area.height)
+        .map(|y| row(terminal, y))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn requests(app: &App) -> u64 {
+    app.predictor.as_ref().unwrap().requests_sent()
+}
+
+#[test]
+fn a_low_confidence_suggestion_is_hidden_and_alt_backslash_shows_it() {
+    use pie_edit::predict::suggest::Hidden;
+    let (mut app, mut terminal) = suggesting("\n", vec!["return sum(xs)"], vec![], 0.2, 0.5);
+    run(
+        &mut app,
+        &mut terminal,
+        "<wait-idle>def total(xs):<Enter><wait-idle>",
+    );
+    assert_eq!(
+        app.predictor.as_ref().unwrap().last_trigger,
+        Some(pie_edit::predict::trigger::Trigger::LineStart),
+        "Enter asked"
+    );
+    assert_eq!(shown(&app), None, "0.2 is under the 0.5 threshold");
+    assert_eq!(hidden_because(&app), Some(Hidden::Unsure));
+    assert!(
+        !screen(&terminal).contains("return"),
+        "{}",
+        screen(&terminal)
+    );
+    run(&mut app, &mut terminal, "<A-\\><wait-idle>");
+    assert_eq!(shown(&app).as_deref(), Some("return sum(xs)"));
+    assert_eq!(row(&terminal, 1), "  2     return sum(xs)");
+}
+
+#[test]
+fn a_confident_suggestion_is_shown_at_the_trigger() {
+    let (mut app, mut terminal) = suggesting("\n", vec!["return sum(xs)"], vec![], 0.7, 0.5);
+    run(
+        &mut app,
+        &mut terminal,
+        "<wait-idle>def total(xs):<Enter><wait-idle>",
+    );
+    assert_eq!(shown(&app).as_deref(), Some("return sum(xs)"));
+    assert_eq!(hidden_because(&app), None);
+}
+
+#[test]
+fn a_suggestion_that_repeats_the_line_below_or_above_is_hidden() {
+    use pie_edit::predict::suggest::Hidden;
+    // The line below the new line is `return sum(xs)`.
+    let (mut app, mut terminal) = suggesting(
+        "\n    return sum(xs)\n",
+        vec!["return sum(xs)"],
+        vec![],
+        1.0,
+        0.0,
+    );
+    run(
+        &mut app,
+        &mut terminal,
+        "<wait-idle>def total(xs):<Enter><wait-idle>",
+    );
+    assert_eq!(shown(&app), None);
+    assert_eq!(hidden_because(&app), Some(Hidden::Repeats));
+    // The line above: a fresh line after `x = compute(y)`.
+    let (mut app, mut terminal) = suggesting("\n", vec!["x = compute(y)"], vec![], 1.0, 0.0);
+    run(
+        &mut app,
+        &mut terminal,
+        "<wait-idle>def f(y):<Enter>x = compute(y)<Enter><wait-idle>",
+    );
+    assert_eq!(shown(&app), None);
+    assert_eq!(hidden_because(&app), Some(Hidden::Repeats));
+    // Something else is shown there.
+    let (mut app, mut terminal) = suggesting("\n", vec!["return x"], vec![], 1.0, 0.0);
+    run(
+        &mut app,
+        &mut terminal,
+        "<wait-idle>def f(y):<Enter>x = compute(y)<Enter><wait-idle>",
+    );
+    assert_eq!(shown(&app).as_deref(), Some("return x"));
+}
+
+#[test]
+fn blank_and_closing_bracket_suggestions_are_hidden_at_automatic_triggers_only() {
+    use pie_edit::predict::suggest::Hidden;
+    for (token, why) in [("   ", Hidden::Blank), ("})", Hidden::OnlyClosing)] {
+        let (mut app, mut terminal) = suggesting("\n", vec![token], vec![], 1.0, 0.0);
+        run(
+            &mut app,
+            &mut terminal,
+            "<wait-idle>def total(xs):<Enter><wait-idle>",
+        );
+        assert_eq!(shown(&app), None, "{token:?}");
+        assert_eq!(hidden_because(&app), Some(why), "{token:?}");
+    }
+    // Asked for, a closing bracket is shown.
+    let (mut app, mut terminal) = suggesting("\n", vec!["})"], vec![], 1.0, 0.0);
+    run(
+        &mut app,
+        &mut terminal,
+        "<wait-idle>def total(xs):<Enter><wait-idle><A-\\><wait-idle>",
+    );
+    assert_eq!(shown(&app).as_deref(), Some("})"));
+}
+
+/// A function header typed and Enter: three choices at the new line.
+fn three_choices() -> (App, Terminal<TestBackend>) {
+    let (mut app, mut terminal) = suggesting(
+        "\n",
+        vec!["return sum(xs)"],
+        vec!["return 0", "pass"],
+        1.0,
+        0.0,
+    );
+    run(
+        &mut app,
+        &mut terminal,
+        "<wait-idle>def total(xs):<Enter><wait-idle>",
+    );
+    (app, terminal)
+}
+
+#[test]
+fn alt_brackets_cycle_the_alternatives_with_wrap_around_and_ask_nothing() {
+    let (mut app, mut terminal) = three_choices();
+    assert_eq!(shown(&app).as_deref(), Some("return sum(xs)"));
+    assert!(screen(&terminal).contains("1/3"), "{}", screen(&terminal));
+    let asked = requests(&app);
+    let steps = [
+        ("<A-]>", "return 0", "2/3"),
+        ("<A-]>", "pass", "3/3"),
+        ("<A-]>", "return sum(xs)", "1/3"),
+        ("<A-[>", "pass", "3/3"),
+        ("<A-[>", "return 0", "2/3"),
+    ];
+    for (key, text, position) in steps {
+        run(&mut app, &mut terminal, &format!("{key}<wait-idle>"));
+        assert_eq!(shown(&app).as_deref(), Some(text), "after {key}");
+        assert_eq!(row(&terminal, 1), format!("  2     {text}"));
+        assert!(
+            screen(&terminal).contains(position),
+            "{}",
+            screen(&terminal)
+        );
+    }
+    assert_eq!(
+        requests(&app),
+        asked,
+        "moving through alternatives asks nothing"
+    );
+}
+
+#[test]
+fn tab_accepts_the_alternative_shown() {
+    let (mut app, mut terminal) = three_choices();
+    run(&mut app, &mut terminal, "<A-]><Tab><wait-idle>");
+    assert_eq!(app.editor.doc.text(), "def total(xs):\n    return 0\n");
+    assert_eq!(shown(&app), None);
+}
+
+#[test]
+fn typing_over_alternatives_keeps_only_the_ones_that_still_match() {
+    let (mut app, mut terminal) = three_choices();
+    let asked = requests(&app);
+    run(&mut app, &mut terminal, "<A-]><A-]>re<wait-idle>");
+    // `pass` was shown and no longer fits: the next that does is shown.
+    assert_eq!(shown(&app).as_deref(), Some("turn sum(xs)"));
+    assert!(screen(&terminal).contains("1/2"), "{}", screen(&terminal));
+    run(&mut app, &mut terminal, "<A-]><wait-idle>");
+    assert_eq!(shown(&app).as_deref(), Some("turn 0"));
+    run(&mut app, &mut terminal, "turn 0<wait-idle>");
+    assert_eq!(app.editor.doc.text(), "def total(xs):\n    return 0\n");
+    assert_eq!(
+        requests(&app),
+        asked,
+        "typing over a suggestion asks nothing"
+    );
+}

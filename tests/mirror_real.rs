@@ -210,3 +210,57 @@ fn an_open_encodes_up_to_the_cursor_and_the_rest_on_demand() {
         predict(&mut eager, &doc, end)
     );
 }
+
+/// Issue 15: alternatives branch off the first suggestion without
+/// changing it, are distinct, and each carries a confidence.
+#[test]
+fn alternatives_leave_the_first_suggestion_as_it_was_and_differ_from_it() {
+    use pie_edit::predict::mirror::ForkPolicy;
+    let mut doc = Rope::from_str(CODE);
+    let at = doc.len_chars();
+    let typed = "\n\ndef add(a, b):\n    ";
+    doc.insert(at, typed);
+    let cursor = doc.len_chars();
+    for fork in [ForkPolicy::FirstCode, ForkPolicy::Closest] {
+        let mut mirror = load(MirrorConfig {
+            fork,
+            ..MirrorConfig::default()
+        });
+        mirror.reset(&doc, cursor).unwrap();
+        let alone = predict(&mut mirror, &doc, cursor);
+        let choices = mirror.choices_at(&doc, cursor, 3).unwrap();
+        println!("{fork:?}: {choices:?}");
+        assert_eq!(
+            choices[0].0, alone,
+            "alternatives change nothing before them"
+        );
+        assert!(choices.len() >= 2, "{fork:?}: {choices:?}");
+        let firsts: std::collections::HashSet<&str> = choices
+            .iter()
+            .map(|(text, _)| text.trim().lines().next().unwrap_or(""))
+            .collect();
+        assert_eq!(firsts.len(), choices.len(), "distinct: {choices:?}");
+        for (text, confidence) in &choices {
+            let score = confidence.score();
+            assert!(score > 0.0 && score <= 1.0, "{text:?}: {confidence:?}");
+            assert!(confidence.min <= score && confidence.tokens > 0);
+        }
+        // The cache is the mirror's still: a second run gives the same.
+        assert_eq!(mirror.choices_at(&doc, cursor, 3).unwrap(), choices);
+    }
+}
+
+/// Leading blank lines are skipped on the real model's output: at the end
+/// of a file after a function, the model likes to start with blank lines.
+#[test]
+fn no_suggestion_starts_with_a_blank_line() {
+    let mut mirror = load(MirrorConfig::default());
+    let doc = Rope::from_str(CODE);
+    let cursor = doc.len_chars();
+    mirror.reset(&doc, cursor).unwrap();
+    for (text, _) in mirror.choices_at(&doc, cursor, 3).unwrap() {
+        // At a blank cursor line the code comes onto it.
+        assert!(!text.starts_with('\n'), "{text:?}");
+        assert!(!text.trim().is_empty());
+    }
+}

@@ -28,6 +28,9 @@ fn config(mode: ModeName) -> PredictConfig {
         // No pause trigger: one firing at a machine-dependent moment would
         // make the tests flaky; they ask explicitly or rely on syntax.
         debounce_ms: 0,
+        // These tests check the mechanics on whatever the model says; the
+        // confidence gate has its own tests.
+        min_confidence: 0.0,
         ..PredictConfig::default()
     }
 }
@@ -229,5 +232,86 @@ fn pie_and_full_mode_mostly_agree() {
         agree * 2 > scenarios.len(),
         "agreement {agree}/{}",
         scenarios.len()
+    );
+}
+
+// Issue 15 on the real model.
+
+fn open_with(text: &str, config: PredictConfig) -> Session {
+    let doc = Document::from_text(text, Some(Language::Python));
+    let editor = Editor::new(doc, EditorOptions::default(), Keymap::default());
+    let mut app = App::new(editor, Theme::default_dark());
+    app.idle_timeout = std::time::Duration::from_secs(120);
+    app.attach_predictor(Predictor::spawn(config));
+    let terminal = Terminal::new(TestBackend::new(80, 20)).unwrap();
+    let mut session = Session { app, terminal };
+    session.keys("<wait-idle>");
+    session
+}
+
+#[test]
+fn an_unsure_suggestion_is_hidden_at_enter_and_alt_backslash_shows_it() {
+    // No suggestion is certain: with the threshold at 1.0 every automatic
+    // one is hidden.
+    let mut s = open_with(
+        HEADER,
+        PredictConfig {
+            min_confidence: 1.0,
+            ..config(ModeName::Pie)
+        },
+    );
+    s.keys("<C-End>def add(a, b):<Enter><wait-idle>");
+    assert_eq!(s.ghost(), None);
+    assert_eq!(
+        s.predictor().last_hidden,
+        Some(pie_edit::predict::suggest::Hidden::Unsure)
+    );
+    s.keys("<A-\\><wait-idle>");
+    let shown = s.ghost().expect("asked for, it is shown");
+    assert!(!shown.trim().is_empty());
+}
+
+#[test]
+fn alternatives_cycle_on_the_real_model_and_tab_takes_the_shown_one() {
+    let mut s = open_with(
+        HEADER,
+        PredictConfig {
+            min_confidence: 0.0,
+            ..config(ModeName::Pie)
+        },
+    );
+    s.keys("<C-End>def add(a, b):<Enter><A-\\><wait-idle>");
+    let first = s.ghost().expect("a suggestion");
+    let (_, count) = s
+        .app
+        .editor
+        .visible_ghost()
+        .and_then(|g| g.position())
+        .expect("alternatives arrived");
+    assert!(count >= 2, "{count}");
+    let asked = s.predictor().requests_sent();
+    s.keys("<A-]><wait-idle>");
+    let second = s.ghost().expect("still a suggestion");
+    assert_ne!(first, second);
+    let status = format!("2/{count}");
+    assert!(
+        (0..20).any(|y| s.screen_row(y).contains(&status)),
+        "the status line shows {status}"
+    );
+    // Around the ring and back.
+    for _ in 0..count - 1 {
+        s.keys("<A-]>");
+    }
+    s.keys("<wait-idle>");
+    assert_eq!(s.ghost().as_deref(), Some(first.as_str()));
+    s.keys("<A-[><wait-idle>");
+    let last = s.ghost().unwrap();
+    assert_eq!(s.predictor().requests_sent(), asked, "cycling asks nothing");
+    let before = s.text();
+    s.keys("<Tab><wait-idle>");
+    assert_eq!(
+        s.text(),
+        format!("{before}{last}"),
+        "Tab inserts the shown one"
     );
 }

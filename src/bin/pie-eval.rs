@@ -25,8 +25,10 @@ use pie_edit::eval::corpus::{Corpus, Language};
 use pie_edit::eval::report;
 use pie_edit::eval::run::{EvalOptions, Evaluator, Mode, SampleRecord, Setting, sample_id};
 use pie_edit::eval::simulate::EditKind;
+use pie_edit::eval::suggest::{self, Half, SuggestRecord};
 use pie_edit::model::{LoadOptions, Sampling, SlowQuant, UpdateMode};
-use pie_edit::predict::mirror::{self, MirrorConfig};
+use pie_edit::predict::config::PredictConfig;
+use pie_edit::predict::mirror::{self, ForkPolicy, MirrorConfig};
 use serde::{Deserialize, Serialize};
 
 #[global_allocator]
@@ -86,6 +88,23 @@ struct Args {
     /// Rewrite report.md and summary.json from OUT/samples.jsonl, run nothing.
     #[arg(long)]
     report_only: bool,
+    /// Measure what the user sees instead (issue 15): suggestions at the
+    /// start of a line, no edit, with their confidence and alternatives;
+    /// `--samples` per language, into OUT/suggest.jsonl and OUT/suggest.md.
+    #[arg(long)]
+    suggest: bool,
+    /// With --suggest: the half of each corpus's files to draw from.
+    #[arg(long, value_enum, default_value_t = Half::Report)]
+    half: Half,
+    /// With --suggest: suggestions per trigger, the first one included.
+    #[arg(long, default_value_t = 3)]
+    choices: usize,
+    /// With --suggest: where alternatives branch off the first suggestion.
+    #[arg(long, value_enum, default_value_t = ForkPolicy::default())]
+    fork: ForkPolicy,
+    /// With --suggest: the threshold the headline table applies.
+    #[arg(long, default_value_t = PredictConfig::default().min_confidence as f64)]
+    min_confidence: f64,
 }
 
 /// What decides the samples and their results; a resumed run must match.
@@ -119,6 +138,9 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
+    if args.suggest {
+        return run_suggest(&args);
+    }
     let samples_path = args.out.join("samples.jsonl");
     if args.report_only {
         return write_report(&args.out, &read_records(&samples_path)?);
@@ -199,6 +221,7 @@ fn run(args: Args) -> Result<()> {
             max_lines: 1,
             max_tokens: 48,
             sampling: Sampling::Greedy,
+            ..MirrorConfig::default()
         };
         let load = LoadOptions {
             slow_quant: args.weights,
@@ -236,6 +259,115 @@ fn run(args: Args) -> Result<()> {
         bar.finish();
     }
     write_report(&args.out, &records)
+}
+
+fn run_suggest(args: &Args) -> Result<()> {
+    let path = args.out.join("suggest.jsonl");
+    let mut records: Vec<SuggestRecord> = read_jsonl(&path)?;
+    if !args.report_only {
+        unsafe {
+            std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
+            std::env::set_var("CANDLE_NUM_THREADS", args.threads.to_string());
+        }
+        let mut corpora = Vec::new();
+        if let Some(dir) = &args.python {
+            corpora.push(Corpus::scan(dir, Language::Python)?);
+        }
+        if let Some(dir) = &args.rust {
+            corpora.push(Corpus::scan(dir, Language::Rust)?);
+        }
+        if corpora.is_empty() {
+            bail!("give at least one corpus: --python DIR and/or --rust DIR");
+        }
+        for corpus in &mut corpora {
+            args.half.restrict(corpus);
+        }
+        std::fs::create_dir_all(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))?;
+        let key = RunKey {
+            seed: args.seed,
+            context: args.context,
+            model: args.model.clone(),
+            weights: args.weights,
+            repair_budget: None,
+        };
+        check_run_key(&args.out.join("run.json"), &key)?;
+        let done: HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
+        let todo: Vec<(usize, usize)> = (0..corpora.len())
+            .flat_map(|c| (0..args.samples).map(move |i| (c, i)))
+            .filter(|&(c, i)| !done.contains(&suggest::sample_id(&corpora[c], args.half, i)))
+            .collect();
+        let bar = ProgressBar::new(todo.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} samples, {elapsed} elapsed, ETA {eta}",
+            )
+            .expect("valid template"),
+        );
+        if !todo.is_empty() {
+            let config = MirrorConfig {
+                max_context: args.context * 2,
+                mode: UpdateMode::Pie,
+                max_lines: 1,
+                max_tokens: 48,
+                sampling: Sampling::Greedy,
+                fork: args.fork,
+            };
+            let load = LoadOptions {
+                slow_quant: args.weights,
+                ..LoadOptions::default()
+            };
+            let (mut mirror, name) =
+                mirror::load_with(&args.model, config, &load, &|msg| bar.println(msg))?;
+            bar.println(format!("model: {name}, {} threads", args.threads));
+            let mut out = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            for (c, i) in todo {
+                let record = suggest::run_sample(
+                    &mut mirror,
+                    &corpora[c],
+                    args.half,
+                    i,
+                    args.seed,
+                    args.context,
+                    args.choices,
+                )
+                .with_context(|| {
+                    format!("sample {}", suggest::sample_id(&corpora[c], args.half, i))
+                })?;
+                writeln!(out, "{}", serde_json::to_string(&record)?)?;
+                out.flush()?;
+                records.push(record);
+                bar.inc(1);
+            }
+            bar.finish();
+        }
+    }
+    let table = suggest::markdown(&records, args.min_confidence);
+    std::fs::write(args.out.join("suggest.md"), &table)?;
+    println!("{table}");
+    Ok(())
+}
+
+fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let Ok(file) = std::fs::File::open(path) else {
+        return Ok(Vec::new());
+    };
+    let mut records = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(&line) {
+            Ok(record) => records.push(record),
+            Err(err) => eprintln!("{}:{}: skipped ({err})", path.display(), n + 1),
+        }
+    }
+    Ok(records)
 }
 
 /// EM so far per mode, for the progress bar.

@@ -56,6 +56,12 @@ struct Args {
     /// Be that busy process (started by --busy-threads).
     #[arg(long, hide = true)]
     spin: Option<usize>,
+    /// The confidence threshold of automatic suggestions (0: show all).
+    #[arg(long, default_value_t = PredictConfig::default().min_confidence)]
+    min_confidence: f32,
+    /// Suggestions per prediction (1: no alternatives).
+    #[arg(long, default_value_t = PredictConfig::default().alternatives)]
+    alternatives: usize,
 }
 
 /// The competing process; killed when dropped, however the run ends.
@@ -147,6 +153,8 @@ fn main() -> anyhow::Result<()> {
         max_context: args.max_context,
         repair_after_ms: args.repair_after_ms,
         serial_when_busy: args.serial_when_busy,
+        min_confidence: args.min_confidence,
+        alternatives: args.alternatives,
         ..PredictConfig::default()
     };
     app.attach_predictor(Predictor::spawn(config));
@@ -215,8 +223,20 @@ fn main() -> anyhow::Result<()> {
     anyhow::ensure!(!first.is_empty(), "no prediction showed text");
     first.sort();
     full.sort();
+    let mut shown = predictor.shown.clone();
+    shown.sort();
+    let ms = |sorted: &[Duration], p: f64| {
+        if sorted.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.0}", percentile(sorted, p).as_secs_f64() * 1e3)
+        }
+    };
+    // Columns: mode, predictions with text, engine's first token p50/p95,
+    // all choices complete p50/p95, cancelled before a token; then the
+    // suggestions that came into view: count, keystroke to view p50/p95.
     println!(
-        "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
+        "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} |",
         args.mode,
         first.len(),
         percentile(&first, 0.5).as_secs_f64() * 1e3,
@@ -224,6 +244,9 @@ fn main() -> anyhow::Result<()> {
         percentile(&full, 0.5).as_secs_f64() * 1e3,
         percentile(&full, 0.95).as_secs_f64() * 1e3,
         predictor.cancelled_before_first_token,
+        shown.len(),
+        ms(&shown, 0.5),
+        ms(&shown, 0.95),
     );
     Ok(())
 }

@@ -69,6 +69,8 @@ commands! {
     "accept-word-or-move" => "Accept the suggestion's next word; without one, move to the next word end", |e| { if !e.accept_suggestion(Accept::Word) { e.move_word(true, false) } };
     "accept-line-or-dedent" => "Accept the suggestion's first line; without one, dedent", |e| { if !e.accept_suggestion(Accept::Line) { e.dedent() } };
     "dismiss-suggestion" => "Hide the suggestion", |e| { e.dismiss_suggestion(); };
+    "next-suggestion" => "Show the suggestion's next alternative (wraps around; the status line shows which)", |e| { e.cycle_suggestion(true); };
+    "prev-suggestion" => "Show the suggestion's previous alternative (wraps around)", |e| { e.cycle_suggestion(false); };
     "suggest" => "Ask for a suggestion at the cursor now", |e| e.signal_predictor(PredictSignal::Request);
     "toggle-predictions" => "Turn predictions on or off", |e| e.signal_predictor(PredictSignal::Toggle);
     "debug-panic" => "Crash on purpose (tests the recovery file); unbound by default", |_| panic!("debug-panic command");
@@ -106,6 +108,8 @@ pub const DEFAULT_KEYS: &[(&str, &str)] = &[
     ("S-Tab", "accept-line-or-dedent"),
     ("Esc", "dismiss-suggestion"),
     ("A-\\", "suggest"),
+    ("A-]", "next-suggestion"),
+    ("A-[", "prev-suggestion"),
     ("F2", "toggle-predictions"),
     ("BS", "delete-backward"),
     ("Del", "delete-forward"),

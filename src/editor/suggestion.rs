@@ -47,6 +47,16 @@ impl Editor {
         true
     }
 
+    /// Show the next (or previous) alternative of the shown suggestion,
+    /// wrapping around; the engine is not asked again. False when there is
+    /// no other to show.
+    pub fn cycle_suggestion(&mut self, forward: bool) -> bool {
+        if self.visible_ghost().is_none() {
+            return false;
+        }
+        self.ghost.as_mut().is_some_and(|g| g.cycle(forward))
+    }
+
     pub fn dismiss_suggestion(&mut self) -> bool {
         self.ghost.take().is_some()
     }

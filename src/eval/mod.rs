@@ -13,3 +13,4 @@ pub mod metrics;
 pub mod report;
 pub mod run;
 pub mod simulate;
+pub mod suggest;

@@ -518,15 +518,58 @@ impl Session {
         interrupted: &dyn Fn() -> bool,
     ) -> Result<Vec<u32>> {
         let mut generated = Vec::new();
+        self.generate_branching(
+            prefix_len,
+            options,
+            0,
+            logit_filter,
+            &mut |_, _| false,
+            &mut |_, so_far, _| {
+                let token = so_far[so_far.len() - 1];
+                generated.push(token);
+                match on_token(token) {
+                    ControlFlow::Continue(()) => Flow::Continue,
+                    ControlFlow::Break(()) => Flow::EndAll,
+                }
+            },
+            interrupted,
+        )?;
+        Ok(generated)
+    }
+
+    /// Generation that forks. Branch 0 is the ordinary generation. At each
+    /// of its steps where `fork_here(generated_so_far, chosen_token)` is
+    /// true, the runner-up tokens are noted; once branch 0 ends, up to
+    /// `alternatives` more branches run, each taking one noted runner-up
+    /// instead of the chosen token and greedy after it: the ones whose
+    /// log-probability is closest to the chosen token's at its step (the
+    /// most likely sequences that differ from branch 0 in one token). The
+    /// prompt is never re-encoded: a branch only drops the scratch entries
+    /// made after its fork point, so branches run from the latest fork
+    /// point to the earliest. `on_token(branch, generated, info)` sees every
+    /// token, with the branch's whole generation so far (the token last);
+    /// `Flow::EndBranch` ends that branch, `Flow::EndAll` everything. A
+    /// branch also ends at end-of-sequence and at `options.max_tokens`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn generate_branching(
+        &mut self,
+        prefix_len: usize,
+        options: &GenerateOptions,
+        alternatives: usize,
+        logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
+        fork_here: &mut dyn FnMut(&[u32], u32) -> bool,
+        on_token: &mut dyn FnMut(usize, &[u32], TokenInfo) -> Flow,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<()> {
         if options.max_tokens == 0 {
-            return Ok(generated);
+            return Ok(());
         }
         if !self.encode_before(prefix_len, interrupted)? {
-            return Ok(generated);
+            return Ok(());
         }
         let stopped = |e: &anyhow::Error| e.is::<Interrupted>();
-        let (mut logits, mut base_len) = match self.first_logits(prefix_len, interrupted) {
-            Err(e) if stopped(&e) => return Ok(generated),
+        let (logits, base_len) = match self.first_logits(prefix_len, interrupted) {
+            Err(e) if stopped(&e) => return Ok(()),
             other => other?,
         };
         let mut rng = match options.sampling {
@@ -534,39 +577,216 @@ impl Session {
             Sampling::Greedy => None,
         };
         let eos = self.model.config().eos_id;
-        loop {
-            logit_filter(&generated, &mut logits);
-            let token = match (options.sampling, rng.as_mut()) {
-                (Sampling::TopP { temperature, p, .. }, Some(rng)) if temperature > 0.0 => {
-                    sample_top_p(&logits, temperature, p, rng)?
+        let mut forks: Vec<Fork> = Vec::new();
+        let start = Cursor {
+            logits,
+            base_len,
+            generated: Vec::new(),
+        };
+        let mut chooser = |logits: &[f32]| match (options.sampling, rng.as_mut()) {
+            (Sampling::TopP { temperature, p, .. }, Some(rng)) if temperature > 0.0 => {
+                sample_top_p(logits, temperature, p, rng)
+            }
+            _ => argmax(logits),
+        };
+        let flow = self.decode(
+            0,
+            start,
+            None,
+            options,
+            logit_filter,
+            &mut chooser,
+            &mut |generated, token, at, scratch_len| {
+                if alternatives == 0 || !fork_here(generated, token) {
+                    return;
                 }
-                _ => argmax(&logits)?,
+                let chosen = at.logits[token as usize];
+                let mut runners: Vec<(u32, f32)> = Vec::with_capacity(alternatives + 1);
+                for (i, &l) in at.logits.iter().enumerate() {
+                    if !l.is_finite() || i as u32 == token || Some(i as u32) == eos {
+                        continue;
+                    }
+                    if runners.len() < alternatives || l > runners[runners.len() - 1].1 {
+                        let at = runners.partition_point(|r| r.1 >= l);
+                        runners.insert(at, (i as u32, l));
+                        runners.truncate(alternatives);
+                    }
+                }
+                for (runner, logit) in runners {
+                    forks.push(Fork {
+                        base_len: at.base_len,
+                        scratch_len,
+                        generated: generated.to_vec(),
+                        token: runner,
+                        info: token_info(&at.logits, runner),
+                        deficit: chosen - logit,
+                    });
+                }
+            },
+            on_token,
+            interrupted,
+        )?;
+        if flow == Flow::EndAll || interrupted() || forks.is_empty() {
+            return Ok(());
+        }
+        forks.sort_by(|a, b| a.deficit.total_cmp(&b.deficit));
+        forks.truncate(alternatives);
+        // Latest fork point first: each branch then only drops scratch
+        // entries that no later branch needs.
+        forks.sort_by_key(|f| std::cmp::Reverse(f.generated.len()));
+        for (branch, fork) in forks.into_iter().enumerate() {
+            self.scratch.truncate(fork.scratch_len);
+            let at = Cursor {
+                logits: Vec::new(),
+                base_len: fork.base_len,
+                generated: fork.generated,
             };
-            if Some(token) == eos {
+            let flow = self.decode(
+                branch + 1,
+                at,
+                Some((fork.token, fork.info)),
+                options,
+                logit_filter,
+                &mut argmax,
+                &mut |_, _, _, _| {},
+                on_token,
+                interrupted,
+            )?;
+            if flow == Flow::EndAll || interrupted() {
                 break;
             }
-            generated.push(token);
-            if on_token(token).is_break() || generated.len() >= options.max_tokens {
-                break;
+        }
+        Ok(())
+    }
+
+    /// Decode one branch from `at` until it ends; returns how it ended.
+    /// `forced` is its first token when it is chosen already (a fork).
+    /// `seen(generated_before, token, state_before, scratch_len_before)`
+    /// runs before each chosen token is fed, so a caller can note the state.
+    #[allow(clippy::too_many_arguments)]
+    fn decode(
+        &mut self,
+        branch: usize,
+        mut at: Cursor,
+        mut forced: Option<(u32, TokenInfo)>,
+        options: &GenerateOptions,
+        logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
+        choose: &mut dyn FnMut(&[f32]) -> Result<u32>,
+        seen: &mut SeenStep<'_>,
+        on_token: &mut dyn FnMut(usize, &[u32], TokenInfo) -> Flow,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Flow> {
+        let eos = self.model.config().eos_id;
+        let stopped = |e: &anyhow::Error| e.is::<Interrupted>();
+        loop {
+            let (token, info) = match forced.take() {
+                Some(chosen) => chosen,
+                None => {
+                    logit_filter(&at.generated, &mut at.logits);
+                    let token = choose(&at.logits)?;
+                    if Some(token) == eos {
+                        return Ok(Flow::EndBranch);
+                    }
+                    seen(&at.generated, token, &at, self.scratch.len());
+                    (token, token_info(&at.logits, token))
+                }
+            };
+            at.generated.push(token);
+            let flow = on_token(branch, &at.generated, info);
+            if flow != Flow::Continue {
+                return Ok(flow);
+            }
+            if at.generated.len() >= options.max_tokens {
+                return Ok(Flow::EndBranch);
             }
             // While the generation repeats the cached tokens that follow
             // (healing re-typing the token it backed off, or the text after
             // the cursor), their entries are the ones a scratch pass would
             // compute: take the next logits from the cache.
             if self.scratch.is_empty()
-                && base_len < self.exact_len()
-                && self.tokens[base_len] == token
+                && at.base_len < self.exact_len()
+                && self.tokens[at.base_len] == token
             {
-                logits = self.stored_logits(base_len)?;
-                base_len += 1;
+                at.logits = self.stored_logits(at.base_len)?;
+                at.base_len += 1;
                 continue;
             }
-            logits = match self.scratch_step(token, base_len, interrupted) {
-                Err(e) if stopped(&e) => break,
+            at.logits = match self.scratch_step(token, at.base_len, interrupted) {
+                Err(e) if stopped(&e) => return Ok(Flow::EndAll),
                 other => other?,
             };
         }
-        Ok(generated)
+    }
+}
+
+/// How a branch of [`Session::generate_branching`] goes on after a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    EndBranch,
+    EndAll,
+}
+
+/// What decoding knew about a token when it chose it: the raw material of
+/// a suggestion's confidence.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenInfo {
+    /// Natural log of its probability under the (filtered) logits.
+    pub logprob: f32,
+    /// Log-probability of the most likely token minus that of the runner-up
+    /// (infinite when only one token was allowed).
+    pub margin: f32,
+}
+
+/// Sees a branch's state before each chosen token is fed: the tokens so
+/// far, the token, the state, the scratch length.
+type SeenStep<'a> = dyn FnMut(&[u32], u32, &Cursor, usize) + 'a;
+
+/// Where a branch stands: the next-token logits, how many cache slots it
+/// attends to before its scratch entries, what it generated.
+struct Cursor {
+    logits: Vec<f32>,
+    base_len: usize,
+    generated: Vec<u32>,
+}
+
+/// A runner-up token noted during the first branch, to start another
+/// branch from.
+struct Fork {
+    base_len: usize,
+    scratch_len: usize,
+    /// The first branch's tokens before it.
+    generated: Vec<u32>,
+    token: u32,
+    info: TokenInfo,
+    /// How much less likely it was than the token chosen there (logits).
+    deficit: f32,
+}
+
+fn token_info(logits: &[f32], token: u32) -> TokenInfo {
+    let max = logits
+        .iter()
+        .copied()
+        .filter(|l| l.is_finite())
+        .fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits
+        .iter()
+        .filter(|l| l.is_finite())
+        .map(|&l| ((l - max) as f64).exp())
+        .sum();
+    let log_z = max as f64 + sum.ln();
+    let (mut first, mut second) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+    for &l in logits {
+        if l > first {
+            second = first;
+            first = l;
+        } else if l > second {
+            second = l;
+        }
+    }
+    TokenInfo {
+        logprob: (logits[token as usize] as f64 - log_z) as f32,
+        margin: first - second,
     }
 }
 

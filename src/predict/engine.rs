@@ -37,6 +37,28 @@ pub trait Backend {
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<()>;
+    /// [`Backend::predict`] with confidence and alternatives: the first
+    /// suggestion streams as `Output::Text`, then `Output::Scored` gives its
+    /// confidence, then up to `choices - 1` other suggestions follow whole.
+    /// The default has no alternatives and full confidence.
+    fn suggest(
+        &mut self,
+        doc: &Rope,
+        cursor_char: usize,
+        choices: usize,
+        on_output: &mut dyn FnMut(Output<'_>) -> ControlFlow<()>,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        let _ = choices;
+        self.predict(
+            doc,
+            cursor_char,
+            &mut |text| on_output(Output::Text(text)),
+            interrupted,
+        )?;
+        let _ = on_output(Output::Scored(1.0));
+        Ok(())
+    }
     /// What the status line shows about the cache.
     fn cache_info(&self) -> CacheInfo;
     /// Check the cache against `doc` from scratch (re-tokenizing): the
@@ -60,6 +82,17 @@ pub trait Backend {
     fn unencoded_len(&self) -> usize {
         0
     }
+}
+
+/// What [`Backend::suggest`] streams.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Output<'a> {
+    /// More text of the first suggestion.
+    Text(&'a str),
+    /// The first suggestion is complete; its confidence, 0..=1.
+    Scored(f32),
+    /// Another suggestion, whole, with its confidence.
+    Alternative { text: &'a str, confidence: f32 },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -92,6 +125,9 @@ pub struct EngineOptions {
     /// every core busy (see `model::set_serial`), looked at before each
     /// piece of work.
     pub serial_when_busy: bool,
+    /// Suggestions per prediction, the first one included: the others are
+    /// computed after the first one is complete.
+    pub choices: usize,
 }
 
 /// Entries encoded per step after an open: larger than a repair step,
@@ -114,6 +150,7 @@ impl Default for EngineOptions {
             repair_rest_after: Some(Duration::from_millis(3000)),
             repair_chunk: 8,
             serial_when_busy: true,
+            choices: 3,
         }
     }
 }
@@ -165,6 +202,19 @@ pub enum Event {
         version: u64,
         id: u64,
         text: String,
+    },
+    /// The first suggestion of prediction `id` is complete: its confidence.
+    Scored {
+        version: u64,
+        id: u64,
+        confidence: f32,
+    },
+    /// Another suggestion for prediction `id`, whole.
+    Alternative {
+        version: u64,
+        id: u64,
+        text: String,
+        confidence: f32,
     },
     /// Prediction `id` ended (completed, stopped or cancelled).
     Finished {
@@ -619,22 +669,39 @@ impl<B: Backend> Worker<B> {
             cancelled.set(cancelled.get() || newer);
             newer
         };
+        let choices = self.options.choices.max(1);
         self.guard(|w| {
-            w.backend.predict(
+            w.backend.suggest(
                 &w.doc,
                 cursor_char,
-                &mut |text| {
+                choices,
+                &mut |output| {
                     if newer_request() {
                         return ControlFlow::Break(());
                     }
-                    if !text.is_empty() {
-                        first_token.get_or_insert_with(|| requested_at.elapsed());
-                        let _ = events.send(Event::Chunk {
+                    let event = match output {
+                        Output::Text("") => return ControlFlow::Continue(()),
+                        Output::Text(text) => {
+                            first_token.get_or_insert_with(|| requested_at.elapsed());
+                            Event::Chunk {
+                                version,
+                                id,
+                                text: text.to_string(),
+                            }
+                        }
+                        Output::Scored(confidence) => Event::Scored {
+                            version,
+                            id,
+                            confidence,
+                        },
+                        Output::Alternative { text, confidence } => Event::Alternative {
                             version,
                             id,
                             text: text.to_string(),
-                        });
-                    }
+                            confidence,
+                        },
+                    };
+                    let _ = events.send(event);
                     ControlFlow::Continue(())
                 },
                 &newer_request,

@@ -12,10 +12,31 @@ use std::time::{Duration, Instant};
 use super::config::PredictConfig;
 use super::engine::{CacheInfo, EngineHandle, EngineState, Event, Request};
 use super::mirror::{self, MirrorConfig};
+use super::suggest::{self, Hidden, Surroundings};
 use super::trigger::{self, Trigger};
 use crate::editor::{Change, Editor, Ghost, PredictSignal};
 use crate::model::Sampling;
 use crate::syntax::in_string_or_comment;
+
+/// What the filters compare a suggestion at `at` with.
+fn surroundings(editor: &Editor, at: usize) -> Surroundings {
+    let rope = editor.rope();
+    let line = rope.char_to_line(at);
+    let text = |l: usize| {
+        rope.line(l)
+            .to_string()
+            .trim_end_matches(['\n', '\r'])
+            .to_string()
+    };
+    let start = rope.line_to_char(line);
+    let end = start + text(line).chars().count();
+    Surroundings {
+        before: rope.slice(start..at).to_string(),
+        after: rope.slice(at..end.max(at)).to_string(),
+        line_above: line.checked_sub(1).map(text),
+        line_below: (line + 1 < rope.len_lines()).then(|| text(line + 1)),
+    }
+}
 
 /// The text of the cursor's line up to the cursor.
 fn line_before_cursor(editor: &Editor) -> String {
@@ -33,6 +54,15 @@ pub struct Predictor {
     next_id: u64,
     /// The prediction whose chunks feed the ghost text.
     streaming: Option<u64>,
+    /// An automatic suggestion while it streams: shown only once it is
+    /// complete and passes the confidence threshold and the filters.
+    held: Option<Ghost>,
+    /// Whether the streaming prediction was asked for explicitly (Alt-\\).
+    explicit: bool,
+    /// When the streaming prediction's latency counts from.
+    requested_at: Instant,
+    /// Why the last automatic suggestion was not shown (tests and logs).
+    pub last_hidden: Option<Hidden>,
     /// When typing paused, for the debounce trigger.
     pause_since: Option<Instant>,
     /// When the last edit happened: latencies count from the keystroke.
@@ -42,6 +72,10 @@ pub struct Predictor {
     pub latencies: Vec<(Duration, Duration)>,
     /// Predictions that ended before their first token (a newer key came).
     pub cancelled_before_first_token: usize,
+    /// Keystroke (or Alt-\\) to the suggestion in view, for every one that
+    /// was shown: what the user waits for. An automatic suggestion comes
+    /// into view whole, once judged; an explicit one as it streams.
+    pub shown: Vec<Duration>,
     cache: CacheInfo,
     /// The newest document version sent to the engine, and the newest it
     /// reported idle at.
@@ -69,6 +103,7 @@ impl Predictor {
             max_lines: config.lines,
             max_tokens: config.max_tokens,
             sampling: Sampling::Greedy,
+            ..MirrorConfig::default()
         };
         let spec = config.model.clone();
         let engine = EngineHandle::spawn_with(config.engine_options(), move |progress| {
@@ -86,10 +121,15 @@ impl Predictor {
             state: EngineState::Loading("starting".into()),
             next_id: 0,
             streaming: None,
+            held: None,
+            explicit: false,
+            requested_at: Instant::now(),
+            last_hidden: None,
             pause_since: None,
             last_edit_at: Instant::now(),
             latencies: Vec::new(),
             cancelled_before_first_token: 0,
+            shown: Vec::new(),
             cache: CacheInfo::default(),
             sent_version: 0,
             idle_version: None,
@@ -157,6 +197,7 @@ impl Predictor {
             return;
         }
         editor.set_ghost(None);
+        self.held = None;
         self.streaming = None;
         if !self.enabled {
             return;
@@ -218,16 +259,26 @@ impl Predictor {
         self.next_id += 1;
         self.streaming = Some(self.next_id);
         self.last_trigger = Some(reason);
-        editor.set_ghost(Some(Ghost::new(editor.cursor())));
+        self.explicit = reason == Trigger::Manual;
+        self.requested_at = if self.explicit {
+            Instant::now()
+        } else {
+            self.last_edit_at
+        };
+        // An explicit request streams into view; an automatic one is held
+        // until it is complete and judged worth showing.
+        if self.explicit {
+            editor.set_ghost(Some(Ghost::new(editor.cursor())));
+            self.held = None;
+        } else {
+            editor.set_ghost(None);
+            self.held = Some(Ghost::new(editor.cursor()));
+        }
         self.engine.send(Request::Predict {
             version: editor.doc.version(),
             id: self.next_id,
             cursor_char: editor.cursor(),
-            requested_at: if reason == Trigger::Manual {
-                Instant::now()
-            } else {
-                self.last_edit_at
-            },
+            requested_at: self.requested_at,
         });
         tracing::debug!(?reason, id = self.next_id, "prediction requested");
     }
@@ -245,6 +296,7 @@ impl Predictor {
             Some(PredictSignal::Toggle) => {
                 self.enabled = !self.enabled;
                 editor.set_ghost(None);
+                self.held = None;
                 self.streaming = None;
                 self.pause_since = None;
                 editor.set_message(format!(
@@ -262,6 +314,12 @@ impl Predictor {
             editor.set_ghost(None);
             self.streaming = None;
             dirty = true;
+        }
+        if let Some(held) = &self.held
+            && (held.anchor != editor.cursor() || !editor.selection().is_empty())
+        {
+            self.held = None;
+            self.streaming = None;
         }
         while let Ok(event) = self.engine.events.try_recv() {
             dirty |= self.handle_event(editor, event);
@@ -296,11 +354,58 @@ impl Predictor {
                 true
             }
             Event::Chunk { id, text, .. } => {
+                if self.streaming != Some(id) {
+                    return false;
+                }
+                if let Some(held) = self.held.as_mut() {
+                    held.text.push_str(&text);
+                    return false;
+                }
                 match editor.ghost_mut() {
-                    Some(ghost) if self.streaming == Some(id) => ghost.text.push_str(&text),
-                    _ => return false,
+                    Some(ghost) => {
+                        let first = ghost.text.is_empty();
+                        ghost.text.push_str(&text);
+                        if first {
+                            self.shown.push(self.requested_at.elapsed());
+                        }
+                    }
+                    None => return false,
                 }
                 true
+            }
+            Event::Scored { id, confidence, .. } => {
+                if self.streaming != Some(id) {
+                    return false;
+                }
+                let Some(held) = self.held.take() else {
+                    return false;
+                };
+                let verdict = suggest::hidden(
+                    &held.text,
+                    confidence,
+                    self.config.min_confidence,
+                    &surroundings(editor, held.anchor),
+                    true,
+                );
+                self.last_hidden = verdict;
+                if verdict.is_some() || held.anchor != editor.cursor() {
+                    tracing::debug!(?verdict, confidence, "suggestion not shown");
+                    // Its alternatives are not shown either.
+                    self.streaming = None;
+                    return false;
+                }
+                self.shown.push(self.requested_at.elapsed());
+                editor.set_ghost(Some(held));
+                true
+            }
+            Event::Alternative { id, text, .. } => {
+                if self.streaming != Some(id) {
+                    return false;
+                }
+                match editor.ghost_mut() {
+                    Some(ghost) => ghost.add_choice(&text),
+                    None => false,
+                }
             }
             Event::Finished {
                 id,
@@ -318,6 +423,7 @@ impl Predictor {
                     return false;
                 }
                 self.streaming = None;
+                self.held = None;
                 if let Some(ghost) = editor.ghost_mut() {
                     ghost.complete = true;
                     if ghost.is_empty() {

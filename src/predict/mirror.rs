@@ -14,9 +14,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use super::align::AlignedText;
-use super::engine::{Backend, CacheInfo};
+use super::engine::{Backend, CacheInfo, Output};
 use super::healing::{self, HealingFilter};
-use crate::model::{GenerateOptions, Sampling, Session, Tokenizer, UpdateMode, UpdateStats};
+use super::suggest::{self, Confidence, ConfidenceMeter};
+use crate::model::{
+    Flow, GenerateOptions, Sampling, Session, TokenInfo, Tokenizer, UpdateMode, UpdateStats,
+};
 use crate::text::Edit;
 
 /// How the mirror predicts and keeps its window.
@@ -28,6 +31,30 @@ pub struct MirrorConfig {
     pub max_lines: usize,
     pub max_tokens: usize,
     pub sampling: Sampling,
+    /// Where alternatives branch off the first suggestion.
+    pub fork: ForkPolicy,
+}
+
+/// Where alternatives branch off the first suggestion's generation.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForkPolicy {
+    /// At its first token of code, with the runner-up tokens there.
+    FirstCode,
+    /// At any of its tokens of code: the runner-ups closest in probability
+    /// to the token chosen at their step.
+    #[default]
+    Closest,
 }
 
 impl Default for MirrorConfig {
@@ -38,6 +65,7 @@ impl Default for MirrorConfig {
             max_lines: 1,
             max_tokens: 48,
             sampling: Sampling::Greedy,
+            fork: ForkPolicy::default(),
         }
     }
 }
@@ -307,12 +335,18 @@ impl Mirror {
         Some(window_edit)
     }
 
-    /// Predict at document char `cursor`, streaming the ghost text (trailing
-    /// whitespace held back, so it never flickers in and out).
-    fn predict_at(
+    /// Predict at document char `cursor`: the first suggestion streams as
+    /// `Choice::Text` (trailing whitespace held back, so it never flickers
+    /// in and out), then every suggestion, the first one first, comes whole
+    /// with its confidence as `Choice::Done`. Up to `choices` distinct ones
+    /// (by their first line): the others branch off the first one's
+    /// generation at its first token of code, from the same cache (see
+    /// [`Session::generate_branching`]), after the first one is complete.
+    pub fn generate_choices(
         &mut self,
         cursor: usize,
-        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+        choices: usize,
+        on_choice: &mut dyn FnMut(Choice<'_>) -> ControlFlow<()>,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<()> {
         let window = self.window_range();
@@ -325,6 +359,13 @@ impl Mirror {
         if plan.keep_tokens == 0 {
             return Ok(());
         }
+        let line_start = self
+            .window
+            .line_to_char(self.window.char_to_line(cursor - self.start));
+        let line_before = self
+            .window
+            .slice(line_start..cursor - self.start)
+            .to_string();
         let filter = HealingFilter::new(&self.tokenizer, &plan);
         let options = GenerateOptions {
             max_tokens: self.config.max_tokens,
@@ -332,63 +373,175 @@ impl Mirror {
         };
         let tokenizer = self.tokenizer.clone();
         let max_lines = self.config.max_lines;
-        let mut generated: Vec<u32> = Vec::new();
-        let mut sent = 0;
-        self.session.generate_interruptible(
+        let wanted = choices.max(1);
+        // Branches that repeat an earlier one's first line do not count;
+        // a couple more first tokens make up for them.
+        let spare = if wanted > 1 { 2 } else { 0 };
+        let has_code = |generated: &[u32]| {
+            !healing::visible_text(&tokenizer, &plan.required, generated)
+                .trim()
+                .is_empty()
+        };
+        // The branch in progress, and the first branch's tokens and meter
+        // before the fork point, where the other branches start from.
+        let mut branch = Branch::default();
+        // The first branch's token infos: another branch's meter starts
+        // from the ones before its fork point.
+        let mut first_infos: Vec<(TokenInfo, bool)> = Vec::new();
+        let mut found: Vec<String> = Vec::new();
+        // Whether generation should stop for good.
+        let mut enough = false;
+        let fork = self.config.fork;
+        self.session.generate_branching(
             plan.keep_tokens,
             &options,
+            (wanted - 1) + spare,
             &mut |so_far, logits| filter.apply(so_far, logits),
-            &mut |token| {
-                generated.push(token);
-                let visible = healing::visible_text(&tokenizer, &plan.required, &generated);
-                let (shown, done) = suggestion_so_far(&visible, max_lines);
-                if shown.len() > sent && shown.is_char_boundary(sent) {
-                    if on_text(&shown[sent..]).is_break() {
-                        return ControlFlow::Break(());
+            &mut |so_far, token| {
+                let mut with = so_far.to_vec();
+                with.push(token);
+                match fork {
+                    ForkPolicy::FirstCode => has_code(&with) && !has_code(so_far),
+                    ForkPolicy::Closest => has_code(&with),
+                }
+            },
+            &mut |index, generated, info| {
+                if index != branch.index {
+                    // A branch that ended without a line break (end of
+                    // sequence, token limit) is reported when the next
+                    // one starts.
+                    if !branch.reported
+                        && report(&mut branch, wanted, &mut found, on_choice).is_break()
+                    {
+                        enough = true;
+                        return Flow::EndAll;
                     }
-                    sent = shown.len();
+                    let mut meter = ConfidenceMeter::default();
+                    for &(info, code) in &first_infos[..generated.len() - 1] {
+                        meter.push(info, code);
+                    }
+                    branch = Branch {
+                        index,
+                        meter,
+                        ..Branch::default()
+                    };
                 }
-                if done {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
+                branch.generated = generated.to_vec();
+                let code = has_code(generated);
+                branch.meter.push(info, code);
+                if index == 0 {
+                    first_infos.push((info, code));
                 }
+                let visible = healing::visible_text(&tokenizer, &plan.required, generated);
+                let (shown, done) = suggest::shape(&visible, &line_before, max_lines);
+                if index == 0 && shown.len() > branch.sent && shown.is_char_boundary(branch.sent) {
+                    if on_choice(Choice::Text(&shown[branch.sent..])).is_break() {
+                        enough = true;
+                        return Flow::EndAll;
+                    }
+                    branch.sent = shown.len();
+                }
+                branch.shown = shown;
+                if !done {
+                    return Flow::Continue;
+                }
+                if report(&mut branch, wanted, &mut found, on_choice).is_break() {
+                    enough = true;
+                    return Flow::EndAll;
+                }
+                Flow::EndBranch
             },
             interrupted,
         )?;
+        if !enough && !branch.reported && !interrupted() {
+            let _ = report(&mut branch, wanted, &mut found, on_choice);
+        }
         tracing::debug!(
-            generated = generated.len(),
-            // Its length, never its text: the log must not hold what the
+            // Counts only, never text: the log must not hold what the
             // buffer holds (people edit `.env` files).
-            chars = healing::visible_text(&tokenizer, &plan.required, &generated)
-                .chars()
-                .count(),
+            choices = found.len(),
             ms = started.elapsed().as_millis(),
             "prediction finished"
         );
         Ok(())
     }
+
+    /// [`Mirror::generate_choices`] from the outside: the suggestions at
+    /// `cursor` of `doc`, each with its confidence (pie-eval).
+    pub fn choices_at(
+        &mut self,
+        doc: &ropey::Rope,
+        cursor: usize,
+        choices: usize,
+    ) -> Result<Vec<(String, Confidence)>> {
+        self.follow_cursor(doc, cursor)?;
+        let mut out = Vec::new();
+        self.generate_choices(
+            cursor,
+            choices,
+            &mut |choice| {
+                if let Choice::Done {
+                    text, confidence, ..
+                } = choice
+                {
+                    out.push((text.to_string(), confidence));
+                }
+                ControlFlow::Continue(())
+            },
+            &|| false,
+        )?;
+        Ok(out)
+    }
 }
 
-/// The part of the generated text to show: up to the end of the
-/// `max_lines`-th line that has code (a leading line break and indentation
-/// belong to the next line), without trailing whitespace. `done` once that
-/// many lines are complete.
-pub fn suggestion_so_far(visible: &str, max_lines: usize) -> (&str, bool) {
-    let mut lines_with_code = 0;
-    let mut line_start = 0;
-    for (i, ch) in visible.char_indices() {
-        if ch == '\n' {
-            if !visible[line_start..i].trim().is_empty() {
-                lines_with_code += 1;
-                if lines_with_code >= max_lines.max(1) {
-                    return (visible[..i].trim_end(), true);
-                }
-            }
-            line_start = i + 1;
-        }
+/// Report a finished branch as the next choice, unless it is empty or its
+/// first line repeats an earlier choice's. Break: no more are needed.
+fn report(
+    branch: &mut Branch,
+    wanted: usize,
+    found: &mut Vec<String>,
+    on_choice: &mut dyn FnMut(Choice<'_>) -> ControlFlow<()>,
+) -> ControlFlow<()> {
+    branch.reported = true;
+    let line = branch.shown.trim().split('\n').next().unwrap_or("").trim();
+    if !line.is_empty() && !found.iter().any(|f| f == line) {
+        found.push(line.to_string());
+        on_choice(Choice::Done {
+            index: found.len() - 1,
+            text: &branch.shown,
+            confidence: branch.meter.confidence(),
+        })?;
     }
-    (visible.trim_end(), false)
+    if found.len() >= wanted || (branch.index == 0 && found.is_empty()) {
+        // Without a first suggestion there is nothing to offer others of.
+        return ControlFlow::Break(());
+    }
+    ControlFlow::Continue(())
+}
+
+/// What [`Mirror::generate_choices`] reports.
+#[derive(Debug)]
+pub enum Choice<'a> {
+    /// More text of the first suggestion, as it is generated.
+    Text(&'a str),
+    /// Suggestion `index` (0: the first), complete.
+    Done {
+        index: usize,
+        text: &'a str,
+        confidence: Confidence,
+    },
+}
+
+/// One branch of generation, as the mirror follows it.
+#[derive(Default)]
+struct Branch {
+    index: usize,
+    generated: Vec<u32>,
+    meter: ConfidenceMeter,
+    shown: String,
+    /// Bytes of `shown` already streamed (the first branch only).
+    sent: usize,
+    reported: bool,
 }
 
 impl Backend for Mirror {
@@ -416,7 +569,45 @@ impl Backend for Mirror {
         interrupted: &dyn Fn() -> bool,
     ) -> Result<()> {
         self.follow_cursor(doc, cursor_char)?;
-        self.predict_at(cursor_char, on_text, interrupted)
+        self.generate_choices(
+            cursor_char,
+            1,
+            &mut |choice| match choice {
+                Choice::Text(text) => on_text(text),
+                Choice::Done { .. } => ControlFlow::Continue(()),
+            },
+            interrupted,
+        )
+    }
+
+    fn suggest(
+        &mut self,
+        doc: &ropey::Rope,
+        cursor_char: usize,
+        choices: usize,
+        on_output: &mut dyn FnMut(Output<'_>) -> ControlFlow<()>,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        self.follow_cursor(doc, cursor_char)?;
+        self.generate_choices(
+            cursor_char,
+            choices,
+            &mut |choice| match choice {
+                Choice::Text(text) => on_output(Output::Text(text)),
+                Choice::Done {
+                    index: 0,
+                    confidence,
+                    ..
+                } => on_output(Output::Scored(confidence.score())),
+                Choice::Done {
+                    text, confidence, ..
+                } => on_output(Output::Alternative {
+                    text,
+                    confidence: confidence.score(),
+                }),
+            },
+            interrupted,
+        )
     }
 
     fn cache_info(&self) -> CacheInfo {

@@ -8,4 +8,5 @@ pub mod engine;
 pub mod healing;
 pub mod live;
 pub mod mirror;
+pub mod suggest;
 pub mod trigger;

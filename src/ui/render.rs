@@ -313,6 +313,12 @@ fn draw_status(buf: &mut Buffer, area: Rect, editor: &Editor, theme: &Theme, pre
     // Right-hand pieces in display order, each with a priority: on a narrow
     // terminal the least important are left out first.
     let position = format!("{}:{}", line + 1, visual + 1);
+    // Which alternative is shown, before the model's state.
+    let prediction = match editor.visible_ghost().and_then(|g| g.position()) {
+        Some((shown, of)) => format!("{shown}/{of} {prediction}"),
+        None => prediction.to_string(),
+    };
+    let prediction = prediction.trim_end();
     let pieces: [(&str, u8); 5] = [
         (prediction, 1),
         (&position, 0),

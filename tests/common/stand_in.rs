@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, Sender};
 use pie_edit::app::App;
 use pie_edit::editor::{Document, Editor, EditorOptions, Keymap};
 use pie_edit::predict::config::PredictConfig;
-use pie_edit::predict::engine::{Backend, CacheInfo, EngineHandle};
+use pie_edit::predict::engine::{Backend, CacheInfo, EngineHandle, Output};
 use pie_edit::predict::live::Predictor;
 use pie_edit::syntax::Language;
 use pie_edit::text::Edit;
@@ -64,6 +64,10 @@ pub struct StandIn {
     pub predicting: Arc<AtomicBool>,
     /// How long a verification takes.
     pub verify_takes: Duration,
+    /// The confidence reported for the streamed suggestion.
+    pub confidence: f32,
+    /// Whole alternatives sent after it (without waiting on the gate).
+    pub alternatives: Vec<&'static str>,
 }
 
 impl StandIn {
@@ -84,6 +88,8 @@ impl StandIn {
             spin_until_interrupted: false,
             predicting: Arc::new(AtomicBool::new(false)),
             verify_takes: Duration::ZERO,
+            confidence: 1.0,
+            alternatives: Vec::new(),
         };
         (backend, open)
     }
@@ -160,6 +166,39 @@ impl Backend for StandIn {
         let result = self.stream(on_text, interrupted);
         self.predicting.store(false, Ordering::SeqCst);
         result
+    }
+    fn suggest(
+        &mut self,
+        doc: &Rope,
+        cursor: usize,
+        choices: usize,
+        on_output: &mut dyn FnMut(Output<'_>) -> ControlFlow<()>,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        let mut stopped = false;
+        self.predict(
+            doc,
+            cursor,
+            &mut |text| {
+                let flow = on_output(Output::Text(text));
+                stopped |= flow.is_break();
+                flow
+            },
+            interrupted,
+        )?;
+        if stopped || interrupted() || on_output(Output::Scored(self.confidence)).is_break() {
+            return Ok(());
+        }
+        for text in self.alternatives.iter().take(choices.saturating_sub(1)) {
+            let alternative = Output::Alternative {
+                text,
+                confidence: self.confidence,
+            };
+            if on_output(alternative).is_break() {
+                break;
+            }
+        }
+        Ok(())
     }
     fn cache_info(&self) -> CacheInfo {
         CacheInfo {
