@@ -181,6 +181,14 @@ impl KvCache {
         Ok(())
     }
 
+    /// The last hidden states of slots `0..len`, `[len, hidden]`, as a view.
+    pub fn hidden_view(&self, len: usize) -> Result<Tensor> {
+        if len > self.len {
+            bail!("hidden states of {len} slots beyond cache length {}", self.len);
+        }
+        Ok(self.hidden.narrow(0, 0, len)?)
+    }
+
     /// The last hidden state of slot `slot`'s token, `[1, hidden]`.
     pub fn hidden(&self, slot: usize) -> Result<Tensor> {
         if slot >= self.len {

@@ -110,6 +110,37 @@ impl Session {
         })
     }
 
+    /// A session over a cache that is already filled (one kept on disk and
+    /// read back): `stale_from` is where [`Session::staleness`] stood.
+    pub fn from_cache(
+        model: Arc<Model>,
+        cache: KvCache,
+        tokens: Vec<u32>,
+        stale_from: Option<usize>,
+    ) -> Result<Self> {
+        if cache.len() != tokens.len() {
+            bail!(
+                "a cache of {} entries cannot mirror {} tokens",
+                cache.len(),
+                tokens.len()
+            );
+        }
+        let stale = stale_from
+            .filter(|&from| from < tokens.len())
+            .map(|from| Staleness {
+                from,
+                since_update: 0,
+            });
+        Ok(Self {
+            scratch: model.new_cache(64)?,
+            model,
+            cache,
+            tokens,
+            stale,
+            updates: 0,
+        })
+    }
+
     /// Preallocate cache room for `slots` tokens, so that later edits do not
     /// pay for a growth step (the editor knows its window size up front).
     pub fn reserve(&mut self, slots: usize) -> Result<()> {
