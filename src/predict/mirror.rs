@@ -266,10 +266,13 @@ impl Mirror {
             let keep_tokens = self.aligned.tokens().len() - excess;
             let keep_byte = self.aligned.token_starts()[keep_tokens];
             let line = self.window.byte_to_line(keep_byte);
-            let cut = self
-                .window
-                .line_to_char(line)
-                .max(self.window.byte_to_char(cursor_byte));
+            // The cursor's place after the slide above, which moved the
+            // window's start (its byte offset from before would point
+            // past the shortened window).
+            let cursor_char = cursor
+                .saturating_sub(self.start)
+                .min(self.window.len_chars());
+            let cut = self.window.line_to_char(line).max(cursor_char);
             let edit = Edit::delete(&self.window, cut, self.window.len_chars());
             edit.apply_to(&mut self.window);
             self.sync_tokens(&[edit])?;
