@@ -1,0 +1,73 @@
+//! The real binary in tmux reopens a file from the KV cache it kept on
+//! quitting: "ready" without "reading the buffer" in between.
+
+#[path = "common/tmux.rs"]
+mod tmux;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tmux::Term;
+
+fn model() -> PathBuf {
+    let home = std::env::var_os("HOME").expect("HOME is set");
+    let path =
+        PathBuf::from(home).join(".local/share/pie-edit/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        path.is_file(),
+        "this test needs {} (run `pie-edit model fetch`)",
+        path.display()
+    );
+    path
+}
+
+/// Watch the status line until the engine has mirrored the buffer (its
+/// token count shows); whether "reading the buffer" showed on the way.
+fn wait_mirrored(term: &Term) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut read = false;
+    loop {
+        let screen = term.screen();
+        read |= screen.contains("reading the buffer");
+        if screen.contains(" ready") && screen.contains("tok PIE") {
+            return read;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the buffer was never mirrored:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn entries(home: &Path) -> usize {
+    pie_edit::predict::kv_disk::entries(&home.join("cache/pie-edit/kv")).len()
+}
+
+#[test]
+fn a_reopened_file_is_ready_without_reading_the_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("demo.py");
+    // Enough of demo.py to take a visible while to encode in a debug build.
+    let demo = std::fs::read_to_string("assets/demo.py").unwrap();
+    let part: String = demo.split_inclusive('\n').take(80).collect();
+    std::fs::write(&file, part).unwrap();
+    let args = format!("--model {} {}", model().display(), file.display());
+
+    let term = Term::start_sized(dir.path(), "kv-cold", "", &args, (120, 24));
+    assert!(wait_mirrored(&term), "a first open reads the buffer");
+    assert_eq!(entries(dir.path()), 0, "nothing is written before quitting");
+    term.send(&["C-q"]);
+    assert_eq!(term.wait_exit(), 0);
+    drop(term);
+    assert_eq!(entries(dir.path()), 1, "quitting kept the cache");
+
+    let term = Term::start_sized(dir.path(), "kv-warm", "", &args, (120, 24));
+    assert!(
+        !wait_mirrored(&term),
+        "the reopen read the buffer again:\n{}",
+        term.screen()
+    );
+    term.send(&["C-q"]);
+    assert_eq!(term.wait_exit(), 0);
+}
