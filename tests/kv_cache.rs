@@ -616,3 +616,68 @@ fn the_engine_keeps_the_cache_on_quit_and_reopens_without_reading_the_buffer() {
     engine.send(Request::Verify { text: CODE.into() });
     assert!(events_until_idle(&engine, 0).contains(&Event::Verified(Ok(()))));
 }
+
+fn cli(args: &[&str], home: &Path) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pie-edit"))
+        .args(args)
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn cache_info_lists_entries_and_cache_clear_removes_them() {
+    let t = tiny(false);
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("cache/pie-edit/kv");
+    let (file, entry, _) = stored_entry(&t, &dir);
+    // Something else in the directory is not ours to remove.
+    std::fs::write(dir.join("README"), "mine").unwrap();
+    let info = cli(&["cache", "info"], home.path());
+    let canonical = std::fs::canonicalize(&file).unwrap();
+    assert!(info.contains("1 entries"), "{info}");
+    assert!(info.contains(&canonical.display().to_string()), "{info}");
+    assert!(info.contains(&format!("{} tokens", {
+        let (header, _) = kv_disk::describe(&entry).unwrap();
+        header.tokens
+    })), "{info}");
+    let cleared = cli(&["cache", "clear"], home.path());
+    assert!(cleared.contains("removed 1"), "{cleared}");
+    assert!(!entry.exists());
+    assert!(dir.join("README").exists());
+    assert!(cli(&["cache", "info"], home.path()).contains("0 entries"));
+
+    // A configured directory is the one listed and cleared.
+    let other = home.path().join("elsewhere");
+    let (_, other_entry, _) = stored_entry(&t, &other);
+    let config = home.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[predict]\nkv_cache_dir = {:?}\n", other.display().to_string()),
+    )
+    .unwrap();
+    let args = ["--config", config.to_str().unwrap(), "cache", "clear"];
+    assert!(cli(&args, home.path()).contains("removed 1"));
+    assert!(!other_entry.exists());
+}
+
+#[test]
+fn the_predict_table_configures_the_disk_cache() {
+    use pie_edit::predict::config::PredictConfig;
+    let parse = |text: &str| -> PredictConfig { toml::from_str(text).unwrap() };
+    let default = parse("");
+    assert!(default.kv_cache);
+    assert_eq!(default.kv_cache_dir(), Some(kv_disk::default_dir()));
+    assert_eq!(default.kv_cache_max_bytes(), 1 << 30);
+    assert_eq!(default.kv_cache_storage, Storage::F32);
+    assert_eq!(parse("kv_cache = false").kv_cache_dir(), None);
+    let set = parse("kv_cache_dir = \"/tmp/kv\"\nkv_cache_max_mb = 10\nkv_cache_storage = \"f16\"");
+    assert_eq!(set.kv_cache_dir(), Some(PathBuf::from("/tmp/kv")));
+    assert_eq!(set.kv_cache_max_bytes(), 10 << 20);
+    assert_eq!(set.kv_cache_storage, Storage::F16);
+    assert!(toml::from_str::<PredictConfig>("kv_cache_storage = \"f8\"").is_err());
+}
