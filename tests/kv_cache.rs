@@ -681,3 +681,52 @@ fn the_predict_table_configures_the_disk_cache() {
     assert_eq!(set.kv_cache_storage, Storage::F16);
     assert!(toml::from_str::<PredictConfig>("kv_cache_storage = \"f8\"").is_err());
 }
+
+#[test]
+fn a_save_writes_the_entry_only_after_much_changed() {
+    let t = tiny(false);
+    let cache = tempfile::tempdir().unwrap();
+    let file = t.dir.path().join("code.py");
+    std::fs::write(&file, CODE).unwrap();
+    let entry = kv_disk::entry_path(cache.path(), &file).unwrap();
+    let engine = spawn_engine(&t, cache.path());
+    engine.send(open_request(&file, CODE, 0));
+    events_until_idle(&engine, 0);
+    // The first encoding is a big change: a save keeps it.
+    engine.send(Request::Saved);
+    engine.send(Request::Verify { text: CODE.into() });
+    events_until_idle(&engine, 0);
+    let wait_for_entry = |present: bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while entry.is_file() != present && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        entry.is_file()
+    };
+    assert!(wait_for_entry(true), "a save after the first encoding writes");
+    std::fs::remove_file(&entry).unwrap();
+
+    // One typed line is not much: the next save leaves the disk alone.
+    let mut doc = Rope::from_str(CODE);
+    let small = Edit::insert(&doc, doc.len_chars(), "y = 2\n");
+    small.apply_to(&mut doc);
+    engine.send(Request::Edits {
+        version: 1,
+        edits: vec![small],
+    });
+    engine.send(Request::Saved);
+    events_until_idle(&engine, 1);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!entry.is_file(), "a small change was written on save");
+
+    // A pasted block of 600 tokens is.
+    let block: String = (0..60).map(|i| format!("v{i:03} = {i}\n")).collect();
+    let big = Edit::insert(&doc, doc.len_chars(), &block);
+    engine.send(Request::Edits {
+        version: 2,
+        edits: vec![big],
+    });
+    engine.send(Request::Saved);
+    events_until_idle(&engine, 2);
+    assert!(wait_for_entry(true), "a big change is written on save");
+}

@@ -451,7 +451,12 @@ pub fn decode(
     let storage = header.storage;
     let kv_values = config.n_kv_heads * n * config.head_dim;
     let device = model.device();
-    let mut cache = model.new_cache(n.max(256)).map_err(rebuild)?;
+    // The room a session that encoded these tokens would have grown to
+    // (by doubling), with some left for the edits that follow a load:
+    // growing a full cache copies all of it.
+    let mut cache = model
+        .new_cache((n + 256).next_power_of_two())
+        .map_err(rebuild)?;
     let tensor = |payload: &[u8], values: usize, shape: &[usize], what: Tag| {
         if payload.len() != values * storage.bytes_per_value() {
             return Err(BadEntry::Malformed(format!(

@@ -839,10 +839,11 @@ impl Mirror {
         }
     }
 
-    /// Whether a save should rewrite the entry: a quarter of the window (or
-    /// 512 tokens) re-encoded since the last write.
+    /// Whether a save should rewrite the entry: a quarter of the window
+    /// (64 tokens at least) encoded since the last write. A first encoding
+    /// counts in full, so the first save after a cold open keeps it.
     fn changed_a_lot(&self) -> bool {
-        self.encoded_since_persist >= (self.session.tokens().len() / 4).max(512)
+        self.encoded_since_persist >= (self.session.tokens().len() / 4).max(64)
     }
 
     fn persist_to_disk(&mut self, doc: &ropey::Rope, path: &std::path::Path, why: Persist) {
