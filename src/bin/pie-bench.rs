@@ -503,6 +503,28 @@ mod open_bench {
         text[..at + indent].chars().count()
     }
 
+    /// Prediction points spread through the file: the first line of each
+    /// block (after a line ending in `:`), after its indentation, as after
+    /// typing Enter there; at most `max`, evenly chosen.
+    fn points_of(text: &str, max: usize) -> Vec<usize> {
+        let mut points = Vec::new();
+        let mut chars = 0;
+        let mut previous_opens = false;
+        for line in text.split_inclusive('\n') {
+            if previous_opens {
+                let indent = line.len() - line.trim_start_matches(' ').len();
+                points.push(chars + line[..indent].chars().count());
+            }
+            previous_opens = line.trim_end().ends_with(':');
+            chars += line.chars().count();
+        }
+        if points.len() > max {
+            let step = points.len() as f64 / max as f64;
+            points = (0..max).map(|i| points[(i as f64 * step) as usize]).collect();
+        }
+        points
+    }
+
     pub fn run(model: &Path, file: &Path, args: &Args) -> Result<()> {
         // What the engine did on each open, on stderr, with PIE_EDIT_LOG=debug.
         tracing_subscriber::fmt()
@@ -545,7 +567,9 @@ mod open_bench {
         let mut tokens = 0;
         let mut same_suggestion = true;
         let mut first = None;
-        for _ in 0..args.reps.max(1) {
+        let points = points_of(original, 20);
+        let mut agree = 0;
+        for rep in 0..args.reps.max(1) {
             let _ = kv_disk::clear(&cache);
             std::fs::write(&copy, original)?;
             let e = Engine::start(model, &cache, storage, slow_quant)?;
@@ -553,6 +577,11 @@ mod open_bench {
             anyhow::ensure!(read, "the cold open did not encode");
             cold.push(t);
             let (cold_text, _) = e.predict(cursor)?;
+            let cold_lines: Vec<String> = if rep == 0 {
+                points.iter().map(|&p| e.predict(p).map(|r| r.0)).collect::<Result<_>>()?
+            } else {
+                Vec::new()
+            };
             writes.push(e.close());
             let entry = kv_disk::entry_path(&cache, &copy).context("entry path")?;
             entry_bytes = std::fs::metadata(&entry).context("no entry written")?.len();
@@ -566,6 +595,9 @@ mod open_bench {
             warm.push(t);
             let (warm_text, _) = e.predict(cursor)?;
             same_suggestion &= warm_text == cold_text;
+            for (&p, cold_line) in points.iter().zip(&cold_lines) {
+                agree += usize::from(&e.predict(p)?.0 == cold_line);
+            }
             first.get_or_insert((cold_text, warm_text));
             e.close();
 
@@ -596,6 +628,10 @@ mod open_bench {
             entry_bytes as f64 / (1 << 20) as f64,
             entry_bytes as f64 / (1 << 20) as f64 * 1000.0 / tokens.max(1) as f64,
             ms(writes)
+        );
+        println!(
+            "warm (unchanged file) suggestion = cold suggestion at {agree} of {} block starts",
+            points.len()
         );
         if let Some((cold_text, warm_text)) = first {
             println!(
