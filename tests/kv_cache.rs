@@ -730,3 +730,112 @@ fn a_save_writes_the_entry_only_after_much_changed() {
     events_until_idle(&engine, 2);
     assert!(wait_for_entry(true), "a big change is written on save");
 }
+
+/// A multi-place edit encodes its new runs in one forward pass (a reopened
+/// file's scattered changes are one): the same cache as one pass per run,
+/// left to right, which is what PIE defines.
+#[test]
+fn runs_encoded_in_one_pass_equal_run_by_run() {
+    use pie_edit::model::{Attend, Logits, Segment};
+    let t = tiny(false);
+    let tokens: Vec<u32> = (0..120).map(|i| (i * 29 + 3) % 250).collect();
+    let mut s = Session::new(t.model.clone()).unwrap();
+    s.reset(&tokens).unwrap();
+    let hunks = vec![
+        TokenEdit {
+            start: 10,
+            old_len: 2,
+            new_tokens: vec![1, 2, 3],
+        },
+        TokenEdit {
+            start: 50,
+            old_len: 0,
+            new_tokens: vec![4, 5],
+        },
+        TokenEdit {
+            start: 70,
+            old_len: 4,
+            new_tokens: vec![],
+        },
+        TokenEdit {
+            start: 90,
+            old_len: 5,
+            new_tokens: vec![6],
+        },
+        TokenEdit {
+            start: 120,
+            old_len: 0,
+            new_tokens: vec![7, 8, 9, 10],
+        },
+    ];
+    // Run by run, through the public pieces.
+    let mut cache = s.cache().deep_copy().unwrap();
+    let mut segments = Vec::new();
+    let mut shift = 0isize;
+    for (i, h) in hunks.iter().enumerate() {
+        shift += h.delta();
+        let from = h.old_end();
+        let until = hunks.get(i + 1).map_or(tokens.len(), |n| n.start);
+        if until > from {
+            segments.push(Segment {
+                from,
+                len: until - from,
+                to: (from as isize + shift) as usize,
+            });
+        }
+    }
+    let new_len = (tokens.len() as isize + shift) as usize;
+    cache
+        .move_segments(&segments, new_len, Some(t.model.rope()))
+        .unwrap();
+    let mut shift = 0isize;
+    for h in &hunks {
+        let at = (h.start as isize + shift) as usize;
+        if !h.new_tokens.is_empty() {
+            t.model
+                .forward(
+                    &h.new_tokens,
+                    Attend::Cache {
+                        cache: &mut cache,
+                        at,
+                    },
+                    Logits::None,
+                )
+                .unwrap();
+        }
+        shift += h.delta();
+    }
+    s.apply(&hunks, UpdateMode::Pie).unwrap();
+    assert_eq!(s.tokens().len(), new_len);
+    let n = new_len;
+    let mut worst = 0f32;
+    for l in 0..t.model.config().n_layers {
+        let (a, b) = (s.cache().view(l, n).unwrap(), cache.view(l, n).unwrap());
+        for (x, y) in [(a.0, b.0), (a.1, b.1)] {
+            let d: f32 = (x - y)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            worst = worst.max(d);
+        }
+    }
+    let (ha, hb) = (s.cache().hidden_view(n).unwrap(), cache.hidden_view(n).unwrap());
+    let dh: f32 = (ha - hb)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    println!("one pass vs run by run: max |K/V diff| {worst:e}, hidden {dh:e}");
+    assert!(worst < 1e-4 && dh < 1e-4, "K/V {worst}, hidden {dh}");
+}

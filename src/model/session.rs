@@ -320,19 +320,16 @@ impl Session {
                 self.cache
                     .move_segments(&segments, new_tokens.len(), rope)?;
                 let mut shift = 0isize;
+                let mut spans = Vec::new();
                 for h in &hunks {
                     let at = (h.start as isize + shift) as usize;
                     if !h.new_tokens.is_empty() {
-                        self.model.forward_chunked(
-                            &mut self.cache,
-                            at,
-                            &h.new_tokens,
-                            Logits::None,
-                        )?;
-                        stats.encoded += h.new_tokens.len();
+                        spans.push((at, h.new_tokens.as_slice()));
                     }
                     shift += h.delta();
                 }
+                stats.encoded = spans.iter().map(|(_, t)| t.len()).sum();
+                self.encode_spans(&spans)?;
             }
         }
         self.tokens = new_tokens;
@@ -346,6 +343,33 @@ impl Session {
         }
         stats.elapsed = started.elapsed();
         Ok(stats)
+    }
+
+    /// Encode new tokens at their (already made room for) slots. Several
+    /// short runs (a multi-place edit, a reopened file's changes) go in one
+    /// forward pass, so the weights are read once rather than once per run;
+    /// long ones are encoded run by run, in chunks.
+    fn encode_spans(&mut self, spans: &[(usize, &[u32])]) -> Result<()> {
+        const ONE_PASS_MAX: usize = 512;
+        let total: usize = spans.iter().map(|(_, t)| t.len()).sum();
+        if spans.len() > 1 && total <= ONE_PASS_MAX {
+            let tokens: Vec<u32> = spans.iter().flat_map(|(_, t)| t.iter().copied()).collect();
+            let ranges: Vec<(usize, usize)> = spans.iter().map(|&(at, t)| (at, t.len())).collect();
+            self.model.forward(
+                &tokens,
+                Attend::Spans {
+                    cache: &mut self.cache,
+                    spans: &ranges,
+                },
+                Logits::None,
+            )?;
+            return Ok(());
+        }
+        for &(at, tokens) in spans {
+            self.model
+                .forward_chunked(&mut self.cache, at, tokens, Logits::None)?;
+        }
+        Ok(())
     }
 
     /// Drop the first `drop_head` tokens and move the rest to the front,
