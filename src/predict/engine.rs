@@ -461,7 +461,12 @@ impl<B: Backend> Worker<B> {
                             self.guard(|w| w.backend.reset(&w.doc, w.cursor_char))?;
                         }
                         self.send(Event::State(EngineState::Ready(self.name.clone())));
-                        self.send(Event::Cache(self.backend.cache_info()));
+                        if warm {
+                            // What the realignment left stale (after a pull,
+                            // say) shows at once, counting down as it is
+                            // repaired.
+                            self.send(Event::Cache(self.backend.cache_info()));
+                        }
                         self.opened = true;
                     }
                     Request::Saved => self.persist(Persist::Save)?,
