@@ -103,8 +103,8 @@ fn cache_command(cli: &Cli, action: &CacheAction) -> anyhow::Result<()> {
     let dir = kv_cache_dir(cli);
     match action {
         CacheAction::Clear => {
-            let removed = kv_disk::clear(&dir)
-                .with_context(|| format!("cannot clear {}", dir.display()))?;
+            let removed =
+                kv_disk::clear(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
             println!("removed {removed} cache entries from {}", dir.display());
         }
         CacheAction::Info => {

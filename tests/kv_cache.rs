@@ -21,10 +21,7 @@ use pie_edit::text::Edit;
 use ropey::Rope;
 use tiny::{Shape, TINY, random, tiny_weights, write_gguf};
 
-const SHAPE: Shape = Shape {
-    vocab: 300,
-    ..TINY
-};
+const SHAPE: Shape = Shape { vocab: 300, ..TINY };
 
 /// GPT-2's byte-to-character table, which byte-level BPE vocabularies use.
 fn byte_chars() -> Vec<char> {
@@ -233,7 +230,10 @@ fn f16_storage_is_half_the_size_and_close() {
         .unwrap()
         .to_scalar()
         .unwrap();
-    assert!(diff > 0.0, "f16 is lossy: identical values mean it was not used");
+    assert!(
+        diff > 0.0,
+        "f16 is lossy: identical values mean it was not used"
+    );
     assert!(diff < 1e-2, "f16 keys off by {diff}");
 }
 
@@ -243,7 +243,10 @@ const CODE: &str = "import os\n\n\ndef read(path):\n    with open(path) as f:\n 
 /// in several places.
 fn pulled(code: &str) -> String {
     code.replace("import os\n", "import os\nimport sys\n")
-        .replace("        total += len(line)\n", "        total += len(line.split())\n")
+        .replace(
+            "        total += len(line)\n",
+            "        total += len(line.split())\n",
+        )
         .replace("    def get(self):\n        return self.x\n", "")
         .replace("class Box:", "class Crate:")
         + "\n\ndef main():\n    print(count(sys.argv))\n"
@@ -284,7 +287,10 @@ fn loading_and_applying_the_changed_text_equals_the_same_edits_live() {
             .unwrap();
 
         let edits = mirror::diff_edits(&old, &new);
-        assert!(edits.len() >= 4, "the pull touches several places: {edits:?}");
+        assert!(
+            edits.len() >= 4,
+            "the pull touches several places: {edits:?}"
+        );
         let mut replayed = old.clone();
         for e in &edits {
             e.apply_to(&mut replayed);
@@ -409,7 +415,10 @@ fn the_size_cap_evicts_the_least_recently_used() {
     // Reading b makes it the most recent: the next write evicts c.
     let b = dir.path().join(format!("b.{}", kv_disk::ENTRY_EXT));
     assert!(disk.read(&b).unwrap().is_ok());
-    disk.write(dir.path().join(format!("d.{}", kv_disk::ENTRY_EXT)), vec![0u8; 1000]);
+    disk.write(
+        dir.path().join(format!("d.{}", kv_disk::ENTRY_EXT)),
+        vec![0u8; 1000],
+    );
     disk.flush();
     assert_eq!(names(dir.path()), vec!["b", "d"]);
     assert_eq!(kv_disk::clear(dir.path()).unwrap(), 2);
@@ -444,10 +453,7 @@ fn bad_entries_are_dropped_and_the_file_encoded_cold() {
     for cut in cuts {
         std::fs::write(&entry, &good[..cut]).unwrap();
         let err = kv_store::decode(&good[..cut], &t.model, &t.identity).unwrap_err();
-        assert!(
-            matches!(err, BadEntry::Truncated(_)),
-            "cut at {cut}: {err}"
-        );
+        assert!(matches!(err, BadEntry::Truncated(_)), "cut at {cut}: {err}");
         assert_falls_back(&t, cache.path(), &file, &entry, &format!("cut at {cut}"));
     }
     for at in [3, 9, 20, 100, n / 4, n / 2, n - 40, n - 1] {
@@ -457,7 +463,10 @@ fn bad_entries_are_dropped_and_the_file_encoded_cold() {
         assert!(
             matches!(
                 err,
-                BadEntry::Checksum(_) | BadEntry::Magic | BadEntry::Version(_) | BadEntry::Truncated(_)
+                BadEntry::Checksum(_)
+                    | BadEntry::Magic
+                    | BadEntry::Version(_)
+                    | BadEntry::Truncated(_)
             ),
             "bit flipped at {at}: {err}"
         );
@@ -557,9 +566,9 @@ fn open_request(file: &Path, text: &str, version: u64) -> Request {
 }
 
 fn read_the_buffer(events: &[Event]) -> bool {
-    events.iter().any(|e| {
-        matches!(e, Event::State(EngineState::Loading(what)) if what == "reading the buffer")
-    })
+    events.iter().any(
+        |e| matches!(e, Event::State(EngineState::Loading(what)) if what == "reading the buffer"),
+    )
 }
 
 #[test]
@@ -625,7 +634,11 @@ fn cli(args: &[&str], home: &Path) -> String {
         .env("XDG_CACHE_HOME", home.join("cache"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -641,10 +654,13 @@ fn cache_info_lists_entries_and_cache_clear_removes_them() {
     let canonical = std::fs::canonicalize(&file).unwrap();
     assert!(info.contains("1 entries"), "{info}");
     assert!(info.contains(&canonical.display().to_string()), "{info}");
-    assert!(info.contains(&format!("{} tokens", {
-        let (header, _) = kv_disk::describe(&entry).unwrap();
-        header.tokens
-    })), "{info}");
+    assert!(
+        info.contains(&format!("{} tokens", {
+            let (header, _) = kv_disk::describe(&entry).unwrap();
+            header.tokens
+        })),
+        "{info}"
+    );
     let cleared = cli(&["cache", "clear"], home.path());
     assert!(cleared.contains("removed 1"), "{cleared}");
     assert!(!entry.exists());
@@ -657,7 +673,10 @@ fn cache_info_lists_entries_and_cache_clear_removes_them() {
     let config = home.path().join("config.toml");
     std::fs::write(
         &config,
-        format!("[predict]\nkv_cache_dir = {:?}\n", other.display().to_string()),
+        format!(
+            "[predict]\nkv_cache_dir = {:?}\n",
+            other.display().to_string()
+        ),
     )
     .unwrap();
     let args = ["--config", config.to_str().unwrap(), "cache", "clear"];
@@ -703,7 +722,10 @@ fn a_save_writes_the_entry_only_after_much_changed() {
         }
         entry.is_file()
     };
-    assert!(wait_for_entry(true), "a save after the first encoding writes");
+    assert!(
+        wait_for_entry(true),
+        "a save after the first encoding writes"
+    );
     std::fs::remove_file(&entry).unwrap();
 
     // One typed line is not much: the next save leaves the disk alone.
@@ -825,7 +847,10 @@ fn runs_encoded_in_one_pass_equal_run_by_run() {
             worst = worst.max(d);
         }
     }
-    let (ha, hb) = (s.cache().hidden_view(n).unwrap(), cache.hidden_view(n).unwrap());
+    let (ha, hb) = (
+        s.cache().hidden_view(n).unwrap(),
+        cache.hidden_view(n).unwrap(),
+    );
     let dh: f32 = (ha - hb)
         .unwrap()
         .abs()

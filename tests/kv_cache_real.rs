@@ -65,7 +65,11 @@ fn demo_py_reopens_warm_with_the_cold_suggestion() {
     let mut warm = load(&cache);
     assert!(warm.restore(&doc, 0, &file), "the kept entry is used");
     assert_eq!(warm.verify(&doc), Ok(()));
-    assert_eq!(warm.stale_len(), 0, "an unchanged file leaves nothing stale");
+    assert_eq!(
+        warm.stale_len(),
+        0,
+        "an unchanged file leaves nothing stale"
+    );
     assert_eq!(predict(&mut warm, &doc, cursor), cold_suggestion);
     drop(warm);
 
@@ -78,7 +82,10 @@ fn demo_py_reopens_warm_with_the_cold_suggestion() {
     let mut moved = load(&cache);
     assert!(moved.restore(&doc, 0, &file));
     assert_eq!(moved.verify(&doc), Ok(()));
-    assert!(moved.stale_len() > 0, "the shifted entries are stale until repaired");
+    assert!(
+        moved.stale_len() > 0,
+        "the shifted entries are stale until repaired"
+    );
     let suggestion = predict(&mut moved, &doc, cursor + "import os\n".len());
     assert!(!suggestion.trim().is_empty());
 }

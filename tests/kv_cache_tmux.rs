@@ -80,7 +80,8 @@ fn a_reopened_file_is_ready_without_reading_the_buffer() {
     // a cold one would say "reading the buffer" first, and report no
     // count until an edit.
     assert!(
-        !watch(&term, |screen, _| screen.contains(" ready") && screen.contains("tok PIE")),
+        !watch(&term, |screen, _| screen.contains(" ready")
+            && screen.contains("tok PIE")),
         "the reopen read the buffer again:\n{}",
         term.screen()
     );

@@ -415,7 +415,12 @@ mod open_bench {
     }
 
     impl Engine {
-        fn start(model: &Path, cache: &Path, storage: Storage, slow_quant: SlowQuant) -> Result<Engine> {
+        fn start(
+            model: &Path,
+            cache: &Path,
+            storage: Storage,
+            slow_quant: SlowQuant,
+        ) -> Result<Engine> {
             let (model, cache) = (model.to_path_buf(), cache.to_path_buf());
             let handle = EngineHandle::spawn(move |progress| {
                 let options = LoadOptions {
@@ -447,7 +452,9 @@ mod open_bench {
                 match self.next()? {
                     Event::State(EngineState::Ready(_)) => return Ok(read),
                     Event::State(EngineState::Failed(e)) => bail!("engine failed: {e}"),
-                    Event::State(EngineState::Loading(what)) => read |= what == "reading the buffer",
+                    Event::State(EngineState::Loading(what)) => {
+                        read |= what == "reading the buffer"
+                    }
                     _ => {}
                 }
             }
@@ -520,7 +527,9 @@ mod open_bench {
         }
         if points.len() > max {
             let step = points.len() as f64 / max as f64;
-            points = (0..max).map(|i| points[(i as f64 * step) as usize]).collect();
+            points = (0..max)
+                .map(|i| points[(i as f64 * step) as usize])
+                .collect();
         }
         points
     }
@@ -561,7 +570,11 @@ mod open_bench {
         let copy: PathBuf = work.join(file.file_name().unwrap_or("file".as_ref()));
         let cache = work.join("kv");
         let cursor = cursor_of(original);
-        println!("file: {} ({} bytes), storage {storage:?}", file.display(), original.len());
+        println!(
+            "file: {} ({} bytes), storage {storage:?}",
+            file.display(),
+            original.len()
+        );
         let (mut cold, mut warm, mut pulled_t, mut writes) = (vec![], vec![], vec![], vec![]);
         let mut entry_bytes = 0;
         let mut tokens = 0;
@@ -578,7 +591,10 @@ mod open_bench {
             cold.push(t);
             let (cold_text, _) = e.predict(cursor)?;
             let cold_lines: Vec<String> = if rep == 0 {
-                points.iter().map(|&p| e.predict(p).map(|r| r.0)).collect::<Result<_>>()?
+                points
+                    .iter()
+                    .map(|&p| e.predict(p).map(|r| r.0))
+                    .collect::<Result<_>>()?
             } else {
                 Vec::new()
             };
@@ -610,7 +626,10 @@ mod open_bench {
         }
         let (cold, warm, pulled_t, writes) =
             (median(cold), median(warm), median(pulled_t), median(writes));
-        println!("| open -> ready | ms (median of {}) | vs cold |", args.reps.max(1));
+        println!(
+            "| open -> ready | ms (median of {}) | vs cold |",
+            args.reps.max(1)
+        );
         println!("|---|---|---|");
         println!("| cold (prefill) | {:.0} | 1x |", ms(cold));
         println!(

@@ -184,7 +184,10 @@ impl KvCache {
     /// The last hidden states of slots `0..len`, `[len, hidden]`, as a view.
     pub fn hidden_view(&self, len: usize) -> Result<Tensor> {
         if len > self.len {
-            bail!("hidden states of {len} slots beyond cache length {}", self.len);
+            bail!(
+                "hidden states of {len} slots beyond cache length {}",
+                self.len
+            );
         }
         Ok(self.hidden.narrow(0, 0, len)?)
     }

@@ -36,6 +36,8 @@ pub const MAGIC: [u8; 8] = *b"PIE-KV\r\n";
 pub const FORMAT_VERSION: u32 = 1;
 
 pub type Tag = [u8; 4];
+/// Caller blocks, in the order they were written.
+pub type Extras = Vec<(Tag, Vec<u8>)>;
 const HEAD: Tag = *b"HEAD";
 const TOKS: Tag = *b"TOKS";
 const KEYS: Tag = *b"KEYS";
@@ -223,7 +225,11 @@ impl Header {
         }
         if model_of(self) != model_of(other) {
             let what = if self.model != other.model {
-                format!("model {} is not {}", short(&self.model), short(&other.model))
+                format!(
+                    "model {} is not {}",
+                    short(&self.model),
+                    short(&other.model)
+                )
             } else {
                 "same file identity, different shape or rope".to_string()
             };
@@ -332,7 +338,11 @@ pub fn encode(
         push_block(&mut out, KEYS, &float_bytes(&k, storage)?);
         push_block(&mut out, VALS, &float_bytes(&v, storage)?);
     }
-    push_block(&mut out, HIDN, &float_bytes(&cache.hidden_view(n)?, storage)?);
+    push_block(
+        &mut out,
+        HIDN,
+        &float_bytes(&cache.hidden_view(n)?, storage)?,
+    );
     push_block(&mut out, END, &[]);
     Ok(out)
 }
@@ -395,8 +405,7 @@ impl<'a> Blocks<'a> {
 pub struct Decoded {
     pub session: Session,
     pub header: Header,
-    /// The caller blocks, in the order they were written.
-    pub extras: Vec<(Tag, Vec<u8>)>,
+    pub extras: Extras,
 }
 
 impl std::fmt::Debug for Decoded {
@@ -445,7 +454,9 @@ pub fn decode(
         .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
     if let Some(bad) = tokens.iter().find(|&&t| t as usize >= config.vocab_size) {
-        return Err(BadEntry::Malformed(format!("token id {bad} out of vocabulary")));
+        return Err(BadEntry::Malformed(format!(
+            "token id {bad} out of vocabulary"
+        )));
     }
     let rebuild = |e: anyhow::Error| BadEntry::Rebuild(format!("{e:#}"));
     let storage = header.storage;
@@ -466,8 +477,7 @@ pub fn decode(
                 values * storage.bytes_per_value()
             )));
         }
-        Tensor::from_vec(floats(payload, storage), shape, device)
-            .map_err(|e| rebuild(e.into()))
+        Tensor::from_vec(floats(payload, storage), shape, device).map_err(|e| rebuild(e.into()))
     };
     let kv_shape = [config.n_kv_heads, n, config.head_dim];
     for layer in 0..config.n_layers {
@@ -505,7 +515,7 @@ pub fn decode(
 
 /// The header and caller blocks of an entry, read from its start without
 /// loading its K/V (for listing a cache directory).
-pub fn peek(mut reader: impl Read) -> Result<(Header, Vec<(Tag, Vec<u8>)>), BadEntry> {
+pub fn peek(mut reader: impl Read) -> Result<(Header, Extras), BadEntry> {
     let mut start = [0u8; 12];
     reader
         .read_exact(&mut start)

@@ -445,10 +445,11 @@ impl Model {
                 v: cv,
                 causal_offset: Some(at),
             };
-            let qj = q
-                .narrow(1, row, len)?
-                .contiguous()?
-                .reshape((c.n_kv_heads, group * len, c.head_dim))?;
+            let qj = q.narrow(1, row, len)?.contiguous()?.reshape((
+                c.n_kv_heads,
+                group * len,
+                c.head_dim,
+            ))?;
             let y = grouped_attention(&qj, &[part], len, scale as f32)?;
             outputs.push(y.reshape((c.n_heads, len, c.head_dim))?);
             row += len;

@@ -234,7 +234,7 @@ pub fn entries(dir: &Path) -> Vec<EntryInfo> {
             })
         })
         .collect();
-    list.sort_by(|a, b| b.used.cmp(&a.used));
+    list.sort_by_key(|e| std::cmp::Reverse(e.used));
     list
 }
 
