@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::config::{Arch, ModelConfig, RopeLayout};
+use super::kv_cache::KvCache;
 use super::session::Session;
 use super::transformer::Model;
 
@@ -287,17 +288,42 @@ fn float_bytes(t: &Tensor, storage: Storage) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn floats(bytes: &[u8], storage: Storage) -> Vec<f32> {
+/// Decode stored values into `out` (as many as it holds).
+fn floats_into(bytes: &[u8], storage: Storage, out: &mut [f32]) {
     match storage {
-        Storage::F32 => bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Storage::F16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
+        Storage::F32 => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+        Storage::F16 => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
+            }
+        }
     }
+}
+
+/// Stored rows (`groups` groups of `rows` rows of `width` values) laid out
+/// in a buffer of `capacity` rows per group, as the cache keeps them. The
+/// buffer is allocated zeroed (pages the OS hands out lazily), and each
+/// value is written once: no zero-fill pass, no intermediate copies.
+fn rows_into_capacity(
+    payload: &[u8],
+    storage: Storage,
+    groups: usize,
+    rows: usize,
+    width: usize,
+    capacity: usize,
+) -> Vec<f32> {
+    let mut out = vec![0f32; groups * capacity * width];
+    let stored_group = rows * width * storage.bytes_per_value();
+    for g in 0..groups {
+        let src = &payload[g * stored_group..(g + 1) * stored_group];
+        let dst = &mut out[g * capacity * width..(g * capacity + rows) * width];
+        floats_into(src, storage, dst);
+    }
+    out
 }
 
 /// Serialize `session` with `extras` (caller blocks, tags other than this
@@ -460,39 +486,33 @@ pub fn decode(
     }
     let rebuild = |e: anyhow::Error| BadEntry::Rebuild(format!("{e:#}"));
     let storage = header.storage;
-    let kv_values = config.n_kv_heads * n * config.head_dim;
     let device = model.device();
     // The room a session that encoded these tokens would have grown to
     // (by doubling), with some left for the edits that follow a load:
     // growing a full cache copies all of it.
-    let mut cache = model
-        .new_cache((n + 256).next_power_of_two())
-        .map_err(rebuild)?;
-    let tensor = |payload: &[u8], values: usize, shape: &[usize], what: Tag| {
-        if payload.len() != values * storage.bytes_per_value() {
+    let capacity = (n + 256).next_power_of_two();
+    let (heads, head_dim) = (config.n_kv_heads, config.head_dim);
+    let tensor = |payload: &[u8], groups: usize, width: usize, what: Tag| {
+        let expected = groups * n * width * storage.bytes_per_value();
+        if payload.len() != expected {
             return Err(BadEntry::Malformed(format!(
-                "block {} holds {} bytes, expected {}",
+                "block {} holds {} bytes, expected {expected}",
                 tag_name(&what),
                 payload.len(),
-                values * storage.bytes_per_value()
             )));
         }
-        Tensor::from_vec(floats(payload, storage), shape, device).map_err(|e| rebuild(e.into()))
+        let values = rows_into_capacity(payload, storage, groups, n, width, capacity);
+        Tensor::from_vec(values, (groups, capacity, width), device).map_err(|e| rebuild(e.into()))
     };
-    let kv_shape = [config.n_kv_heads, n, config.head_dim];
-    for layer in 0..config.n_layers {
-        let k = tensor(blocks.expect(KEYS)?, kv_values, &kv_shape, KEYS)?;
-        let v = tensor(blocks.expect(VALS)?, kv_values, &kv_shape, VALS)?;
-        if n > 0 {
-            cache.write(layer, 0, &k, &v).map_err(rebuild)?;
-        }
+    let mut layers = Vec::with_capacity(config.n_layers);
+    for _ in 0..config.n_layers {
+        let k = tensor(blocks.expect(KEYS)?, heads, head_dim, KEYS)?;
+        let v = tensor(blocks.expect(VALS)?, heads, head_dim, VALS)?;
+        layers.push((k, v));
     }
-    let hidden = tensor(
-        blocks.expect(HIDN)?,
-        n * config.hidden,
-        &[n, config.hidden],
-        HIDN,
-    )?;
+    let hidden = tensor(blocks.expect(HIDN)?, 1, config.hidden, HIDN)?
+        .squeeze(0)
+        .map_err(|e| rebuild(e.into()))?;
     blocks.expect(END)?;
     if blocks.pos != bytes.len() {
         return Err(BadEntry::Malformed(format!(
@@ -500,10 +520,7 @@ pub fn decode(
             bytes.len() - blocks.pos
         )));
     }
-    if n > 0 {
-        cache.write_hidden(0, &hidden).map_err(rebuild)?;
-    }
-    cache.set_len(n).map_err(rebuild)?;
+    let cache = KvCache::from_tensors(layers, hidden, n).map_err(rebuild)?;
     let session =
         Session::from_cache(model.clone(), cache, tokens, header.stale_from).map_err(rebuild)?;
     Ok(Decoded {
