@@ -864,3 +864,30 @@ fn runs_encoded_in_one_pass_equal_run_by_run() {
     println!("one pass vs run by run: max |K/V diff| {worst:e}, hidden {dh:e}");
     assert!(worst < 1e-4 && dh < 1e-4, "K/V {worst}, hidden {dh}");
 }
+
+#[test]
+fn opening_another_file_keeps_the_first_ones_cache() {
+    let t = tiny(false);
+    let cache = tempfile::tempdir().unwrap();
+    let first = t.dir.path().join("first.py");
+    let second = t.dir.path().join("second.py");
+    std::fs::write(&first, CODE).unwrap();
+    std::fs::write(&second, "print(1)\n").unwrap();
+    let engine = spawn_engine(&t, cache.path());
+    engine.send(open_request(&first, CODE, 0));
+    events_until_idle(&engine, 0);
+    let entry = kv_disk::entry_path(cache.path(), &first).unwrap();
+    assert!(!entry.exists());
+    engine.send(open_request(&second, "print(1)\n", 1));
+    events_until_idle(&engine, 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !entry.is_file() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first file's cache was not kept when the second was opened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let other = kv_disk::entry_path(cache.path(), &second).unwrap();
+    assert!(!other.exists(), "the second file is still open");
+}

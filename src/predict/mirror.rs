@@ -575,6 +575,10 @@ pub fn load_with(
     Ok((mirror, files.name))
 }
 
+/// Larger documents are not kept: the entry stores the whole text, and a
+/// reopen diffs all of it, for a window of at most `max_context` tokens.
+const MAX_PERSISTED_DOC_BYTES: usize = 16 << 20;
+
 /// The caller blocks a mirror adds to a stored session (`kv_store`).
 const WINDOW_TAG: Tag = *b"WIND";
 const TEXT_TAG: Tag = *b"TEXT";
@@ -855,6 +859,13 @@ impl Mirror {
             Persist::Save => !self.entry_current && self.changed_a_lot(),
         };
         if !wanted || self.session.tokens().is_empty() {
+            return;
+        }
+        if doc.len_bytes() > MAX_PERSISTED_DOC_BYTES {
+            tracing::debug!(
+                bytes = doc.len_bytes(),
+                "document too large to keep its KV cache on disk"
+            );
             return;
         }
         let Some(entry) = disk.disk.entry_for(path) else {
