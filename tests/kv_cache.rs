@@ -891,3 +891,26 @@ fn opening_another_file_keeps_the_first_ones_cache() {
     let other = kv_disk::entry_path(cache.path(), &second).unwrap();
     assert!(!other.exists(), "the second file is still open");
 }
+
+/// Whatever byte of an entry is damaged, decoding refuses it (SHA-256 per
+/// block) and never panics.
+#[test]
+fn a_flipped_bit_anywhere_is_refused() {
+    let t = tiny(false);
+    let cache = tempfile::tempdir().unwrap();
+    let (_, _, good) = stored_entry(&t, cache.path());
+    let step = (good.len() / 400).max(1);
+    let mut tried = 0;
+    for at in (0..good.len()).step_by(step) {
+        for bit in [0x01u8, 0x80] {
+            let mut bad = good.clone();
+            bad[at] ^= bit;
+            assert!(
+                kv_store::decode(&bad, &t.model, &t.identity).is_err(),
+                "byte {at} bit {bit:#x} flipped was accepted"
+            );
+            tried += 1;
+        }
+    }
+    assert!(tried >= 800);
+}

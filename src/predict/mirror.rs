@@ -818,7 +818,14 @@ impl Mirror {
             }
         };
         let identity = disk.identity.clone();
-        match self.restore_state(&bytes, doc, cursor_char, &identity) {
+        // A bug met by a strange entry must cost the cache, not predictions:
+        // a panic is a bad entry too (the engine then encodes from scratch,
+        // which replaces whatever was half taken over).
+        let restored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.restore_state(&bytes, doc, cursor_char, &identity)
+        }))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("restoring it panicked")));
+        match restored {
             Ok(stats) => {
                 tracing::info!(
                     loaded = stats.loaded,
@@ -873,7 +880,11 @@ impl Mirror {
         };
         let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         let started = std::time::Instant::now();
-        match self.encode_state(doc, &canonical, &disk.identity, disk.storage) {
+        let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.encode_state(doc, &canonical, &disk.identity, disk.storage)
+        }))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("encoding it panicked")));
+        match encoded {
             Ok(bytes) => {
                 tracing::debug!(
                     bytes = bytes.len(),
