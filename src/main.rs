@@ -147,6 +147,8 @@ enum ModelAction {
         /// Which preset (default: the built-in default model).
         preset: Option<String>,
     },
+    /// Where the default model is, and which CPU kernel multiplies it.
+    Info,
 }
 
 fn model_fetch(preset: Option<&str>) -> anyhow::Result<()> {
@@ -312,11 +314,11 @@ fn start_swap(editor: &mut Editor, settings: swap::SwapSettings) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Some(Command::Model {
-        action: ModelAction::Fetch { preset },
-    }) = &cli.command
-    {
-        model_fetch(preset.as_deref())?;
+    if let Some(Command::Model { action }) = &cli.command {
+        match action {
+            ModelAction::Fetch { preset } => model_fetch(preset.as_deref())?,
+            ModelAction::Info => pie_edit::model::source::run_info_command()?,
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(Command::Cache { action }) = &cli.command {

@@ -311,3 +311,36 @@ fn saving_through_links_keeps_every_link() {
     assert_eq!((meta.ino(), meta.nlink()), (inode, 2));
     assert_eq!(fs::read(&a).unwrap(), b"newold\n");
 }
+
+/// `model info` names the kernel in use; `PIE_EDIT_KERNEL` forces one this
+/// CPU has, and one it lacks (or a wrong name) is refused in words.
+#[test]
+fn model_info_names_the_kernel_and_the_override_forces_it() {
+    use pie_edit::model::Kernel;
+    let dir = tempfile::tempdir().unwrap();
+    let info = |kernel: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pie-edit"))
+            .args(["model", "info"])
+            .env("XDG_DATA_HOME", dir.path().join("data"))
+            .env("PIE_EDIT_KERNEL", kernel)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        info("").contains(&format!("kernel in use: {}", Kernel::best())),
+        "{}",
+        info("")
+    );
+    for kernel in Kernel::ALL {
+        let text = info(kernel.name());
+        if kernel.supported() {
+            assert!(text.contains(&format!("kernel in use: {kernel}")), "{text}");
+        } else {
+            println!("{kernel}: not on this CPU, so it must be refused");
+            assert!(text.contains(kernel.needs()), "{text}");
+        }
+    }
+    assert!(info("neon").contains("names no kernel"), "{}", info("neon"));
+}

@@ -66,10 +66,12 @@ fn start_with(
     }
 }
 
+/// The next event that is not a state change or a cache report (an open
+/// sends both).
 fn next_non_state_event(h: &Harness) -> Event {
     loop {
         match next_event(h) {
-            Event::State(_) => continue,
+            Event::State(_) | Event::Cache(_) => continue,
             event => return event,
         }
     }

@@ -56,6 +56,10 @@ fn demo_py_reopens_warm_with_the_cold_suggestion() {
 
     let mut cold = load(&cache);
     cold.reset(&doc, 0).unwrap();
+    // What the engine does in the background after an open: encode the rest.
+    while cold.unencoded_len() > 0 {
+        cold.repair(512).unwrap();
+    }
     let cold_suggestion = predict(&mut cold, &doc, cursor);
     assert!(!cold_suggestion.trim().is_empty(), "the cold open suggests");
     cold.persist(&doc, &file, Persist::Close);

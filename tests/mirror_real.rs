@@ -168,3 +168,45 @@ fn typing_past_the_window_extends_and_slides_instead_of_re_encoding() {
         "followed by extension, not a re-encode"
     );
 }
+
+/// An open encodes only what precedes the cursor; a prediction further
+/// down encodes what it reads first, and predicts what a mirror that
+/// encoded the whole file at open does. Repair then encodes the rest.
+#[test]
+fn an_open_encodes_up_to_the_cursor_and_the_rest_on_demand() {
+    let doc = Rope::from_str(&CODE.repeat(4));
+    let end = doc.len_chars();
+    let mut eager = load(MirrorConfig::default());
+    eager.reset(&doc, end).unwrap();
+    assert_eq!(
+        eager.unencoded_len(),
+        0,
+        "a cursor at the end reads everything"
+    );
+    let mut lazy = load(MirrorConfig::default());
+    lazy.reset(&doc, 0).unwrap();
+    let tokens = lazy.tokens().len();
+    assert!(tokens > 400, "{tokens} tokens");
+    assert_eq!(
+        lazy.unencoded_len(),
+        tokens - 1,
+        "only the cursor's token is encoded"
+    );
+    check(&lazy, &doc);
+    // The start of the last class, three quarters down.
+    let at = CODE.len() * 3 + CODE.find("class Greeter:\n").unwrap() + "class Greeter:\n".len();
+    assert_eq!(predict(&mut lazy, &doc, at), predict(&mut eager, &doc, at));
+    let left = lazy.unencoded_len();
+    assert!(
+        left > 0 && left < tokens / 4,
+        "encoded up to the prediction point: {left} left"
+    );
+    while lazy.stale_len() > 0 {
+        lazy.repair(64).unwrap();
+    }
+    assert_eq!(lazy.unencoded_len(), 0);
+    assert_eq!(
+        predict(&mut lazy, &doc, end),
+        predict(&mut eager, &doc, end)
+    );
+}

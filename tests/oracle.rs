@@ -23,7 +23,7 @@ use candle_core::{Device, Tensor};
 use candle_transformers::models::{quantized_llama, quantized_qwen2};
 use common::tiny::{Shape, tiny_weights, write_gguf};
 use pie_edit::model::{
-    Attend, LoadOptions, Logits, Model, Session, SlowQuant, TokenEdit, Tokenizer, UpdateMode,
+    Attend, Kernel, LoadOptions, Logits, Model, Session, TokenEdit, Tokenizer, UpdateMode,
 };
 
 /// What candle is fed before single tokens.
@@ -232,25 +232,26 @@ fn full_update_session(model: Arc<Model>, tokens: &[u32]) -> impl FnMut(usize, u
     move |_, p| session.next_logits(p + 1).unwrap()
 }
 
-/// Whether our Q4_1/Q8_0 tile kernel runs here (`LoadOptions::default()`
-/// uses it where it does; elsewhere it re-quantizes to Q8_0 for candle's
-/// kernel, which `SlowQuant::ToQ8_0` forces).
-fn tile_kernel_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vnni")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+/// Every kernel this CPU runs, each with its tolerance: our tile kernels
+/// (AVX2, AVX512-VNNI) multiply Q4_1/Q8_0 as stored; the generic one
+/// re-quantizes to Q8_0 for candle's kernel. Says which it skips, so that a
+/// CPU without one does not pass in silence.
+fn kernels_here(tiles: QuantTolerance, generic: QuantTolerance) -> Vec<(Kernel, QuantTolerance)> {
+    Kernel::ALL
+        .into_iter()
+        .filter(|k| {
+            if !k.supported() {
+                println!("skipped the {k} kernel: this CPU lacks {}", k.needs());
+            }
+            k.supported()
+        })
+        .map(|k| (k, if k == Kernel::Generic { generic } else { tiles }))
+        .collect()
 }
 
-fn load(path: &Path, slow_quant: SlowQuant) -> Model {
+fn load(path: &Path, kernel: Kernel) -> Model {
     let options = LoadOptions {
-        slow_quant,
+        kernel: Some(kernel),
         ..LoadOptions::default()
     };
     Model::load(path, &options).unwrap()
@@ -387,7 +388,7 @@ fn smollm2_full_forward_matches_candle_quantized_llama() {
     println!("candle-transformers, f32: {:?}", t.elapsed());
 
     let t = std::time::Instant::now();
-    let model = Arc::new(load(&exact_path, SlowQuant::default()));
+    let model = Arc::new(load(&exact_path, Kernel::best()));
     let ours: Vec<_> = rows.iter().map(|r| our_logits(&model, r)).collect();
     check(
         "SmolLM2 f32",
@@ -411,19 +412,10 @@ fn smollm2_full_forward_matches_candle_quantized_llama() {
     println!("candle's own Q4_1 path vs f32: {candle_error:?}");
     println!("candle-transformers, Q4_1: {:?}", t.elapsed());
 
-    let tiles = tile_kernel_available();
-    let paths: &[(&str, SlowQuant, QuantTolerance)] = if tiles {
-        &[
-            ("tile kernel", SlowQuant::default(), TILES),
-            ("re-quantized to Q8_0", SlowQuant::ToQ8_0, TO_Q8_0),
-        ]
-    } else {
-        &[("re-quantized to Q8_0", SlowQuant::default(), TO_Q8_0)]
-    };
-    for &(name, slow_quant, tol) in paths {
+    for (kernel, tol) in kernels_here(TILES, TO_Q8_0) {
         let t = std::time::Instant::now();
-        let what = format!("SmolLM2 Q4_1, {name}");
-        let model = Arc::new(load(path, slow_quant));
+        let what = format!("SmolLM2 Q4_1, {kernel} kernel");
+        let model = Arc::new(load(path, kernel));
         let ours: Vec<_> = rows.iter().map(|r| our_logits(&model, r)).collect();
         check(
             &what,
@@ -434,7 +426,7 @@ fn smollm2_full_forward_matches_candle_quantized_llama() {
         check(&format!("{what}, vs candle's Q4_1"), &vs_native, tol.candle);
         let ours_error = compare(&exact[..1], |r, p| ours[r][p].clone());
         check_error_ratio(&what, &ours_error, &candle_error, tol.max_ratio);
-        println!("ours, {name}: {:?}", t.elapsed());
+        println!("ours, {kernel} kernel: {:?}", t.elapsed());
     }
 }
 
@@ -538,26 +530,25 @@ fn qwen2_full_forward_matches_candle_quantized_qwen2() {
             .map(|mut one| one.remove(0))
             .collect()
     };
-    let ours_of = |path: &Path, slow_quant: SlowQuant| -> Vec<Vec<Vec<f32>>> {
-        let model = load(path, slow_quant);
+    let ours_of = |path: &Path, kernel: Kernel| -> Vec<Vec<Vec<f32>>> {
+        let model = load(path, kernel);
         rows.iter().map(|r| our_logits(&model, r)).collect()
     };
 
     let f32_path = dir.path().join("qwen2-f32.gguf");
     write_gguf(&f32_path, "qwen2", &weights, GgmlDType::F32);
     let theirs = candle(&f32_path);
-    let ours = ours_of(&f32_path, SlowQuant::default());
+    let ours = ours_of(&f32_path, Kernel::best());
     check(
         "Qwen2 f32",
         &compare(&theirs, |r, p| ours[r][p].clone()),
         F32,
     );
     check_shifted_fails("Qwen2 f32", |r, p| ours[r][p - 1].clone(), &theirs);
-    let model = Arc::new(load(&f32_path, SlowQuant::default()));
+    let model = Arc::new(load(&f32_path, Kernel::best()));
     let edited = compare(&theirs[..1], full_update_session(model, &rows[0]));
     check("Qwen2 f32, session after a Full update", &edited, F32);
 
-    let tiles = tile_kernel_available();
     for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_1] {
         let path = dir.path().join(format!("qwen2-{dtype:?}.gguf"));
         write_gguf(&path, "qwen2", &weights, dtype);
@@ -567,17 +558,9 @@ fn qwen2_full_forward_matches_candle_quantized_qwen2() {
         let exact = candle(&exact_path);
         let candle_error = compare(&exact, |r, p| at(&native, r, p));
         println!("Qwen2 {dtype:?}, candle's own path vs f32: {candle_error:?}");
-        let paths: &[(&str, SlowQuant, QuantTolerance)] = if tiles {
-            &[
-                ("tile kernel", SlowQuant::default(), TILES),
-                ("re-quantized to Q8_0", SlowQuant::ToQ8_0, TO_Q8_0),
-            ]
-        } else {
-            &[("re-quantized to Q8_0", SlowQuant::default(), TO_Q8_0)]
-        };
-        for &(name, slow_quant, tol) in paths {
-            let what = format!("Qwen2 {dtype:?}, {name}");
-            let ours = ours_of(&path, slow_quant);
+        for (kernel, tol) in kernels_here(TILES, TO_Q8_0) {
+            let what = format!("Qwen2 {dtype:?}, {kernel} kernel");
+            let ours = ours_of(&path, kernel);
             let ours_error = compare(&exact, |r, p| ours[r][p].clone());
             check(&what, &ours_error, tol.exact);
             let vs_native = compare(&native, |r, p| ours[r][p].clone());

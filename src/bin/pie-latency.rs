@@ -8,7 +8,9 @@
 //! reports, over every prediction that showed text, the time from the
 //! keystroke that triggered it to the first ghost text and to the complete
 //! suggestion (p50/p95), and how many predictions a newer key cancelled
-//! before their first token.
+//! before their first token. Before typing it reports how long the opened
+//! file took to be encoded ("ready"). `--busy-threads N` runs the session
+//! beside a second process that keeps N threads busy, as a compile does.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -44,6 +46,47 @@ struct Args {
     /// Pause before idle repair, in ms (0: no repair).
     #[arg(long, default_value_t = PredictConfig::default().repair_after_ms)]
     repair_after_ms: u64,
+    /// Keep this many threads busy in a second process for the whole run.
+    #[arg(long, default_value_t = 0)]
+    busy_threads: usize,
+    /// Be that busy process (started by --busy-threads).
+    #[arg(long, hide = true)]
+    spin: Option<usize>,
+}
+
+/// The competing process; killed when dropped, however the run ends.
+struct BusyLoad(std::process::Child);
+
+impl BusyLoad {
+    fn start(threads: usize) -> anyhow::Result<Self> {
+        let child = std::process::Command::new(std::env::current_exe()?)
+            .args(["--spin", &threads.to_string()])
+            .spawn()
+            .context("starting the busy process")?;
+        Ok(Self(child))
+    }
+}
+
+impl Drop for BusyLoad {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Burn `threads` cores until killed.
+fn spin(threads: usize) -> ! {
+    for _ in 0..threads {
+        std::thread::spawn(|| {
+            let mut x = 0u64;
+            loop {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        });
+    }
+    loop {
+        std::thread::park();
+    }
 }
 
 /// What gets typed, line by line: the start of a new function at the end of
@@ -70,6 +113,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(threads) = args.spin {
+        spin(threads);
+    }
+    let _busy = match args.busy_threads {
+        0 => None,
+        n => Some(BusyLoad::start(n)?),
+    };
     // Engine events (window moves, slides) on stderr with PIE_EDIT_LOG=debug.
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -99,6 +149,7 @@ fn main() -> anyhow::Result<()> {
     };
     app.attach_predictor(Predictor::spawn(config));
     let mut terminal = Terminal::new(TestBackend::new(100, 30))?;
+    let opened = std::time::Instant::now();
     app.run(
         &mut terminal,
         ReplayEvents::new(&Script::parse("<wait-idle>")?),
@@ -108,7 +159,10 @@ fn main() -> anyhow::Result<()> {
         .as_ref()
         .map(Predictor::status)
         .unwrap_or_default();
-    eprintln!("file encoded: {cache_tokens}");
+    eprintln!(
+        "file encoded: {cache_tokens}; open -> ready {:.2} s (model load included)",
+        opened.elapsed().as_secs_f64()
+    );
 
     let wait = format!("<wait:{}ms>", args.key_ms);
     let mut seen = 0;

@@ -177,6 +177,10 @@ pub struct Header {
     pub tokens: usize,
     /// First stale slot (see `Staleness`), if any.
     pub stale_from: Option<usize>,
+    /// First slot not encoded yet (an open encodes lazily), if any: its
+    /// stored K/V mean nothing, and a restored session encodes them.
+    #[serde(default)]
+    pub unencoded_from: Option<usize>,
     pub storage: Storage,
 }
 
@@ -209,6 +213,7 @@ impl Header {
             .into(),
             tokens,
             stale_from,
+            unencoded_from: None,
             storage,
         }
     }
@@ -341,13 +346,14 @@ pub fn encode(
     let config = model.config();
     let tokens = session.tokens();
     let n = tokens.len();
-    let header = Header::new(
+    let mut header = Header::new(
         config,
         identity,
         n,
         session.staleness().map(|s| s.from),
         storage,
     );
+    header.unencoded_from = (session.unencoded_len() > 0).then(|| n - session.unencoded_len());
     let extra_len: usize = extras.iter().map(|(_, b)| b.len()).sum();
     let mut out = Vec::with_capacity(header.bytes_per_token() * n + extra_len + 4096);
     out.extend_from_slice(&MAGIC);
@@ -521,8 +527,14 @@ pub fn decode(
         )));
     }
     let cache = KvCache::from_tensors(layers, hidden, n).map_err(rebuild)?;
-    let session =
-        Session::from_cache(model.clone(), cache, tokens, header.stale_from).map_err(rebuild)?;
+    let session = Session::from_cache(
+        model.clone(),
+        cache,
+        tokens,
+        header.stale_from,
+        header.unencoded_from,
+    )
+    .map_err(rebuild)?;
     Ok(Decoded {
         session,
         header,

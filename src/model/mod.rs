@@ -53,10 +53,11 @@
 //!     repair a copy in idle time while the original keeps serving.
 //! - Loading: [`Model::load`] takes a `.gguf` file or a safetensors directory.
 //!   [`LoadOptions::default`] keeps Q4_1 and Q8_0 matrices as stored,
-//!   multiplied by our AVX512-VNNI kernel (`kernels/quant_tiles.rs`), on CPUs
-//!   that have it; otherwise (and for Q4_0/Q5) it re-quantizes them to Q8_0
-//!   and pads Q8_0 rows to a multiple of 256 so that candle's fast repacked
-//!   kernel applies. Each layer's q/k/v and gate/up matrices are stacked
+//!   multiplied by our tile kernel (`kernels/quant_tiles/`) on AVX512-VNNI
+//!   or on AVX2, whichever is the best this CPU has ([`Kernel`], forced by
+//!   `PIE_EDIT_KERNEL`); otherwise (the generic kernel, ARM, and Q4_0/Q5)
+//!   it re-quantizes them to Q8_0 and pads Q8_0 rows to a multiple of 256 so
+//!   that candle's fast repacked kernel applies. Each layer's q/k/v and gate/up matrices are stacked
 //!   into one at load, so that decoding makes one kernel call for each.
 //! - Threads: candle sizes its pools from `RAYON_NUM_THREADS` /
 //!   `CANDLE_NUM_THREADS` on first use; set them at startup, before any
@@ -84,6 +85,7 @@ pub mod transformer;
 pub mod weights;
 
 pub use config::{Arch, ModelConfig, RopeLayout};
+pub use kernels::{KERNEL_ENV, Kernel};
 pub use kv_cache::{KvCache, Segment};
 pub use rope::Rope;
 pub use session::{

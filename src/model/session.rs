@@ -78,6 +78,11 @@ pub struct Session {
     scratch: KvCache,
     tokens: Vec<u32>,
     stale: Option<Staleness>,
+    /// Slots `from..` hold nothing yet, or were computed against such slots
+    /// (see [`Session::reset_lazily`]); always inside the stale suffix.
+    /// Unlike PIE's stale entries, which are close to a fresh encoding,
+    /// these must be encoded before anything reads them.
+    unencoded_from: Option<usize>,
     /// Cache updates (applies and slides) since the session was created.
     updates: u64,
 }
@@ -92,6 +97,7 @@ impl Session {
             scratch,
             tokens: Vec::new(),
             stale: None,
+            unencoded_from: None,
             updates: 0,
         })
     }
@@ -106,17 +112,21 @@ impl Session {
             scratch: self.model.new_cache(64)?,
             tokens: self.tokens.clone(),
             stale: self.stale,
+            unencoded_from: self.unencoded_from,
             updates: self.updates,
         })
     }
 
     /// A session over a cache that is already filled (one kept on disk and
-    /// read back): `stale_from` is where [`Session::staleness`] stood.
+    /// read back): `stale_from` is where [`Session::staleness`] stood, and
+    /// `unencoded_from` where the entries not encoded yet began (see
+    /// [`Session::reset_lazily`]; they lie inside the stale suffix).
     pub fn from_cache(
         model: Arc<Model>,
         cache: KvCache,
         tokens: Vec<u32>,
         stale_from: Option<usize>,
+        unencoded_from: Option<usize>,
     ) -> Result<Self> {
         if cache.len() != tokens.len() {
             bail!(
@@ -131,12 +141,19 @@ impl Session {
                 from,
                 since_update: 0,
             });
+        let unencoded_from = unencoded_from.filter(|&u| u < tokens.len());
+        if let Some(u) = unencoded_from
+            && stale.is_none_or(|s| s.from > u)
+        {
+            bail!("unencoded entries from {u} outside the stale suffix {stale:?}");
+        }
         Ok(Self {
             scratch: model.new_cache(64)?,
             model,
             cache,
             tokens,
             stale,
+            unencoded_from,
             updates: 0,
         })
     }
@@ -167,6 +184,11 @@ impl Session {
     /// Number of stale entries.
     pub fn stale_len(&self) -> usize {
         self.stale.map_or(0, |s| self.tokens.len() - s.from)
+    }
+
+    /// Entries not encoded yet (see [`Session::reset_lazily`]).
+    pub fn unencoded_len(&self) -> usize {
+        self.unencoded_from.map_or(0, |u| self.tokens.len() - u)
     }
 
     /// Cache updates (applies and slides) made so far.
@@ -214,6 +236,9 @@ impl Session {
             )?;
         }
         self.stale = (end < self.tokens.len()).then_some(Staleness { from: end, ..stale });
+        if self.unencoded_from.is_some_and(|u| u < end) {
+            self.unencoded_from = self.stale.map(|s| s.from);
+        }
         Ok(RepairStats {
             encoded: end - stale.from,
             remaining: self.stale_len(),
@@ -223,16 +248,37 @@ impl Session {
 
     /// Replace the mirrored tokens and encode them all.
     pub fn reset(&mut self, tokens: &[u32]) -> Result<UpdateStats> {
+        self.reset_lazily(tokens, tokens.len())
+    }
+
+    /// Replace the mirrored tokens but encode only the first `now` of them:
+    /// the rest count as stale and [`Session::repair`] encodes them, first
+    /// ones first. Opening a file then costs what precedes the cursor, not
+    /// the whole window (seconds on a CPU). Edits in the meantime keep
+    /// their PIE semantics; generation first encodes whatever it would
+    /// read that is not encoded yet.
+    pub fn reset_lazily(&mut self, tokens: &[u32], now: usize) -> Result<UpdateStats> {
         let started = Instant::now();
+        let now = now.min(tokens.len());
         self.stale = None;
+        self.unencoded_from = None;
         self.cache.clear();
         self.tokens.clear();
-        if !tokens.is_empty() {
-            self.model.prefill(&mut self.cache, tokens)?;
+        if now > 0 {
+            self.model.prefill(&mut self.cache, &tokens[..now])?;
+        }
+        if now < tokens.len() {
+            self.cache.reserve(tokens.len())?;
+            self.cache.set_len(tokens.len())?;
+            self.stale = Some(Staleness {
+                from: now,
+                since_update: self.updates,
+            });
+            self.unencoded_from = Some(now);
         }
         self.tokens = tokens.to_vec();
         Ok(UpdateStats {
-            encoded: tokens.len(),
+            encoded: now,
             moved: 0,
             elapsed: started.elapsed(),
         })
@@ -332,6 +378,17 @@ impl Session {
                 self.encode_spans(&spans)?;
             }
         }
+        // Not-yet-encoded entries before the first hunk stay so, and so do
+        // all that follow them (they attended to them). From the first hunk
+        // on: Full re-encoded everything against exact entries; PIE encoded
+        // the first new span so, but moved the old entries after it.
+        self.unencoded_from = match self.unencoded_from {
+            Some(u) if u < first => Some(u),
+            Some(_) if mode != UpdateMode::Full => {
+                Some(first + hunks[0].new_tokens.len()).filter(|&u| u < new_tokens.len())
+            }
+            _ => None,
+        };
         self.tokens = new_tokens;
         debug_assert_eq!(self.cache.len(), self.tokens.len());
         self.updates += 1;
@@ -399,8 +456,12 @@ impl Session {
         if let Some(s) = &mut self.stale {
             s.from = s.from.saturating_sub(drop_head);
         }
+        if let Some(u) = &mut self.unencoded_from {
+            *u = u.saturating_sub(drop_head);
+        }
         if self.tokens.is_empty() {
             self.stale = None;
+            self.unencoded_from = None;
         }
         Ok(UpdateStats {
             encoded: 0,
@@ -416,10 +477,26 @@ impl Session {
         self.stale.map_or(self.tokens.len(), |s| s.from)
     }
 
+    /// Encode the not-yet-encoded entries among the first `prefix_len`, in
+    /// chunks, checking `interrupted` between them; false when it stopped.
+    fn encode_before(&mut self, prefix_len: usize, interrupted: &dyn Fn() -> bool) -> Result<bool> {
+        const CHUNK: usize = 64;
+        while let (Some(_), Some(stale)) =
+            (self.unencoded_from.filter(|&u| u < prefix_len), self.stale)
+        {
+            if interrupted() {
+                return Ok(false);
+            }
+            self.repair(CHUNK.min(prefix_len - stale.from))?;
+        }
+        Ok(true)
+    }
+
     /// Fresh next-token logits at `prefix_len`, as if token `prefix_len - 1`
     /// were re-run at its position attending only to `cache[0..prefix_len - 1)`.
     /// The mirrored cache is not changed.
     pub fn next_logits(&mut self, prefix_len: usize) -> Result<Vec<f32>> {
+        self.encode_before(prefix_len, &|| false)?;
         Ok(self.first_logits(prefix_len, &|| false)?.0)
     }
 
@@ -507,6 +584,9 @@ impl Session {
     ) -> Result<Vec<u32>> {
         let mut generated = Vec::new();
         if options.max_tokens == 0 {
+            return Ok(generated);
+        }
+        if !self.encode_before(prefix_len, interrupted)? {
             return Ok(generated);
         }
         let stopped = |e: &anyhow::Error| e.is::<Interrupted>();

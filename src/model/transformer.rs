@@ -6,7 +6,7 @@ use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Device, Module, Tensor};
 
 use super::config::ModelConfig;
-use super::kernels::{KvPart, QuantTiles, grouped_attention, swiglu};
+use super::kernels::{Kernel, KvPart, QuantTiles, grouped_attention, swiglu};
 use super::kv_cache::KvCache;
 use super::rope::{Rope, RopeTables};
 
@@ -108,6 +108,8 @@ pub struct Model {
     pub(crate) layers: Vec<Layer>,
     pub(crate) norm: Tensor,
     pub(crate) output: Linear,
+    /// What multiplies the quantized matrices.
+    pub(crate) kernel: Kernel,
     pub(crate) device: Device,
 }
 
@@ -173,6 +175,11 @@ impl Model {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// The kernel that multiplies the quantized matrices.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
     }
 
     /// An empty cache shaped for this model.

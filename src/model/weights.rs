@@ -12,7 +12,7 @@ use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 use super::config::ModelConfig;
-use super::kernels::QuantTiles;
+use super::kernels::{Kernel, QuantTiles};
 use super::rope::Rope;
 use super::transformer::{Attention, Layer, Linear, Model};
 
@@ -26,8 +26,9 @@ use super::transformer::{Attention, Layer, Linear, Model};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SlowQuant {
-    /// Q4_1 (and Q8_0) matrices stay as stored, on our AVX512-VNNI kernel,
-    /// where the CPU has it and their shape tiles; anything else as q8.
+    /// Q4_1 (and Q8_0) matrices stay as stored, on our tile kernel (AVX2
+    /// or AVX512-VNNI, see [`Kernel`]) where their shape tiles; anything
+    /// else, or with [`Kernel::Generic`], as q8.
     #[default]
     Native,
     /// Re-quantize to Q8_0 at load (candle's fast kernel, more precise than Q4).
@@ -48,6 +49,9 @@ pub struct LoadOptions {
     /// Pad Q8_0 matrices whose input width is not a multiple of 256 with zero
     /// columns, so that candle's repacked kernel applies (see [`Linear`]).
     pub pad_for_fast_kernels: bool,
+    /// Force a kernel; `None` takes `PIE_EDIT_KERNEL`, else the fastest
+    /// this CPU has (see [`Kernel::resolve`]).
+    pub kernel: Option<Kernel>,
 }
 
 impl Default for LoadOptions {
@@ -55,6 +59,7 @@ impl Default for LoadOptions {
         Self {
             slow_quant: SlowQuant::default(),
             pad_for_fast_kernels: true,
+            kernel: None,
         }
     }
 }
@@ -89,10 +94,18 @@ fn stack_biases<const N: usize>(
     Ok(Some(Tensor::cat(&parts, 0)?))
 }
 
-fn matmul_from_qtensor(q: QTensor, options: &LoadOptions, device: &Device) -> Result<Linear> {
+fn matmul_from_qtensor(
+    q: QTensor,
+    options: &LoadOptions,
+    kernel: Kernel,
+    device: &Device,
+) -> Result<Linear> {
     let cols = *q.shape().dims().last().unwrap_or(&0);
-    if options.slow_quant == SlowQuant::Native && QuantTiles::fits(&q) && QuantTiles::available() {
-        return Ok(Linear::Tiled(QuantTiles::from_qtensor(&q)?));
+    if options.slow_quant == SlowQuant::Native
+        && QuantTiles::fits(&q)
+        && QuantTiles::runs_on(kernel)
+    {
+        return Ok(Linear::Tiled(QuantTiles::from_qtensor(&q, kernel)?));
     }
     let target = if is_slow(q.dtype()) {
         match options.slow_quant {
@@ -221,6 +234,7 @@ struct GgufTensors<'a> {
     content: &'a gguf_file::Content,
     reader: BufReader<File>,
     options: &'a LoadOptions,
+    kernel: Kernel,
     device: &'a Device,
 }
 
@@ -241,7 +255,7 @@ impl GgufTensors<'_> {
 
 impl TensorSource for GgufTensors<'_> {
     fn matrix(&mut self, name: &str) -> Result<Linear> {
-        matmul_from_qtensor(self.read(name)?, self.options, self.device)
+        matmul_from_qtensor(self.read(name)?, self.options, self.kernel, self.device)
     }
 
     fn vector(&mut self, name: &str) -> Result<Tensor> {
@@ -302,10 +316,12 @@ impl Model {
         let device = Device::Cpu;
         let (content, reader) = super::gguf::open(path)?;
         let config = ModelConfig::from_gguf(&content)?;
+        let kernel = Kernel::resolve(options.kernel)?;
         let mut src = GgufTensors {
             content: &content,
             reader,
             options,
+            kernel,
             device: &device,
         };
         let embed_q = src.read("token_embd.weight")?;
@@ -313,11 +329,11 @@ impl Model {
         let output = if src.has("output.weight") {
             src.matrix("output.weight")?
         } else {
-            matmul_from_qtensor(embed_q, options, &device)?
+            matmul_from_qtensor(embed_q, options, kernel, &device)?
         };
         let norm = src.vector("output_norm.weight")?;
         let layers = read_layers(&config, &GGUF_LAYER, &mut src)?;
-        Self::assemble(config, embed, layers, norm, output, device)
+        Self::assemble(config, embed, layers, norm, output, kernel, device)
     }
 
     /// The model from its parts, with rope tables for its config and the
@@ -328,6 +344,7 @@ impl Model {
         layers: Vec<Layer>,
         norm: Tensor,
         output: Linear,
+        kernel: Kernel,
         device: Device,
     ) -> Result<Self> {
         let model = Self {
@@ -337,6 +354,7 @@ impl Model {
             layers,
             norm,
             output,
+            kernel,
             device,
         };
         model.check_shapes()?;
@@ -378,7 +396,8 @@ impl Model {
         };
         let norm = src.take("model.norm.weight")?;
         let layers = read_layers(&config, &SAFETENSORS_LAYER, &mut src)?;
-        Self::assemble(config, embed, layers, norm, output, device)
+        // f32 matrices: candle's gemm, whatever the CPU.
+        Self::assemble(config, embed, layers, norm, output, Kernel::Generic, device)
     }
 
     /// Load a `.gguf` file or a safetensors directory, by what `path` is.

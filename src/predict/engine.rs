@@ -56,6 +56,11 @@ pub trait Backend {
     fn repair(&mut self, _max_tokens: usize) -> Result<()> {
         Ok(())
     }
+    /// Entries not encoded yet: an open encodes only what precedes the
+    /// cursor, and repair encodes the rest at once, in the background.
+    fn unencoded_len(&self) -> usize {
+        0
+    }
     /// Start mirroring `doc` (the file at `path`) from the state an earlier
     /// run kept for it, brought up to date with the text as it is now;
     /// false when there is none that can be used (a bad one is dropped),
@@ -86,6 +91,8 @@ pub struct CacheInfo {
     pub mode: String,
     /// Entries waiting for idle-time repair.
     pub stale: usize,
+    /// Entries of those not encoded yet since the window was placed.
+    pub unencoded: usize,
 }
 
 /// How the engine uses the time when no request arrives.
@@ -106,6 +113,11 @@ pub struct EngineOptions {
     pub repair_chunk: usize,
 }
 
+/// Entries encoded per step after an open: larger than a repair step,
+/// since prefill is faster per token in larger passes, but a key still
+/// waits for at most one (tens of ms).
+const OPEN_CHUNK: usize = 32;
+
 /// How often a running repair reports its progress.
 const REPAIR_REPORT_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -118,6 +130,15 @@ impl Default for EngineOptions {
             repair_chunk: 8,
         }
     }
+}
+
+/// Which stale entries a repair run takes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RepairScope {
+    /// Those an open left unencoded (and any stale ones before them).
+    Unencoded,
+    BeforeCursor,
+    All,
 }
 
 /// Messages from the editor to the engine.
@@ -461,12 +482,7 @@ impl<B: Backend> Worker<B> {
                             self.guard(|w| w.backend.reset(&w.doc, w.cursor_char))?;
                         }
                         self.send(Event::State(EngineState::Ready(self.name.clone())));
-                        if warm {
-                            // What the realignment left stale (after a pull,
-                            // say) shows at once, counting down as it is
-                            // repaired.
-                            self.send(Event::Cache(self.backend.cache_info()));
-                        }
+                        self.send(Event::Cache(self.backend.cache_info()));
                         self.opened = true;
                     }
                     Request::Saved => self.persist(Persist::Save)?,
@@ -528,51 +544,55 @@ impl<B: Backend> Worker<B> {
         requests: &Receiver<Request>,
     ) -> Result<Option<Request>, String> {
         loop {
-            let (idle, near_cursor) = match self.repair_plan() {
+            let (idle, what) = match self.repair_plan() {
                 Some(plan) => plan,
                 None => return Ok(requests.recv().ok()),
             };
             match requests.recv_timeout(idle) {
                 Ok(request) => return Ok(Some(request)),
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(None),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    self.repair(requests, near_cursor)?
-                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => self.repair(requests, what)?,
             }
         }
     }
 
-    /// What to repair next and after how long a pause: the stale entries
-    /// before the cursor first, then (after a longer pause) the rest.
-    fn repair_plan(&self) -> Option<(Duration, bool)> {
+    /// What to repair next and after how long a pause: what an open left
+    /// unencoded at once, then the stale entries before the cursor, then
+    /// (after a longer pause) the rest.
+    fn repair_plan(&self) -> Option<(Duration, RepairScope)> {
         if !self.opened {
             return None;
         }
         let options = &self.options;
+        if self.backend.unencoded_len() > 0 {
+            return Some((Duration::ZERO, RepairScope::Unencoded));
+        }
         if self.backend.stale_before(self.cursor_char) > 0 {
-            return options.repair_after.map(|idle| (idle, true));
+            return options
+                .repair_after
+                .map(|idle| (idle, RepairScope::BeforeCursor));
         }
         if self.backend.stale_len() > 0 {
             return options
                 .repair_after
                 .and(options.repair_rest_after)
-                .map(|idle| (idle, false));
+                .map(|idle| (idle, RepairScope::All));
         }
         None
     }
 
-    /// Repair chunk by chunk until nothing (before the cursor, when
-    /// `near_cursor`) is stale or a request arrives: a request waits for at
-    /// most the chunk in progress.
-    fn repair(&mut self, requests: &Receiver<Request>, near_cursor: bool) -> Result<(), String> {
-        let chunk = self.options.repair_chunk.max(1);
+    /// Repair chunk by chunk until nothing in `scope` is left or a request
+    /// arrives: a request waits for at most the chunk in progress.
+    fn repair(&mut self, requests: &Receiver<Request>, scope: RepairScope) -> Result<(), String> {
+        let chunk = match scope {
+            RepairScope::Unencoded => OPEN_CHUNK,
+            _ => self.options.repair_chunk.max(1),
+        };
         let mut reported = Instant::now();
-        let stale = |w: &Self| {
-            if near_cursor {
-                w.backend.stale_before(w.cursor_char)
-            } else {
-                w.backend.stale_len()
-            }
+        let stale = |w: &Self| match scope {
+            RepairScope::Unencoded => w.backend.unencoded_len(),
+            RepairScope::BeforeCursor => w.backend.stale_before(w.cursor_char),
+            RepairScope::All => w.backend.stale_len(),
         };
         while stale(self) > 0 && requests.is_empty() {
             self.guard(|w| w.backend.repair(chunk))?;

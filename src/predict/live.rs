@@ -400,7 +400,10 @@ impl Predictor {
         }
         if self.cache.tokens > 0 {
             status.push_str(&format!(" {}tok {}", self.cache.tokens, self.cache.mode));
-            if self.cache.stale > 0 {
+            if self.cache.unencoded > 0 {
+                let read = 100 * (self.cache.tokens - self.cache.unencoded) / self.cache.tokens;
+                status.push_str(&format!(" reading {read}%"));
+            } else if self.cache.stale > 0 {
                 status.push_str(&format!(" ({} stale)", self.cache.stale));
             }
         }

@@ -162,7 +162,15 @@ impl Mirror {
         self.start = from;
         self.window = doc.slice(from..to).into();
         self.aligned = AlignedText::new(&self.tokenizer, self.window.to_string());
-        self.last_update = self.session.reset(self.aligned.tokens())?;
+        // Only what a prediction at the cursor reads is encoded now; the
+        // engine encodes the rest in the background (a whole window takes
+        // seconds on a CPU, and the user should not wait for it).
+        let cursor_byte = self.window.char_to_byte(cursor.clamp(from, to) - from);
+        let now = self
+            .aligned
+            .token_at_byte(cursor_byte)
+            .map_or(self.aligned.tokens().len(), |t| t + 1);
+        self.last_update = self.session.reset_lazily(self.aligned.tokens(), now)?;
         self.encoded_since_persist += self.last_update.encoded;
         self.entry_current = false;
         tracing::debug!(
@@ -456,11 +464,16 @@ impl Backend for Mirror {
             tokens: self.session.tokens().len(),
             mode: mode.to_string(),
             stale: self.session.stale_len(),
+            unencoded: self.session.unencoded_len(),
         }
     }
 
     fn stale_len(&self) -> usize {
         self.session.stale_len()
+    }
+
+    fn unencoded_len(&self) -> usize {
+        self.session.unencoded_len()
     }
 
     fn stale_before(&self, cursor_char: usize) -> usize {
@@ -569,10 +582,12 @@ pub fn load_with(
     let tokenizer = Arc::new(Tokenizer::for_model(&files)?);
     let model = Arc::new(Model::load(&files.weights, options)?);
     tokenizer.check_model_vocab(model.config().vocab_size, &files.weights)?;
+    // The status line names the kernel, so that a slow machine shows why.
+    let name = format!("{}[{}]", files.name, model.kernel());
     let session = Session::new(model)?;
     let mut mirror = Mirror::new(tokenizer, session, config);
     mirror.model_path = Some(files.weights.clone());
-    Ok((mirror, files.name))
+    Ok((mirror, name))
 }
 
 /// Larger documents are not kept: the entry stores the whole text, and a

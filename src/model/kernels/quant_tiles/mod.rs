@@ -1,5 +1,5 @@
-//! Q4_1 and Q8_0 weights times f32 activations with AVX512-VNNI, reading
-//! the weights as they are stored.
+//! Q4_1 and Q8_0 weights times f32 activations on AVX512-VNNI or AVX2,
+//! reading the weights as they are stored.
 //!
 //! candle multiplies Q4_1 on a generic path, and its fast Q8_0 kernel needs
 //! rows that are a multiple of 256 wide, so the model used to be re-quantized
@@ -13,18 +13,22 @@
 //! Activations are quantized per block of 32 to i8 with a scale `dx` (as
 //! ggml's Q8_1), so a block's dot product is
 //! `d * dx * sum(q * x8) + m * dx * sum(x8)`. Here 16 weight rows are
-//! interleaved per block (a tile) so that one `vpdpbusd` multiplies four
-//! weights of each of the 16 rows by the same four activation bytes: eight
-//! such instructions cover the block for all 16 rows, with no horizontal
-//! sums. Each activation row is computed alike however many rows a call
-//! has, so a batched prefill gives the same numbers as decoding token by
-//! token.
+//! interleaved per block (a tile) so that one instruction multiplies four
+//! weights of each row by the same four activation bytes, with no
+//! horizontal sums: on AVX512-VNNI one `vpdpbusd` covers all 16 rows
+//! (`avx512.rs`), on AVX2 a `vpmaddubsw` covers 8 (`avx2.rs`). Both reach
+//! the same exact integer sums and then round alike, so the two kernels
+//! give the same bits. Each activation row is computed alike however many
+//! rows a call has, so a batched prefill gives the same numbers as decoding
+//! token by token.
 
 use anyhow::{Result, bail, ensure};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::utils::barrier_pool;
 use candle_core::{CpuStorage, Device, Storage, Tensor};
 use half::f16;
+
+use super::Kernel;
 
 const BLOCK: usize = 32;
 /// Weight rows per tile: one output per 32-bit lane of a 512-bit vector.
@@ -82,6 +86,8 @@ struct Line([u8; 64]);
 
 /// A `[rows, cols]` Q4_1 or Q8_0 matrix in tiles, applied as `x W^T`.
 pub(crate) struct QuantTiles {
+    /// [`Kernel::Avx2`] or [`Kernel::Avx512Vnni`], checked supported.
+    kernel: Kernel,
     format: TileFormat,
     rows: usize,
     cols: usize,
@@ -94,8 +100,8 @@ impl std::fmt::Debug for QuantTiles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "QuantTiles({:?}, {}x{})",
-            self.format, self.rows, self.cols
+            "QuantTiles({:?}, {}x{}, {})",
+            self.format, self.rows, self.cols, self.kernel
         )
     }
 }
@@ -108,22 +114,17 @@ struct QuantizedRows {
     dx: Vec<f32>,
     /// Per block: `dx * sum(x8)`, what the weights' offset `m` multiplies.
     sx: Vec<f32>,
+    /// Per block: `sum(x8)`. The AVX2 kernel multiplies Q8_0's signed
+    /// weights and adds `128 * sum(x8)` to reach the same integer as
+    /// VNNI's `(q + 128) * x8`.
+    isum: Vec<i32>,
 }
 
 impl QuantTiles {
-    /// Whether this CPU runs the kernel (checked at run time, so one build
-    /// serves machines with and without AVX512-VNNI).
-    pub fn available() -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx512bw")
-                && is_x86_feature_detected!("avx512vnni")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
+    /// Whether `kernel` is one of the tile kernels (the others are
+    /// candle's).
+    pub fn runs_on(kernel: Kernel) -> bool {
+        matches!(kernel, Kernel::Avx2 | Kernel::Avx512Vnni)
     }
 
     /// Whether a matrix of this type and shape can be tiled.
@@ -132,7 +133,23 @@ impl QuantTiles {
             && TileFormat::of(q.dtype()).is_some()
     }
 
-    pub fn from_qtensor(q: &QTensor) -> Result<Self> {
+    /// Tiles for `kernel`, which must be a tile kernel this CPU supports.
+    pub fn from_qtensor(q: &QTensor, kernel: Kernel) -> Result<Self> {
+        ensure!(
+            Self::runs_on(kernel),
+            "the {kernel} kernel does not multiply tiles"
+        );
+        ensure!(
+            kernel.supported(),
+            "the {kernel} kernel needs {}, which this CPU lacks",
+            kernel.needs()
+        );
+        Self::pack(q, kernel)
+    }
+
+    /// The tiles, whether or not this CPU runs `kernel` (the layout is the
+    /// same for every kernel).
+    fn pack(q: &QTensor, kernel: Kernel) -> Result<Self> {
         let Some(format) = TileFormat::of(q.dtype()) else {
             bail!("expected Q4_1 or Q8_0 weights, got {:?}", q.dtype());
         };
@@ -182,6 +199,7 @@ impl QuantTiles {
             }
         }
         Ok(Self {
+            kernel,
             format,
             rows,
             cols,
@@ -197,11 +215,12 @@ impl QuantTiles {
         let first = parts.first()?;
         if parts
             .iter()
-            .any(|p| p.format != first.format || p.cols != first.cols)
+            .any(|p| p.format != first.format || p.cols != first.cols || p.kernel != first.kernel)
         {
             return None;
         }
         Some(Self {
+            kernel: first.kernel,
             format: first.format,
             rows: parts.iter().map(|p| p.rows).sum(),
             cols: first.cols,
@@ -234,8 +253,7 @@ impl QuantTiles {
 
     /// `out[i][r] = sum_j x[i][j] * W[r][j]`, row-major `[m, cols]` and `[m, rows]`.
     fn matmul(&self, x: &[f32], out: &mut [f32]) -> Result<()> {
-        ensure!(Self::available(), "this CPU lacks AVX512-VNNI");
-        let acts = QuantizedRows::new(x, self.cols);
+        let acts = QuantizedRows::new(x, self.cols, self.kernel);
         let m = x.len() / self.cols;
         let out_ptr = OutPtr(out.as_mut_ptr());
         let out_len = out.len();
@@ -303,20 +321,30 @@ impl QuantTiles {
         let per_tile = self.format.lines();
         let tiles = &self.lines[t * bpr * per_tile..(t + 1) * bpr * per_tile];
         assert!((first + rows) * bpr <= acts.dx.len());
-        // SAFETY: `available()` was checked by `matmul`, and the slices the
-        // kernel reads were bounds-checked above.
+        // SAFETY: `from_qtensor` checked that the CPU has the kernel's
+        // features, and the slices the kernel reads were bounds-checked
+        // above.
+        #[cfg(target_arch = "x86_64")]
         unsafe {
-            match (self.format, rows) {
-                (TileFormat::Q4_1, 4) => simd::tile_rows::<false, 4>(tiles, acts, first, out),
-                (TileFormat::Q4_1, 3) => simd::tile_rows::<false, 3>(tiles, acts, first, out),
-                (TileFormat::Q4_1, 2) => simd::tile_rows::<false, 2>(tiles, acts, first, out),
-                (TileFormat::Q4_1, _) => simd::tile_rows::<false, 1>(tiles, acts, first, out),
-                (TileFormat::Q8_0, 4) => simd::tile_rows::<true, 4>(tiles, acts, first, out),
-                (TileFormat::Q8_0, 3) => simd::tile_rows::<true, 3>(tiles, acts, first, out),
-                (TileFormat::Q8_0, 2) => simd::tile_rows::<true, 2>(tiles, acts, first, out),
-                (TileFormat::Q8_0, _) => simd::tile_rows::<true, 1>(tiles, acts, first, out),
+            macro_rules! by_rows {
+                ($kernel:ident, $q8:literal) => {
+                    match rows {
+                        4 => $kernel::tile_rows::<$q8, 4>(tiles, acts, first, out),
+                        3 => $kernel::tile_rows::<$q8, 3>(tiles, acts, first, out),
+                        2 => $kernel::tile_rows::<$q8, 2>(tiles, acts, first, out),
+                        _ => $kernel::tile_rows::<$q8, 1>(tiles, acts, first, out),
+                    }
+                };
+            }
+            match (self.kernel, self.format) {
+                (Kernel::Avx512Vnni, TileFormat::Q4_1) => by_rows!(avx512, false),
+                (Kernel::Avx512Vnni, TileFormat::Q8_0) => by_rows!(avx512, true),
+                (_, TileFormat::Q4_1) => by_rows!(avx2, false),
+                (_, TileFormat::Q8_0) => by_rows!(avx2, true),
             }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("tile kernels are built for x86-64 only: {tiles:?} {out:?}");
     }
 
     /// The weights as f32, `[rows, cols]` (test reference).
@@ -362,146 +390,93 @@ impl OutPtr {
 }
 
 impl QuantizedRows {
-    /// Needs the CPU features of [`QuantTiles::available`].
-    fn new(x: &[f32], cols: usize) -> Self {
-        assert!(QuantTiles::available(), "this CPU lacks AVX512-VNNI");
+    /// Quantized with `kernel`'s instructions; every kernel rounds alike.
+    fn new(x: &[f32], cols: usize, kernel: Kernel) -> Self {
+        assert!(kernel.supported(), "this CPU lacks {}", kernel.needs());
         let blocks = x.len() / BLOCK;
         let mut acts = Self {
             blocks_per_row: cols / BLOCK,
             x8: vec![0; x.len()],
             dx: vec![0.0; blocks],
             sx: vec![0.0; blocks],
+            isum: vec![0; blocks],
         };
         for (b, (xs, qs)) in x
             .chunks_exact(BLOCK)
             .zip(acts.x8.chunks_exact_mut(BLOCK))
             .enumerate()
         {
-            // SAFETY: the features were checked above; both slices hold a block.
-            let (d, sum) = unsafe { simd::quantize_block(xs, qs) };
+            let (d, sum) = quantize_block(xs, qs, kernel);
             acts.dx[b] = d;
             acts.sx[b] = d * sum as f32;
+            acts.isum[b] = sum;
         }
         acts
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-mod simd {
-    use super::{ACT_ROWS, BLOCK, Line, QuantizedRows, ROWS};
-    use std::arch::x86_64::*;
-
-    /// How far ahead (in 64-byte lines) to prefetch weights.
-    const PREFETCH_LINES: usize = 40;
-
-    /// Quantize 32 activations to i8 with one scale (the largest magnitude
-    /// maps to 127, rounding to nearest even). Returns the scale and the sum
-    /// of the i8 values.
-    ///
-    /// # Safety
-    /// Needs AVX512F and AVX512BW.
-    #[target_feature(enable = "avx512f,avx512bw")]
-    pub(super) unsafe fn quantize_block(xs: &[f32], qs: &mut [i8]) -> (f32, i32) {
-        assert!(xs.len() == BLOCK && qs.len() == BLOCK);
-        // SAFETY: both slices hold 32 elements (asserted).
-        unsafe {
-            let a = _mm512_loadu_ps(xs.as_ptr());
-            let b = _mm512_loadu_ps(xs.as_ptr().add(16));
-            let max = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
-            let d = max / 127.0;
-            let inv = _mm512_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
-            let ia = _mm512_cvtps_epi32(_mm512_mul_ps(a, inv));
-            let ib = _mm512_cvtps_epi32(_mm512_mul_ps(b, inv));
-            _mm_storeu_si128(qs.as_mut_ptr() as *mut __m128i, _mm512_cvtepi32_epi8(ia));
-            _mm_storeu_si128(
-                qs.as_mut_ptr().add(16) as *mut __m128i,
-                _mm512_cvtepi32_epi8(ib),
-            );
-            (d, _mm512_reduce_add_epi32(_mm512_add_epi32(ia, ib)))
+/// Quantize 32 activations to i8 with one scale (the largest magnitude
+/// maps to 127, rounding to nearest even). Returns the scale and the sum
+/// of the i8 values.
+fn quantize_block(xs: &[f32], qs: &mut [i8], kernel: Kernel) -> (f32, i32) {
+    assert!(xs.len() == BLOCK && qs.len() == BLOCK);
+    // SAFETY: the caller checked that the CPU has the kernel's features;
+    // both slices hold a block (asserted).
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        match kernel {
+            Kernel::Avx512Vnni => return avx512::quantize_block(xs, qs),
+            Kernel::Avx2 => return avx2::quantize_block(xs, qs),
+            Kernel::Generic => {}
         }
     }
-
-    /// `M` activation rows from `first` against one row tile's blocks
-    /// (`Q8`: Q8_0 tiles, else Q4_1).
-    ///
-    /// # Safety
-    /// Needs AVX512F, AVX512BW and AVX512-VNNI; the caller checked that the
-    /// activation rows `first..first + M` exist.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub(super) unsafe fn tile_rows<const Q8: bool, const M: usize>(
-        tiles: &[Line],
-        acts: &QuantizedRows,
-        first: usize,
-        out: &mut [[f32; ROWS]; ACT_ROWS],
-    ) {
-        let bpr = acts.blocks_per_row;
-        let per_tile = if Q8 { 9 } else { 5 };
-        assert!(tiles.len() == bpr * per_tile);
-        let nibble = _mm512_set1_epi8(0x0F);
-        let mut acc = [_mm512_setzero_ps(); M];
-        for (b, tile) in tiles.chunks_exact(per_tile).enumerate() {
-            // The hardware prefetcher alone left the loads waiting
-            // (measured: decode about 15% faster with this).
-            let ahead = tile.as_ptr().wrapping_add(PREFETCH_LINES) as *const i8;
-            for l in 0..per_tile {
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * l));
-            }
-            // Vector g holds weights k(g)..k(g) + 4 of each row.
-            let mut w = [_mm512_setzero_si512(); 8];
-            // SAFETY: `Line`s are 64-byte aligned and the tile has
-            // `per_tile` of them (asserted).
-            unsafe {
-                let p = tile.as_ptr() as *const __m512i;
-                if Q8 {
-                    for (g, w) in w.iter_mut().enumerate() {
-                        *w = _mm512_load_si512(p.add(g));
-                    }
-                } else {
-                    for g in 0..4 {
-                        let v = _mm512_load_si512(p.add(g));
-                        w[g] = _mm512_and_si512(v, nibble);
-                        w[g + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
-                    }
-                }
-            }
-            let k = |g: usize| if Q8 || g < 4 { 4 * g } else { 4 * (g - 4) + 16 };
-            // SAFETY: the last line holds 16 f16 `d` then 16 f16 `m`.
-            let (dw, mw) = unsafe {
-                let scales = tile[per_tile - 1].0.as_ptr() as *const __m256i;
-                (
-                    _mm512_cvtph_ps(_mm256_load_si256(scales)),
-                    _mm512_cvtph_ps(_mm256_load_si256(scales.add(1))),
-                )
-            };
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let a = (first + r) * bpr + b;
-                let x = &acts.x8[a * BLOCK..(a + 1) * BLOCK];
-                let word = |k: usize| {
-                    i32::from_le_bytes([x[k] as u8, x[k + 1] as u8, x[k + 2] as u8, x[k + 3] as u8])
-                };
-                // Two chains, so that each waits on half as many adds.
-                let mut even = _mm512_setzero_si512();
-                let mut odd = _mm512_setzero_si512();
-                for g in (0..8).step_by(2) {
-                    even = _mm512_dpbusd_epi32(even, w[g], _mm512_set1_epi32(word(k(g))));
-                    odd = _mm512_dpbusd_epi32(odd, w[g + 1], _mm512_set1_epi32(word(k(g + 1))));
-                }
-                let sums = _mm512_cvtepi32_ps(_mm512_add_epi32(even, odd));
-                let scale = _mm512_mul_ps(dw, _mm512_set1_ps(acts.dx[a]));
-                *acc = _mm512_fmadd_ps(sums, scale, *acc);
-                *acc = _mm512_fmadd_ps(mw, _mm512_set1_ps(acts.sx[a]), *acc);
-            }
-        }
-        for (r, acc) in acc.iter().enumerate() {
-            // SAFETY: 16 floats into a 16-float array.
-            unsafe { _mm512_storeu_ps(out[r].as_mut_ptr(), *acc) };
-        }
-    }
+    let _ = kernel;
+    quantize_block_scalar(xs, qs)
 }
+
+/// [`quantize_block`] in plain Rust: the reference the vector versions
+/// must equal bit for bit.
+fn quantize_block_scalar(xs: &[f32], qs: &mut [i8]) -> (f32, i32) {
+    let max = xs.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let d = max / 127.0;
+    let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+    let mut sum = 0;
+    for (q, x) in qs.iter_mut().zip(xs) {
+        let v = (x * inv).round_ties_even() as i32;
+        *q = v as i8;
+        sum += v;
+    }
+    (d, sum)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TILE_KERNELS: [Kernel; 2] = [Kernel::Avx2, Kernel::Avx512Vnni];
+
+    /// The tile kernels this CPU runs; says which it skips, so that a run
+    /// on a CPU without one does not pass in silence.
+    fn kernels_here(test: &str) -> Vec<Kernel> {
+        TILE_KERNELS
+            .into_iter()
+            .filter(|k| {
+                let here = k.supported();
+                if !here {
+                    eprintln!(
+                        "{test}: skipped the {k} kernel: this CPU lacks {}",
+                        k.needs()
+                    );
+                }
+                here
+            })
+            .collect()
+    }
 
     fn random_matrix(rows: usize, cols: usize, dtype: GgmlDType, seed: u64) -> QTensor {
         let w = Tensor::randn(0f32, 1f32, (rows, cols), &Device::Cpu).unwrap();
@@ -509,11 +484,15 @@ mod tests {
         QTensor::quantize(&w, dtype).unwrap()
     }
 
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    }
+
     /// `x W^T` in f64 from the dequantized weights and the same i8
-    /// activations the kernel uses.
+    /// activations the kernel uses (quantized in plain Rust).
     fn reference(tiles: &QuantTiles, x: &[f32]) -> Vec<f32> {
         let w = tiles.dequantize();
-        let acts = QuantizedRows::new(x, tiles.cols);
+        let acts = QuantizedRows::new(x, tiles.cols, Kernel::Generic);
         let m = x.len() / tiles.cols;
         let mut out = vec![0f32; m * tiles.rows];
         for i in 0..m {
@@ -534,9 +513,8 @@ mod tests {
     fn tiles_hold_the_gguf_weights() {
         for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
             let q = random_matrix(32, 96, dtype, 1);
-            let tiles = QuantTiles::from_qtensor(&q).unwrap();
-            let expected = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap();
-            let expected = expected.to_vec1::<f32>().unwrap();
+            let tiles = QuantTiles::pack(&q, Kernel::Avx2).unwrap();
+            let expected = values(&q.dequantize(&Device::Cpu).unwrap());
             for (g, e) in tiles.dequantize().iter().zip(&expected) {
                 // Q8_0's `d * (q + 128) - 128 d` rounds differently from `d * q`.
                 assert!(
@@ -548,80 +526,178 @@ mod tests {
     }
 
     #[test]
+    fn every_kernel_quantizes_activations_as_plain_rust_does() {
+        let x = values(&Tensor::randn(0f32, 3f32, (64, BLOCK), &Device::Cpu).unwrap());
+        // Ties and extremes: halves round to even, the largest maps to 127,
+        // an all-zero block has scale 0.
+        let mut edge: Vec<f32> = (0..BLOCK).map(|i| i as f32 - 15.5).collect();
+        edge[0] = 127.0;
+        let zeros = vec![0f32; BLOCK];
+        let want = QuantizedRows::new(&x, BLOCK, Kernel::Generic);
+        for kernel in kernels_here("quantize") {
+            let got = QuantizedRows::new(&x, BLOCK, kernel);
+            assert_eq!(got.x8, want.x8, "{kernel}");
+            assert_eq!(got.dx, want.dx, "{kernel}");
+            assert_eq!(got.isum, want.isum, "{kernel}");
+            for block in [&edge, &zeros] {
+                let (mut a, mut b) = ([0i8; BLOCK], [0i8; BLOCK]);
+                assert_eq!(
+                    quantize_block(block, &mut a, kernel),
+                    quantize_block_scalar(block, &mut b),
+                    "{kernel}"
+                );
+                assert_eq!(a, b, "{kernel}");
+            }
+        }
+        let (mut q, _) = ([0i8; BLOCK], ());
+        assert_eq!(
+            quantize_block_scalar(&edge, &mut q).1,
+            q.iter().map(|&v| i32::from(v)).sum::<i32>()
+        );
+        assert_eq!(q[0], 127);
+        assert_eq!(q[1], -14, "-14.5 rounds to even");
+    }
+
+    #[test]
     fn matmul_matches_the_reference_for_every_batch_size() {
-        if !QuantTiles::available() {
-            eprintln!("skipped: this CPU lacks AVX512-VNNI");
+        for kernel in kernels_here("matmul") {
+            for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+                let (rows, cols) = (48, 160);
+                let tiles =
+                    QuantTiles::from_qtensor(&random_matrix(rows, cols, dtype, 2), kernel).unwrap();
+                let x = Tensor::randn(0f32, 1f32, (7, cols), &Device::Cpu).unwrap();
+                let expected = reference(&tiles, &values(&x));
+                let got = tiles.forward(&x).unwrap();
+                assert_eq!(got.dims(), [7, rows]);
+                let got = values(&got);
+                let scale = expected.iter().fold(0f32, |a, v| a.max(v.abs()));
+                for (g, e) in got.iter().zip(&expected) {
+                    assert!(
+                        (g - e).abs() <= 1e-5 * scale,
+                        "{kernel} {dtype:?}: {g} vs {e}"
+                    );
+                }
+                // Row by row gives the same bits as the batch of seven.
+                for i in 0..7 {
+                    let one = values(&tiles.forward(&x.narrow(0, i, 1).unwrap()).unwrap());
+                    assert_eq!(
+                        one,
+                        got[i * rows..(i + 1) * rows],
+                        "{kernel} {dtype:?} row {i}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The kernels reach the same integers and round alike, so they agree
+    /// to the bit; this also holds Q8_0 weights of -128 (which ggml's
+    /// quantizer never writes, but a file may hold) and activations of
+    /// both extremes, where a saturating `vpmaddubsw` would show.
+    #[test]
+    fn avx2_and_avx512vnni_give_the_same_bits() {
+        let kernels = kernels_here("same bits");
+        if kernels.len() < 2 {
+            eprintln!("same bits: skipped: needs both tile kernels on this CPU");
             return;
         }
         for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
-            let (rows, cols) = (48, 160);
-            let tiles = QuantTiles::from_qtensor(&random_matrix(rows, cols, dtype, 2)).unwrap();
-            let x = Tensor::randn(0f32, 1f32, (7, cols), &Device::Cpu).unwrap();
-            let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let expected = reference(&tiles, &xs);
-            let got = tiles.forward(&x).unwrap();
-            assert_eq!(got.dims(), [7, rows]);
-            let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let scale = expected.iter().fold(0f32, |a, v| a.max(v.abs()));
-            for (g, e) in got.iter().zip(&expected) {
-                assert!((g - e).abs() <= 1e-5 * scale, "{dtype:?}: {g} vs {e}");
+            let q = random_matrix(64, 256, dtype, 7);
+            let mut extreme = q.data().unwrap().into_owned();
+            if dtype == GgmlDType::Q8_0 {
+                // Block 0 of row 0: every weight -128 (byte 0x80).
+                extreme[2..34].fill(0x80);
+                // Block 1 of row 1: every weight 127.
+                let at = (8 + 1) * 34;
+                extreme[at + 2..at + 34].fill(0x7f);
             }
-            // Row by row gives the same bits as the batch of seven.
-            for i in 0..7 {
-                let one = tiles.forward(&x.narrow(0, i, 1).unwrap()).unwrap();
-                let one = one.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                assert_eq!(one, got[i * rows..(i + 1) * rows], "{dtype:?} row {i}");
+            let q = candle_core::quantized::ggml_file::qtensor_from_ggml(
+                dtype,
+                &extreme,
+                vec![64, 256],
+                &Device::Cpu,
+            )
+            .unwrap();
+            let mut x = values(&Tensor::randn(0f32, 1f32, (5, 256), &Device::Cpu).unwrap());
+            // One block of the largest magnitudes of both signs.
+            for (i, v) in x[..BLOCK].iter_mut().enumerate() {
+                *v = if i % 2 == 0 { 1.0 } else { -1.0 };
+            }
+            let a = QuantTiles::from_qtensor(&q, Kernel::Avx2).unwrap();
+            let b = QuantTiles::from_qtensor(&q, Kernel::Avx512Vnni).unwrap();
+            let x = Tensor::from_vec(x, (5, 256), &Device::Cpu).unwrap();
+            for m in 1..=5 {
+                let x = x.narrow(0, 0, m).unwrap();
+                assert_eq!(
+                    values(&a.forward(&x).unwrap()),
+                    values(&b.forward(&x).unwrap()),
+                    "{dtype:?}, {m} rows"
+                );
             }
         }
     }
 
     #[test]
     fn decoding_passes_split_over_threads_and_stacked_matrices_agree() {
-        if !QuantTiles::available() {
-            eprintln!("skipped: this CPU lacks AVX512-VNNI");
-            return;
-        }
-        // 80 row tiles of 8 Q8_0 blocks: 369 KB, so a pass of up to four
-        // rows is split into one range per thread (smaller matrices stay on
-        // the calling thread, larger batches share a cursor).
-        let (top, bottom) = (
-            QuantTiles::from_qtensor(&random_matrix(1024, 256, GgmlDType::Q8_0, 4)).unwrap(),
-            QuantTiles::from_qtensor(&random_matrix(256, 256, GgmlDType::Q8_0, 5)).unwrap(),
-        );
-        let stacked = QuantTiles::stack(&[&top, &bottom]).unwrap();
-        assert!(stacked.lines.len() * size_of::<Line>() > 128 << 10);
-        let x = Tensor::randn(0f32, 1f32, (5, 256), &Device::Cpu).unwrap();
-        let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let expected = reference(&stacked, &xs);
-        let scale = expected.iter().fold(0f32, |a, v| a.max(v.abs()));
-        for m in 1..=5 {
-            let got = stacked.forward(&x.narrow(0, 0, m).unwrap()).unwrap();
-            let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            for (g, e) in got.iter().zip(&expected[..m * 1280]) {
-                assert!((g - e).abs() <= 1e-5 * scale, "{m} rows: {g} vs {e}");
+        for kernel in kernels_here("split") {
+            // 80 row tiles of 8 Q8_0 blocks: 369 KB, so a pass of up to four
+            // rows is split into one range per thread (smaller matrices stay on
+            // the calling thread, larger batches share a cursor).
+            let matrix = |rows, dtype, seed| {
+                QuantTiles::from_qtensor(&random_matrix(rows, 256, dtype, seed), kernel).unwrap()
+            };
+            let (top, bottom) = (
+                matrix(1024, GgmlDType::Q8_0, 4),
+                matrix(256, GgmlDType::Q8_0, 5),
+            );
+            let stacked = QuantTiles::stack(&[&top, &bottom]).unwrap();
+            assert!(stacked.lines.len() * size_of::<Line>() > 128 << 10);
+            let x = Tensor::randn(0f32, 1f32, (5, 256), &Device::Cpu).unwrap();
+            let expected = reference(&stacked, &values(&x));
+            let scale = expected.iter().fold(0f32, |a, v| a.max(v.abs()));
+            for m in 1..=5 {
+                let got = values(&stacked.forward(&x.narrow(0, 0, m).unwrap()).unwrap());
+                for (g, e) in got.iter().zip(&expected[..m * 1280]) {
+                    assert!(
+                        (g - e).abs() <= 1e-5 * scale,
+                        "{kernel}, {m} rows: {g} vs {e}"
+                    );
+                }
+                // The stacked product is the two products side by side.
+                let x = x.narrow(0, 0, m).unwrap();
+                let parts =
+                    Tensor::cat(&[top.forward(&x).unwrap(), bottom.forward(&x).unwrap()], 1)
+                        .unwrap();
+                assert_eq!(values(&parts), got, "{kernel}");
             }
-            // The stacked product is the two products side by side.
-            let x = x.narrow(0, 0, m).unwrap();
-            let parts =
-                Tensor::cat(&[top.forward(&x).unwrap(), bottom.forward(&x).unwrap()], 1).unwrap();
-            assert_eq!(parts.flatten_all().unwrap().to_vec1::<f32>().unwrap(), got);
+            let q4 = matrix(16, GgmlDType::Q4_1, 6);
+            assert!(QuantTiles::stack(&[&top, &q4]).is_none(), "formats differ");
+            let narrow =
+                QuantTiles::from_qtensor(&random_matrix(16, 128, GgmlDType::Q8_0, 6), kernel)
+                    .unwrap();
+            assert!(
+                QuantTiles::stack(&[&top, &narrow]).is_none(),
+                "widths differ"
+            );
         }
-        let q4 = QuantTiles::from_qtensor(&random_matrix(16, 256, GgmlDType::Q4_1, 6)).unwrap();
-        assert!(QuantTiles::stack(&[&top, &q4]).is_none(), "formats differ");
-        let narrow = QuantTiles::from_qtensor(&random_matrix(16, 128, GgmlDType::Q8_0, 6)).unwrap();
-        assert!(
-            QuantTiles::stack(&[&top, &narrow]).is_none(),
-            "widths differ"
-        );
     }
 
     #[test]
-    fn shapes_and_types_that_do_not_tile_are_refused() {
+    fn shapes_types_and_kernels_that_do_not_tile_are_refused() {
         let q = random_matrix(24, 64, GgmlDType::Q4_1, 3);
         assert!(!QuantTiles::fits(&q));
-        assert!(QuantTiles::from_qtensor(&q).is_err());
+        assert!(QuantTiles::from_qtensor(&q, Kernel::best()).is_err());
         let q = random_matrix(32, 256, GgmlDType::Q4K, 3);
         assert!(!QuantTiles::fits(&q));
-        assert!(QuantTiles::from_qtensor(&q).is_err());
+        assert!(QuantTiles::from_qtensor(&q, Kernel::best()).is_err());
+        let q = random_matrix(32, 256, GgmlDType::Q4_1, 3);
+        assert!(QuantTiles::from_qtensor(&q, Kernel::Generic).is_err());
+        for kernel in TILE_KERNELS {
+            assert_eq!(
+                QuantTiles::from_qtensor(&q, kernel).is_ok(),
+                kernel.supported(),
+                "{kernel}"
+            );
+        }
     }
 }
