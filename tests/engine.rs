@@ -347,6 +347,7 @@ fn idle_time_repairs_stale_entries_and_yields_to_a_new_edit() {
         repair_after: Some(Duration::from_millis(5)),
         repair_rest_after: None,
         repair_chunk: 4,
+        ..EngineOptions::default()
     };
     let h = start_with(options, false, vec![], false, true, false, false);
     let mut doc = open_and_type_a(&h, "x = 1\n");
@@ -394,6 +395,7 @@ fn repair_can_be_turned_off() {
         repair_after: None,
         repair_rest_after: Some(Duration::from_millis(5)),
         repair_chunk: 4,
+        ..EngineOptions::default()
     };
     let h = start_with(options, false, vec![], false, false, false, false);
     open_and_type_a(&h, "x");
@@ -408,6 +410,7 @@ fn stale_entries_after_the_cursor_wait_for_their_own_pause() {
         repair_after: Some(Duration::from_millis(5)),
         repair_rest_after: rest,
         repair_chunk: 4,
+        ..EngineOptions::default()
     };
     // Without a pause for them they stay: typing at the cursor would
     // make them stale again anyway.

@@ -366,3 +366,52 @@ fn repair_brings_the_cache_back_to_a_fresh_encoding() {
         }
     }
 }
+
+/// The AVX2 and AVX512-VNNI tile kernels reach the same integers and round
+/// alike, so the whole model gives the same bits on either: a prefill and
+/// the greedy tokens after it. Where the CPU lacks one, it says so.
+#[test]
+fn both_tile_kernels_give_the_same_logits_and_tokens() {
+    use pie_edit::model::Kernel;
+    let missing: Vec<Kernel> = [Kernel::Avx2, Kernel::Avx512Vnni]
+        .into_iter()
+        .filter(|k| !k.supported())
+        .collect();
+    if !missing.is_empty() {
+        println!("skipped: this CPU lacks the {missing:?} kernel");
+        return;
+    }
+    let path = model_path();
+    let tok = Tokenizer::from_gguf(&path).unwrap();
+    let tokens = encode(
+        &tok,
+        "def fibonacci(n):\n    if n < 2:\n        return n\n    return ",
+    );
+    let run = |kernel| {
+        let options = LoadOptions {
+            kernel: Some(kernel),
+            ..LoadOptions::default()
+        };
+        let model = Arc::new(Model::load(&path, &options).unwrap());
+        assert_eq!(model.kernel(), kernel);
+        let mut cache = model.new_cache(tokens.len() + 16).unwrap();
+        let logits = model.prefill(&mut cache, &tokens).unwrap();
+        let mut s = Session::new(model).unwrap();
+        s.reset(&tokens).unwrap();
+        let opts = GenerateOptions {
+            max_tokens: 12,
+            sampling: Sampling::Greedy,
+        };
+        let generated = s
+            .generate(tokens.len(), &opts, &mut |_, _| {}, &mut |_| {
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        (logits.to_vec1::<f32>().unwrap(), generated)
+    };
+    let (avx2, avx2_tokens) = run(Kernel::Avx2);
+    let (vnni, vnni_tokens) = run(Kernel::Avx512Vnni);
+    assert_eq!(avx2, vnni, "prefill logits differ between the kernels");
+    assert_eq!(avx2_tokens, vnni_tokens);
+    println!("generated: {:?}", tok.decode(&avx2_tokens));
+}

@@ -49,6 +49,10 @@ struct Args {
     /// Keep this many threads busy in a second process for the whole run.
     #[arg(long, default_value_t = 0)]
     busy_threads: usize,
+    /// Go serial while other processes keep every core busy (the
+    /// `[predict] serial_when_busy` setting).
+    #[arg(long, default_value_t = PredictConfig::default().serial_when_busy, action = clap::ArgAction::Set)]
+    serial_when_busy: bool,
     /// Be that busy process (started by --busy-threads).
     #[arg(long, hide = true)]
     spin: Option<usize>,
@@ -145,6 +149,7 @@ fn main() -> anyhow::Result<()> {
         // Every run starts cold and leaves nothing behind: a kept cache
         // would make the next run's numbers depend on this one.
         kv_cache: false,
+        serial_when_busy: args.serial_when_busy,
         ..PredictConfig::default()
     };
     app.attach_predictor(Predictor::spawn(config));

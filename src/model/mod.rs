@@ -85,7 +85,9 @@ pub mod transformer;
 pub mod weights;
 
 pub use config::{Arch, ModelConfig, RopeLayout};
-pub use kernels::{KERNEL_ENV, Kernel};
+pub use kernels::{
+    KERNEL_ENV, Kernel, others_keep_every_core_busy, serial as kernels_serial, set_serial,
+};
 pub use kv_cache::{KvCache, Segment};
 pub use rope::Rope;
 pub use session::{

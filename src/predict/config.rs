@@ -56,6 +56,10 @@ pub struct PredictConfig {
     pub kv_cache_max_mb: u64,
     /// How K/V are stored: `f32` (lossless) or `f16` (half the size).
     pub kv_cache_storage: Storage,
+    /// Keep inference on one thread while other processes keep every core
+    /// busy (a compile beside the editor), instead of waiting on worker
+    /// threads that do not get to run.
+    pub serial_when_busy: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -100,6 +104,7 @@ impl Default for PredictConfig {
             kv_cache_dir: None,
             kv_cache_max_mb: super::kv_disk::DEFAULT_MAX_BYTES >> 20,
             kv_cache_storage: Storage::F32,
+            serial_when_busy: engine.serial_when_busy,
         }
     }
 }
@@ -128,6 +133,7 @@ impl PredictConfig {
             repair_rest_after: (self.repair_rest_after_ms > 0)
                 .then(|| Duration::from_millis(self.repair_rest_after_ms)),
             repair_chunk: self.repair_chunk.max(1),
+            serial_when_busy: self.serial_when_busy,
         }
     }
 

@@ -111,12 +111,20 @@ pub struct EngineOptions {
     /// step waits for that step only, so this bounds the delay repair can
     /// add to a keystroke.
     pub repair_chunk: usize,
+    /// Run the model on the engine thread alone while other processes keep
+    /// every core busy (see `model::set_serial`), looked at before each
+    /// piece of work.
+    pub serial_when_busy: bool,
 }
 
 /// Entries encoded per step after an open: larger than a repair step,
 /// since prefill is faster per token in larger passes, but a key still
 /// waits for at most one (tens of ms).
 const OPEN_CHUNK: usize = 32;
+
+/// How often the engine looks at how busy the machine is (a few /proc
+/// reads, tens of microseconds).
+const LOAD_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How often a running repair reports its progress.
 const REPAIR_REPORT_INTERVAL: Duration = Duration::from_millis(250);
@@ -128,6 +136,7 @@ impl Default for EngineOptions {
             repair_after: Some(Duration::from_millis(400)),
             repair_rest_after: Some(Duration::from_millis(3000)),
             repair_chunk: 8,
+            serial_when_busy: true,
         }
     }
 }
@@ -386,6 +395,8 @@ struct Worker<B> {
     opened: bool,
     /// The document's file, for keeping the cache on disk.
     path: Option<PathBuf>,
+    /// When [`Worker::adapt_to_load`] last looked.
+    load_checked: Option<Instant>,
 }
 
 impl<B: Backend> Worker<B> {
@@ -401,7 +412,26 @@ impl<B: Backend> Worker<B> {
             cursor_char: 0,
             opened: false,
             path: None,
+            load_checked: None,
         }
+    }
+
+    /// Go serial while other processes keep every core busy, parallel
+    /// again when they stop (see `EngineOptions::serial_when_busy`).
+    fn adapt_to_load(&mut self) {
+        if !self.options.serial_when_busy
+            || self
+                .load_checked
+                .is_some_and(|at| at.elapsed() < LOAD_CHECK_INTERVAL)
+        {
+            return;
+        }
+        self.load_checked = Some(Instant::now());
+        let busy = crate::model::others_keep_every_core_busy().unwrap_or(false);
+        if busy != crate::model::kernels_serial() {
+            tracing::debug!(busy, "the machine's load changed: serial kernels {busy}");
+        }
+        crate::model::set_serial(busy);
     }
 
     /// Handle requests until shutdown. Returns Err with a message when the
@@ -416,6 +446,7 @@ impl<B: Backend> Worker<B> {
                     None => return Ok(()),
                 },
             };
+            self.adapt_to_load();
             // Drain what is already waiting, so a burst of keystrokes becomes
             // one cache update and only the newest prediction request runs.
             queue.push_back(request);
@@ -595,6 +626,7 @@ impl<B: Backend> Worker<B> {
             RepairScope::All => w.backend.stale_len(),
         };
         while stale(self) > 0 && requests.is_empty() {
+            self.adapt_to_load();
             self.guard(|w| w.backend.repair(chunk))?;
             // Let the status line count down, a few times a second.
             if reported.elapsed() >= REPAIR_REPORT_INTERVAL {

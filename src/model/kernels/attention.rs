@@ -154,7 +154,7 @@ pub(crate) fn grouped_attention(
         .iter()
         .map(|&(_, b, _, j0, j1)| group * block_range(b).len() * (j1 - j0))
         .sum();
-    if scored < SERIAL_SCORES {
+    if scored < SERIAL_SCORES || super::serial() {
         run(0..tasks.len());
     } else {
         barrier_pool().execute_chunked(tasks.len(), run);

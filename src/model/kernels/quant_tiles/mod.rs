@@ -294,7 +294,9 @@ impl QuantTiles {
         const SPLIT_BYTES: usize = 128 << 10;
         let n_tiles = self.rows / ROWS;
         let pool = barrier_pool();
-        if m > ACT_ROWS {
+        if super::serial() {
+            f(0..n_tiles);
+        } else if m > ACT_ROWS {
             pool.execute_chunked(n_tiles, f);
         } else if self.lines.len() * size_of::<Line>() < SPLIT_BYTES {
             f(0..n_tiles);
