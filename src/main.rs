@@ -70,6 +70,74 @@ enum Command {
         #[command(subcommand)]
         action: ModelAction,
     },
+    /// The KV caches kept on disk between runs (one per file).
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    /// Remove every kept KV cache.
+    Clear,
+    /// List the kept KV caches: file, tokens, size, last use.
+    Info,
+}
+
+/// The cache directory the config names (also when `kv_cache = false`, so
+/// that a cache kept earlier can still be listed and cleared).
+fn kv_cache_dir(cli: &Cli) -> PathBuf {
+    let config_path = cli.config.clone().or_else(config::default_config_path);
+    let predict = config_path
+        .as_deref()
+        .map(|path| config::load(path).config.predict)
+        .unwrap_or_default();
+    predict
+        .kv_cache_dir
+        .unwrap_or_else(pie_edit::predict::kv_disk::default_dir)
+}
+
+fn cache_command(cli: &Cli, action: &CacheAction) -> anyhow::Result<()> {
+    use pie_edit::predict::kv_disk;
+    let dir = kv_cache_dir(cli);
+    match action {
+        CacheAction::Clear => {
+            let removed =
+                kv_disk::clear(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+            println!("removed {removed} cache entries from {}", dir.display());
+        }
+        CacheAction::Info => {
+            let entries = kv_disk::entries(&dir);
+            let total: u64 = entries.iter().map(|e| e.bytes).sum();
+            println!(
+                "{}: {} entries, {:.1} MiB",
+                dir.display(),
+                entries.len(),
+                total as f64 / (1 << 20) as f64
+            );
+            for entry in entries {
+                let age = entry.used.elapsed().map_or(0, |d| d.as_secs());
+                let size = entry.bytes as f64 / (1 << 20) as f64;
+                match kv_disk::describe(&entry.path) {
+                    Ok((header, window)) => println!(
+                        "  {}  {} tokens  {size:.1} MiB  {}  used {age}s ago",
+                        window.map_or_else(|| "?".into(), |w| w.file.display().to_string()),
+                        header.tokens,
+                        match header.storage {
+                            pie_edit::model::kv_store::Storage::F32 => "f32",
+                            pie_edit::model::kv_store::Storage::F16 => "f16",
+                        },
+                    ),
+                    Err(err) => println!(
+                        "  {}  {size:.1} MiB  unreadable: {err}",
+                        entry.path.display()
+                    ),
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -251,6 +319,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ModelAction::Fetch { preset } => model_fetch(preset.as_deref())?,
             ModelAction::Info => pie_edit::model::source::run_info_command()?,
         }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(Command::Cache { action }) = &cli.command {
+        cache_command(&cli, action)?;
         return Ok(ExitCode::SUCCESS);
     }
     let log_path = init_logging();

@@ -258,6 +258,7 @@ fn a_panicking_backend_turns_predictions_off_and_keeps_answering() {
         version: 0,
         text: "a".into(),
         cursor_char: 1,
+        path: None,
     });
     h.engine.send(Request::Predict {
         version: 0,
@@ -321,6 +322,7 @@ fn open(h: &Harness, text: &str, cursor_char: usize) -> Rope {
         version: 0,
         text: text.to_string(),
         cursor_char,
+        path: None,
     });
     Rope::from_str(text)
 }

@@ -57,6 +57,14 @@ struct Args {
     /// llama-bench's tg64 measures; an editor decodes after a whole file.
     #[arg(long, default_value_t = 1)]
     decode_context: usize,
+    /// Only measure opening FILE to "ready" through the engine: cold, warm
+    /// from the KV cache kept on disk, and warm after about 10 lines of the
+    /// file changed (a simulated `git pull`), in one run.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["speed_only", "slide_only"])]
+    open: Option<PathBuf>,
+    /// With --open: how the disk cache stores K/V (f32 or f16).
+    #[arg(long, default_value = "f32", requires = "open")]
+    open_storage: String,
 }
 
 fn default_model() -> Result<PathBuf> {
@@ -266,6 +274,10 @@ fn main() -> Result<()> {
     // Generation needs at least one token before the prediction point.
     let decode_context = args.decode_context.max(1);
 
+    if let Some(file) = &args.open {
+        return open_bench::run(&path, file, &args);
+    }
+
     if args.speed_only {
         println!(
             "| weights (Q4_1 matrices) | kernel | load s | prefill pp512 tok/s | decode tg64 tok/s (after {} tokens) | RSS MB |",
@@ -393,4 +405,310 @@ fn slide_table(model: &Arc<Model>, contexts: &[usize], reps: usize) -> Result<()
         );
     }
     Ok(())
+}
+
+/// Open -> ready through the real engine (`EngineHandle` over `Mirror`,
+/// the disk cache in a temporary directory), as the editor opens a file.
+mod open_bench {
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
+
+    use anyhow::{Context, Result, bail};
+    use pie_edit::model::kv_store::Storage;
+    use pie_edit::model::{LoadOptions, SlowQuant};
+    use pie_edit::predict::engine::{EngineHandle, EngineState, Event, Request};
+    use pie_edit::predict::kv_disk;
+    use pie_edit::predict::mirror::{self, MirrorConfig};
+
+    use super::{Args, median, ms};
+
+    /// About ten lines changed through the file, as a pull of someone
+    /// else's commits would: lines inserted, edited and deleted in turn.
+    pub fn pulled(text: &str) -> String {
+        let mut lines: Vec<String> = text.split_inclusive('\n').map(str::to_string).collect();
+        let n = lines.len();
+        for i in (0..10).rev() {
+            let at = ((2 * i + 1) * n / 20).min(n.saturating_sub(1));
+            match i % 3 {
+                0 => lines.insert(at, format!("# pulled change {i}\n")),
+                1 => {
+                    let line = lines[at].trim_end_matches('\n').to_string();
+                    lines[at] = format!("{line}  # edited upstream\n");
+                }
+                _ => {
+                    lines.remove(at);
+                }
+            }
+        }
+        lines.concat()
+    }
+
+    struct Engine {
+        handle: EngineHandle,
+    }
+
+    impl Engine {
+        fn start(
+            model: &Path,
+            cache: &Path,
+            storage: Storage,
+            slow_quant: SlowQuant,
+        ) -> Result<Engine> {
+            let (model, cache) = (model.to_path_buf(), cache.to_path_buf());
+            let handle = EngineHandle::spawn(move |progress| {
+                let options = LoadOptions {
+                    slow_quant,
+                    ..LoadOptions::default()
+                };
+                let spec = model.to_string_lossy().into_owned();
+                let (mut m, name) =
+                    mirror::load_with(&spec, MirrorConfig::default(), &options, progress)?;
+                m.enable_disk_cache(cache, kv_disk::DEFAULT_MAX_BYTES, storage);
+                Ok((m, name))
+            });
+            let engine = Engine { handle };
+            engine.wait_ready()?;
+            Ok(engine)
+        }
+
+        fn next(&self) -> Result<Event> {
+            self.handle
+                .events
+                .recv_timeout(Duration::from_secs(600))
+                .context("the engine went quiet")
+        }
+
+        /// Events until Ready; whether "reading the buffer" was among them.
+        fn wait_ready(&self) -> Result<bool> {
+            let mut read = false;
+            loop {
+                match self.next()? {
+                    Event::State(EngineState::Ready(_)) => return Ok(read),
+                    Event::State(EngineState::Failed(e)) => bail!("engine failed: {e}"),
+                    Event::State(EngineState::Loading(what)) => {
+                        read |= what == "reading the buffer"
+                    }
+                    _ => {}
+                }
+            }
+        }
+
+        /// Open `file` with `text`: the time to Ready (an open encodes
+        /// only what precedes the cursor before it), the time until the whole
+        /// window is encoded (the engine does the rest in the background),
+        /// and whether it read the buffer.
+        fn open(&self, file: &Path, text: &str) -> Result<(Duration, Duration, bool)> {
+            let started = Instant::now();
+            self.handle.send(Request::Open {
+                version: 0,
+                text: text.to_string(),
+                cursor_char: 0,
+                path: Some(file.to_path_buf()),
+            });
+            let read = self.wait_ready()?;
+            let ready = started.elapsed();
+            loop {
+                if let Event::Cache(info) = self.next()?
+                    && info.tokens > 0
+                    && info.unencoded == 0
+                {
+                    return Ok((ready, started.elapsed(), read));
+                }
+            }
+        }
+
+        /// The suggestion at `cursor` and how long it took.
+        fn predict(&self, cursor: usize) -> Result<(String, Duration)> {
+            self.handle.send(Request::Predict {
+                version: 0,
+                id: 1,
+                cursor_char: cursor,
+                requested_at: Instant::now(),
+            });
+            let mut text = String::new();
+            loop {
+                match self.next()? {
+                    Event::Chunk { text: t, .. } => text.push_str(&t),
+                    Event::Finished { total, .. } => return Ok((text, total)),
+                    _ => {}
+                }
+            }
+        }
+
+        /// Quit as the editor does (the entry is written); how long it took.
+        fn close(self) -> Duration {
+            let started = Instant::now();
+            drop(self.handle);
+            started.elapsed()
+        }
+    }
+
+    /// A prediction point: the end of the first `def` line's body start.
+    fn cursor_of(text: &str) -> usize {
+        let at = text
+            .find("\ndef ")
+            .and_then(|d| text[d + 1..].find(":\n").map(|c| d + 1 + c + 2))
+            .unwrap_or(text.len());
+        // After the indentation of the body's first line.
+        let indent = text[at..].len() - text[at..].trim_start_matches(' ').len();
+        text[..at + indent].chars().count()
+    }
+
+    /// Prediction points spread through the file: the first line of each
+    /// block (after a line ending in `:`), after its indentation, as after
+    /// typing Enter there; at most `max`, evenly chosen.
+    fn points_of(text: &str, max: usize) -> Vec<usize> {
+        let mut points = Vec::new();
+        let mut chars = 0;
+        let mut previous_opens = false;
+        for line in text.split_inclusive('\n') {
+            if previous_opens {
+                let indent = line.len() - line.trim_start_matches(' ').len();
+                points.push(chars + line[..indent].chars().count());
+            }
+            previous_opens = line.trim_end().ends_with(':');
+            chars += line.chars().count();
+        }
+        if points.len() > max {
+            let step = points.len() as f64 / max as f64;
+            points = (0..max)
+                .map(|i| points[(i as f64 * step) as usize])
+                .collect();
+        }
+        points
+    }
+
+    pub fn run(model: &Path, file: &Path, args: &Args) -> Result<()> {
+        // What the engine did on each open, on stderr, with PIE_EDIT_LOG=debug.
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("PIE_EDIT_LOG")
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+        let storage = match args.open_storage.as_str() {
+            "f32" => Storage::F32,
+            "f16" => Storage::F16,
+            other => bail!("--open-storage {other}: f32 or f16"),
+        };
+        let original = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let work = std::env::temp_dir().join(format!("pie-bench-open-{}", std::process::id()));
+        std::fs::create_dir_all(&work)?;
+        let result = measure(model, file, args, storage, &original, &work);
+        let _ = std::fs::remove_dir_all(&work);
+        result
+    }
+
+    fn measure(
+        model: &Path,
+        file: &Path,
+        args: &Args,
+        storage: Storage,
+        original: &str,
+        work: &Path,
+    ) -> Result<()> {
+        let slow_quant = args.weights.unwrap_or_default();
+        let changed = pulled(original);
+        let copy: PathBuf = work.join(file.file_name().unwrap_or("file".as_ref()));
+        let cache = work.join("kv");
+        let cursor = cursor_of(original);
+        println!(
+            "file: {} ({} bytes), storage {storage:?}",
+            file.display(),
+            original.len()
+        );
+        let (mut cold, mut warm, mut pulled_t, mut writes) = (vec![], vec![], vec![], vec![]);
+        let (mut cold_ready, mut warm_ready, mut pulled_ready) = (vec![], vec![], vec![]);
+        let mut entry_bytes = 0;
+        let mut tokens = 0;
+        let mut same_suggestion = true;
+        let mut first = None;
+        let points = points_of(original, 20);
+        let mut agree = 0;
+        for rep in 0..args.reps.max(1) {
+            let _ = kv_disk::clear(&cache);
+            std::fs::write(&copy, original)?;
+            let e = Engine::start(model, &cache, storage, slow_quant)?;
+            let (r, t, read) = e.open(&copy, original)?;
+            anyhow::ensure!(read, "the cold open did not encode");
+            cold_ready.push(r);
+            cold.push(t);
+            let (cold_text, _) = e.predict(cursor)?;
+            let cold_lines: Vec<String> = if rep == 0 {
+                points
+                    .iter()
+                    .map(|&p| e.predict(p).map(|r| r.0))
+                    .collect::<Result<_>>()?
+            } else {
+                Vec::new()
+            };
+            writes.push(e.close());
+            let entry = kv_disk::entry_path(&cache, &copy).context("entry path")?;
+            entry_bytes = std::fs::metadata(&entry).context("no entry written")?.len();
+            if let Ok((header, _)) = kv_disk::describe(&entry) {
+                tokens = header.tokens;
+            }
+
+            let e = Engine::start(model, &cache, storage, slow_quant)?;
+            let (r, t, read) = e.open(&copy, original)?;
+            anyhow::ensure!(!read, "the warm open encoded the buffer");
+            warm_ready.push(r);
+            warm.push(t);
+            let (warm_text, _) = e.predict(cursor)?;
+            same_suggestion &= warm_text == cold_text;
+            for (&p, cold_line) in points.iter().zip(&cold_lines) {
+                agree += usize::from(&e.predict(p)?.0 == cold_line);
+            }
+            first.get_or_insert((cold_text, warm_text));
+            e.close();
+
+            std::fs::write(&copy, &changed)?;
+            let e = Engine::start(model, &cache, storage, slow_quant)?;
+            let (r, t, read) = e.open(&copy, &changed)?;
+            anyhow::ensure!(!read, "the warm open after the change encoded the buffer");
+            pulled_ready.push(r);
+            pulled_t.push(t);
+            e.close();
+        }
+        let (cold, warm, pulled_t, writes) =
+            (median(cold), median(warm), median(pulled_t), median(writes));
+        let (cold_ready, warm_ready, pulled_ready) =
+            (median(cold_ready), median(warm_ready), median(pulled_ready));
+        println!(
+            "| open | -> ready ms | -> window encoded ms (median of {}) | vs cold |",
+            args.reps.max(1)
+        );
+        println!("|---|---|---|---|");
+        println!("| cold | {:.0} | {:.0} | 1x |", ms(cold_ready), ms(cold));
+        println!(
+            "| warm, unchanged | {:.0} | {:.0} | {:.0}x faster |",
+            ms(warm_ready),
+            ms(warm),
+            cold.as_secs_f64() / warm.as_secs_f64()
+        );
+        println!(
+            "| warm, ~10 lines changed | {:.0} | {:.0} | {:.0}x faster |",
+            ms(pulled_ready),
+            ms(pulled_t),
+            cold.as_secs_f64() / pulled_t.as_secs_f64()
+        );
+        println!(
+            "entry: {tokens} tokens, {:.1} MiB, {:.1} MiB per 1k tokens; quit with the write: {:.0} ms",
+            entry_bytes as f64 / (1 << 20) as f64,
+            entry_bytes as f64 / (1 << 20) as f64 * 1000.0 / tokens.max(1) as f64,
+            ms(writes)
+        );
+        println!(
+            "warm (unchanged file) suggestion = cold suggestion at {agree} of {} block starts",
+            points.len()
+        );
+        if let Some((cold_text, warm_text)) = first {
+            println!(
+                "first suggestion at char {cursor}: cold {cold_text:?}, warm {warm_text:?}; same in every run: {same_suggestion}"
+            );
+        }
+        Ok(())
+    }
 }

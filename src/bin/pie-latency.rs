@@ -152,6 +152,9 @@ fn main() -> anyhow::Result<()> {
         update_mode: mode,
         max_context: args.max_context,
         repair_after_ms: args.repair_after_ms,
+        // Every run starts cold and leaves nothing behind: a kept cache
+        // would make the next run's numbers depend on this one.
+        kv_cache: false,
         serial_when_busy: args.serial_when_busy,
         min_confidence: args.min_confidence,
         alternatives: args.alternatives,

@@ -77,6 +77,34 @@ impl KvCache {
         })
     }
 
+    /// A cache over tensors already laid out as a cache keeps them (per
+    /// layer `[n_kv_heads, capacity, head_dim]`, hidden states
+    /// `[capacity, hidden]`, f32), with slots `0..len` valid: a cache read
+    /// back from disk, built without a copy.
+    pub fn from_tensors(layers: Vec<(Tensor, Tensor)>, hidden: Tensor, len: usize) -> Result<Self> {
+        let Some((k0, _)) = layers.first() else {
+            bail!("a cache needs at least one layer");
+        };
+        let (n_kv_heads, capacity, head_dim) = k0.dims3()?;
+        for (k, v) in &layers {
+            if k.dims() != k0.dims() || v.dims() != k0.dims() {
+                bail!("cache layers of different shapes");
+            }
+        }
+        if hidden.dim(0)? != capacity || len > capacity {
+            bail!("cache of capacity {capacity}: hidden states or length {len} do not fit");
+        }
+        Ok(Self {
+            device: k0.device().clone(),
+            layers,
+            hidden,
+            len,
+            capacity,
+            n_kv_heads,
+            head_dim,
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -179,6 +207,17 @@ impl KvCache {
         self.reserve(at + n)?;
         self.hidden.slice_set(&detached(hidden)?, 0, at)?;
         Ok(())
+    }
+
+    /// The last hidden states of slots `0..len`, `[len, hidden]`, as a view.
+    pub fn hidden_view(&self, len: usize) -> Result<Tensor> {
+        if len > self.len {
+            bail!(
+                "hidden states of {len} slots beyond cache length {}",
+                self.len
+            );
+        }
+        Ok(self.hidden.narrow(0, 0, len)?)
     }
 
     /// The last hidden state of slot `slot`'s token, `[1, hidden]`.

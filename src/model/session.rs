@@ -117,6 +117,47 @@ impl Session {
         })
     }
 
+    /// A session over a cache that is already filled (one kept on disk and
+    /// read back): `stale_from` is where [`Session::staleness`] stood, and
+    /// `unencoded_from` where the entries not encoded yet began (see
+    /// [`Session::reset_lazily`]; they lie inside the stale suffix).
+    pub fn from_cache(
+        model: Arc<Model>,
+        cache: KvCache,
+        tokens: Vec<u32>,
+        stale_from: Option<usize>,
+        unencoded_from: Option<usize>,
+    ) -> Result<Self> {
+        if cache.len() != tokens.len() {
+            bail!(
+                "a cache of {} entries cannot mirror {} tokens",
+                cache.len(),
+                tokens.len()
+            );
+        }
+        let stale = stale_from
+            .filter(|&from| from < tokens.len())
+            .map(|from| Staleness {
+                from,
+                since_update: 0,
+            });
+        let unencoded_from = unencoded_from.filter(|&u| u < tokens.len());
+        if let Some(u) = unencoded_from
+            && stale.is_none_or(|s| s.from > u)
+        {
+            bail!("unencoded entries from {u} outside the stale suffix {stale:?}");
+        }
+        Ok(Self {
+            scratch: model.new_cache(64)?,
+            model,
+            cache,
+            tokens,
+            stale,
+            unencoded_from,
+            updates: 0,
+        })
+    }
+
     /// Preallocate cache room for `slots` tokens, so that later edits do not
     /// pay for a growth step (the editor knows its window size up front).
     pub fn reserve(&mut self, slots: usize) -> Result<()> {
@@ -325,19 +366,16 @@ impl Session {
                 self.cache
                     .move_segments(&segments, new_tokens.len(), rope)?;
                 let mut shift = 0isize;
+                let mut spans = Vec::new();
                 for h in &hunks {
                     let at = (h.start as isize + shift) as usize;
                     if !h.new_tokens.is_empty() {
-                        self.model.forward_chunked(
-                            &mut self.cache,
-                            at,
-                            &h.new_tokens,
-                            Logits::None,
-                        )?;
-                        stats.encoded += h.new_tokens.len();
+                        spans.push((at, h.new_tokens.as_slice()));
                     }
                     shift += h.delta();
                 }
+                stats.encoded = spans.iter().map(|(_, t)| t.len()).sum();
+                self.encode_spans(&spans)?;
             }
         }
         // Not-yet-encoded entries before the first hunk stay so, and so do
@@ -362,6 +400,33 @@ impl Session {
         }
         stats.elapsed = started.elapsed();
         Ok(stats)
+    }
+
+    /// Encode new tokens at their (already made room for) slots. Several
+    /// short runs (a multi-place edit, a reopened file's changes) go in one
+    /// forward pass, so the weights are read once rather than once per run;
+    /// long ones are encoded run by run, in chunks.
+    fn encode_spans(&mut self, spans: &[(usize, &[u32])]) -> Result<()> {
+        const ONE_PASS_MAX: usize = 512;
+        let total: usize = spans.iter().map(|(_, t)| t.len()).sum();
+        if spans.len() > 1 && total <= ONE_PASS_MAX {
+            let tokens: Vec<u32> = spans.iter().flat_map(|(_, t)| t.iter().copied()).collect();
+            let ranges: Vec<(usize, usize)> = spans.iter().map(|&(at, t)| (at, t.len())).collect();
+            self.model.forward(
+                &tokens,
+                Attend::Spans {
+                    cache: &mut self.cache,
+                    spans: &ranges,
+                },
+                Logits::None,
+            )?;
+            return Ok(());
+        }
+        for &(at, tokens) in spans {
+            self.model
+                .forward_chunked(&mut self.cache, at, tokens, Logits::None)?;
+        }
+        Ok(())
     }
 
     /// Drop the first `drop_head` tokens and move the rest to the front,

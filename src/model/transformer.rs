@@ -127,6 +127,16 @@ pub enum Attend<'a> {
         base_len: usize,
         scratch: &'a mut KvCache,
     },
+    /// Several runs of new entries in one pass: the tokens are the runs
+    /// one after the other, run `(at, len)` goes to slots `at..at + len`
+    /// (ascending, not overlapping, each within or just after the cache),
+    /// and each attends causally to `cache[0..at + len)`, which holds the
+    /// earlier runs' new entries of the same layer. The same as one
+    /// `Cache` pass per run, left to right, with the weights read once.
+    Spans {
+        cache: &'a mut KvCache,
+        spans: &'a [(usize, usize)],
+    },
 }
 
 /// A forward pass into the scratch area stopped between two layers because
@@ -242,8 +252,31 @@ impl Model {
                 }
                 base_len + scratch.len()
             }
+            Attend::Spans { cache, spans } => {
+                let mut end = 0;
+                for &(at, len) in spans.iter() {
+                    if at < end || at > cache.len() || len == 0 {
+                        bail!(
+                            "forward span ({at}, {len}) out of order or leaves a gap (cache {})",
+                            cache.len()
+                        );
+                    }
+                    end = at + len;
+                }
+                if spans.iter().map(|s| s.1).sum::<usize>() != n {
+                    bail!("forward spans do not cover the {n} tokens");
+                }
+                0
+            }
         };
-        let tables = self.rope.range_tables(start, n)?;
+        let tables = match &attend {
+            Attend::Spans { spans, .. } => self.rope.tables(
+                spans
+                    .iter()
+                    .flat_map(|&(at, len)| (at..at + len).map(|p| p as f64)),
+            )?,
+            _ => self.rope.range_tables(start, n)?,
+        };
         let ids = Tensor::new(tokens, &self.device)?;
         let mut x = self.embed.index_select(&ids, 0)?;
         let eps = self.config.rms_eps as f32;
@@ -268,6 +301,16 @@ impl Model {
             Attend::Scratch { scratch, .. } => {
                 let end = scratch.len() + n;
                 scratch.set_len(end)?;
+            }
+            Attend::Spans { cache, spans } => {
+                let mut row = 0;
+                let mut end = cache.len();
+                for &(at, len) in spans.iter() {
+                    cache.write_hidden(at, &x.narrow(0, row, len)?)?;
+                    row += len;
+                    end = end.max(at + len);
+                }
+                cache.set_len(end)?;
             }
         }
         let x = match logits {
@@ -360,6 +403,9 @@ impl Model {
                 });
                 parts
             }
+            Attend::Spans { cache, spans } => {
+                return self.span_attention(layer, li, &q, &k, &v, cache, spans);
+            }
         };
 
         // Grouped-query attention without copying the cache per query head:
@@ -373,6 +419,52 @@ impl Model {
             .transpose(0, 1)?
             .reshape((n, c.n_heads * c.head_dim))?;
         a.o.forward(&y)
+    }
+
+    /// Attention for [`Attend::Spans`]: every run's keys and values are
+    /// written first, then each run's queries attend to the cache up to
+    /// its own end.
+    #[allow(clippy::too_many_arguments)]
+    fn span_attention(
+        &self,
+        layer: &Layer,
+        li: usize,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        cache: &mut KvCache,
+        spans: &[(usize, usize)],
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let mut row = 0;
+        for &(at, len) in spans {
+            cache.write(li, at, &k.narrow(1, row, len)?, &v.narrow(1, row, len)?)?;
+            row += len;
+        }
+        let group = c.n_heads / c.n_kv_heads;
+        let scale = 1.0 / (c.head_dim as f64).sqrt();
+        let mut outputs = Vec::with_capacity(spans.len());
+        let mut row = 0;
+        for &(at, len) in spans {
+            let (ck, cv) = cache.view(li, at + len)?;
+            let part = KvPart {
+                k: ck,
+                v: cv,
+                causal_offset: Some(at),
+            };
+            let qj = q.narrow(1, row, len)?.contiguous()?.reshape((
+                c.n_kv_heads,
+                group * len,
+                c.head_dim,
+            ))?;
+            let y = grouped_attention(&qj, &[part], len, scale as f32)?;
+            outputs.push(y.reshape((c.n_heads, len, c.head_dim))?);
+            row += len;
+        }
+        let y = Tensor::cat(&outputs, 1)?
+            .transpose(0, 1)?
+            .reshape((row, c.n_heads * c.head_dim))?;
+        layer.attn.o.forward(&y)
     }
 
     /// Prefill `tokens` into an empty cache at positions `0..n`, returning the

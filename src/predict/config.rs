@@ -1,11 +1,13 @@
 //! The `[predict]` table of the config file.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::engine::EngineOptions;
 use crate::model::UpdateMode;
+use crate::model::kv_store::Storage;
 use crate::model::source::DEFAULT_PRESET;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -44,6 +46,16 @@ pub struct PredictConfig {
     pub suppress_in_strings_and_comments: Vec<String>,
     /// Predict in files with no known language (debounce trigger only).
     pub plain_text: bool,
+    /// Keep each file's KV cache on disk when it is closed (and on saves
+    /// that changed it a lot), so that reopening it needs no prefill.
+    pub kv_cache: bool,
+    /// Where the cache entries go (default: the platform cache directory,
+    /// `~/.cache/pie-edit/kv` on Linux).
+    pub kv_cache_dir: Option<PathBuf>,
+    /// Size cap of that directory in MiB: least recently used entries go.
+    pub kv_cache_max_mb: u64,
+    /// How K/V are stored: `f32` (lossless) or `f16` (half the size).
+    pub kv_cache_storage: Storage,
     /// Keep inference on one thread while other processes keep every core
     /// busy (a compile beside the editor), instead of waiting on worker
     /// threads that do not get to run.
@@ -102,6 +114,10 @@ impl Default for PredictConfig {
             trigger_languages: vec!["python".into(), "rust".into()],
             suppress_in_strings_and_comments: vec!["python".into(), "rust".into()],
             plain_text: false,
+            kv_cache: true,
+            kv_cache_dir: None,
+            kv_cache_max_mb: super::kv_disk::DEFAULT_MAX_BYTES >> 20,
+            kv_cache_storage: Storage::F32,
             serial_when_busy: engine.serial_when_busy,
             alternatives: engine.choices,
             min_confidence: DEFAULT_MIN_CONFIDENCE,
@@ -148,6 +164,19 @@ impl PredictConfig {
             serial_when_busy: self.serial_when_busy,
             choices: self.alternatives.max(1),
         }
+    }
+
+    /// The disk cache's directory, when it is on.
+    pub fn kv_cache_dir(&self) -> Option<PathBuf> {
+        self.kv_cache.then(|| {
+            self.kv_cache_dir
+                .clone()
+                .unwrap_or_else(super::kv_disk::default_dir)
+        })
+    }
+
+    pub fn kv_cache_max_bytes(&self) -> u64 {
+        self.kv_cache_max_mb.saturating_mul(1 << 20)
     }
 
     fn lists(list: &[String], language: &str) -> bool {

@@ -8,6 +8,7 @@
 
 use std::ops::ControlFlow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -82,6 +83,28 @@ pub trait Backend {
     fn unencoded_len(&self) -> usize {
         0
     }
+    /// Start mirroring `doc` (the file at `path`) from the state an earlier
+    /// run kept for it, brought up to date with the text as it is now;
+    /// false when there is none that can be used (a bad one is dropped),
+    /// and then the engine resets from scratch.
+    fn restore(&mut self, _doc: &Rope, _cursor_char: usize, _path: &Path) -> bool {
+        false
+    }
+    /// Keep the state of `doc` (the file at `path`) for a later run, if
+    /// worth it for `why`. It may be written later, on another thread.
+    fn persist(&mut self, _doc: &Rope, _path: &Path, _why: Persist) {}
+    /// Wait until what `persist` handed off is written.
+    fn flush_persisted(&mut self) {}
+}
+
+/// Why the engine keeps its state on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persist {
+    /// The buffer is closed or the editor quits: written unless the entry
+    /// already holds this state.
+    Close,
+    /// The buffer was saved: written when the cache changed a lot since.
+    Save,
 }
 
 /// What [`Backend::suggest`] streams.
@@ -167,12 +190,16 @@ enum RepairScope {
 /// Messages from the editor to the engine.
 #[derive(Debug)]
 pub enum Request {
-    /// A document was opened (or replaced): mirror it from scratch.
+    /// A document was opened (or replaced): mirror it from scratch, or from
+    /// the state kept on disk for `path`.
     Open {
         version: u64,
         text: String,
         cursor_char: usize,
+        path: Option<PathBuf>,
     },
+    /// The document was saved to its file.
+    Saved,
     /// Edits, in order, that took the document to `version`.
     Edits {
         version: u64,
@@ -383,7 +410,7 @@ fn fail_and_drain(requests: &Receiver<Request>, events: &EventSender, message: S
         match request {
             Request::Shutdown => return,
             Request::Open { version: v, .. } | Request::Edits { version: v, .. } => version = v,
-            Request::Predict { .. } => {}
+            Request::Predict { .. } | Request::Saved => {}
             Request::Verify { .. } => {
                 let _ = events.send(Event::Verified(Err("the engine is not running".into())));
             }
@@ -416,6 +443,8 @@ struct Worker<B> {
     cursor_char: usize,
     /// Set once the backend has mirrored a document.
     opened: bool,
+    /// The document's file, for keeping the cache on disk.
+    path: Option<PathBuf>,
     /// When [`Worker::adapt_to_load`] last looked.
     load_checked: Option<Instant>,
 }
@@ -432,6 +461,7 @@ impl<B: Backend> Worker<B> {
             pending: Vec::new(),
             cursor_char: 0,
             opened: false,
+            path: None,
             load_checked: None,
         }
     }
@@ -498,25 +528,45 @@ impl<B: Backend> Worker<B> {
                     matches!(request, Request::Predict { .. }) && Some(index) != newest_predict;
                 index += 1;
                 match request {
-                    Request::Shutdown => return Ok(()),
+                    Request::Shutdown => {
+                        self.persist(Persist::Close)?;
+                        self.guard(|w| {
+                            w.backend.flush_persisted();
+                            Ok(())
+                        })?;
+                        return Ok(());
+                    }
                     Request::Open {
                         version,
                         text,
                         cursor_char,
+                        path,
                     } => {
+                        self.persist(Persist::Close)?;
                         self.doc = Rope::from_str(&text);
                         self.version = version;
                         self.cursor_char = cursor_char;
                         self.pending.clear();
-                        // Encoding a whole window takes seconds on a CPU: say so.
-                        self.send(Event::State(EngineState::Loading(
-                            "reading the buffer".into(),
-                        )));
-                        self.guard(|w| w.backend.reset(&w.doc, w.cursor_char))?;
+                        self.path = path;
+                        let mut warm = false;
+                        if let Some(path) = self.path.clone() {
+                            self.guard(|w| {
+                                warm = w.backend.restore(&w.doc, w.cursor_char, &path);
+                                Ok(())
+                            })?;
+                        }
+                        if !warm {
+                            // Encoding a whole window takes seconds on a CPU: say so.
+                            self.send(Event::State(EngineState::Loading(
+                                "reading the buffer".into(),
+                            )));
+                            self.guard(|w| w.backend.reset(&w.doc, w.cursor_char))?;
+                        }
                         self.send(Event::State(EngineState::Ready(self.name.clone())));
                         self.send(Event::Cache(self.backend.cache_info()));
                         self.opened = true;
                     }
+                    Request::Saved => self.persist(Persist::Save)?,
                     Request::Edits { version, edits } => {
                         for edit in &edits {
                             edit.apply_to(&mut self.doc);
@@ -636,6 +686,21 @@ impl<B: Backend> Worker<B> {
         }
         self.send(Event::Cache(self.backend.cache_info()));
         Ok(())
+    }
+
+    /// Hand the backend's state to the disk cache (see [`Persist`]).
+    fn persist(&mut self, why: Persist) -> Result<(), String> {
+        if !self.opened {
+            return Ok(());
+        }
+        let Some(path) = self.path.clone() else {
+            return Ok(());
+        };
+        self.flush_edits()?;
+        self.guard(|w| {
+            w.backend.persist(&w.doc, &path, why);
+            Ok(())
+        })
     }
 
     fn flush_edits(&mut self) -> Result<(), String> {

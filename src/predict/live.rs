@@ -92,6 +92,9 @@ pub struct Predictor {
     deferred: Option<(Trigger, usize, u64)>,
     /// The engine's answer to the last [`Predictor::verify`].
     pub verification: Option<Result<(), String>>,
+    /// Whether the buffer had unsaved changes at the last poll: a save is
+    /// seen as that turning false.
+    was_modified: bool,
 }
 
 impl Predictor {
@@ -106,8 +109,15 @@ impl Predictor {
             ..MirrorConfig::default()
         };
         let spec = config.model.clone();
+        let disk = config
+            .kv_cache_dir()
+            .map(|dir| (dir, config.kv_cache_max_bytes(), config.kv_cache_storage));
         let engine = EngineHandle::spawn_with(config.engine_options(), move |progress| {
-            mirror::load(&spec, mirror_config, progress)
+            let (mut mirror, name) = mirror::load(&spec, mirror_config, progress)?;
+            if let Some((dir, max_bytes, storage)) = disk {
+                mirror.enable_disk_cache(dir, max_bytes, storage);
+            }
+            Ok((mirror, name))
         });
         Predictor::with_engine(config, engine)
     }
@@ -137,6 +147,7 @@ impl Predictor {
             last_trigger: None,
             deferred: None,
             verification: None,
+            was_modified: false,
         }
     }
 
@@ -147,6 +158,7 @@ impl Predictor {
             version: self.sent_version,
             text: editor.doc.text(),
             cursor_char: editor.cursor(),
+            path: editor.doc.path().map(std::path::Path::to_path_buf),
         });
     }
 
@@ -321,6 +333,11 @@ impl Predictor {
             self.held = None;
             self.streaming = None;
         }
+        let modified = editor.doc.is_modified();
+        if self.was_modified && !modified && editor.doc.path().is_some() {
+            self.engine.send(Request::Saved);
+        }
+        self.was_modified = modified;
         while let Ok(event) = self.engine.events.try_recv() {
             dirty |= self.handle_event(editor, event);
         }

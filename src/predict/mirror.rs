@@ -14,9 +14,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use super::align::AlignedText;
-use super::engine::{Backend, CacheInfo, Output};
+use super::engine::{Backend, CacheInfo, Output, Persist};
 use super::healing::{self, HealingFilter};
+use super::kv_disk::KvDisk;
 use super::suggest::{self, Confidence, ConfidenceMeter};
+use crate::model::kv_store::{self, ModelIdentity, Storage, Tag};
 use crate::model::{
     Flow, GenerateOptions, Sampling, Session, TokenInfo, Tokenizer, UpdateMode, UpdateStats,
 };
@@ -84,6 +86,23 @@ pub struct Mirror {
     /// Document char offset of the window's first char.
     start: usize,
     last_update: UpdateStats,
+    /// The weights file, when loaded from one: what a disk cache entry is
+    /// checked against.
+    model_path: Option<std::path::PathBuf>,
+    /// Where the cache is kept between runs (`None`: it is not).
+    disk: Option<DiskCache>,
+    /// Tokens encoded since the cache was last written to (or read from)
+    /// disk: decides whether a save rewrites the entry.
+    encoded_since_persist: usize,
+    /// The disk entry holds this window's cache as of the last write or read.
+    entry_current: bool,
+}
+
+/// A cache directory and what its entries must match.
+pub struct DiskCache {
+    pub disk: KvDisk,
+    pub identity: ModelIdentity,
+    pub storage: Storage,
 }
 
 impl Mirror {
@@ -97,6 +116,10 @@ impl Mirror {
             window: ropey::Rope::new(),
             start: 0,
             last_update: UpdateStats::default(),
+            model_path: None,
+            disk: None,
+            encoded_since_persist: 0,
+            entry_current: false,
         }
     }
 
@@ -119,6 +142,11 @@ impl Mirror {
             window: self.window.clone(),
             start: self.start,
             last_update: self.last_update.clone(),
+            model_path: self.model_path.clone(),
+            // Two mirrors writing one entry would race; a fork is a scratch copy.
+            disk: None,
+            encoded_since_persist: self.encoded_since_persist,
+            entry_current: false,
         })
     }
 
@@ -171,6 +199,8 @@ impl Mirror {
             .token_at_byte(cursor_byte)
             .map_or(self.aligned.tokens().len(), |t| t + 1);
         self.last_update = self.session.reset_lazily(self.aligned.tokens(), now)?;
+        self.encoded_since_persist += self.last_update.encoded;
+        self.entry_current = false;
         tracing::debug!(
             tokens = self.aligned.tokens().len(),
             ms = self.last_update.elapsed.as_millis(),
@@ -272,10 +302,13 @@ impl Mirror {
             let keep_tokens = self.aligned.tokens().len() - excess;
             let keep_byte = self.aligned.token_starts()[keep_tokens];
             let line = self.window.byte_to_line(keep_byte);
-            let cut = self
-                .window
-                .line_to_char(line)
-                .max(self.window.byte_to_char(cursor_byte));
+            // The cursor's place after the slide above, which moved the
+            // window's start (its byte offset from before would point
+            // past the shortened window).
+            let cursor_char = cursor
+                .saturating_sub(self.start)
+                .min(self.window.len_chars());
+            let cut = self.window.line_to_char(line).max(cursor_char);
             let edit = Edit::delete(&self.window, cut, self.window.len_chars());
             edit.apply_to(&mut self.window);
             self.sync_tokens(&[edit])?;
@@ -285,6 +318,8 @@ impl Mirror {
     }
 
     fn accumulate(&mut self, stats: UpdateStats) {
+        self.encoded_since_persist += stats.encoded;
+        self.entry_current = false;
         self.last_update.encoded += stats.encoded;
         self.last_update.moved += stats.moved;
         self.last_update.elapsed += stats.elapsed;
@@ -650,12 +685,28 @@ impl Backend for Mirror {
 
     fn repair(&mut self, max_tokens: usize) -> Result<()> {
         let stats = self.session.repair(max_tokens)?;
+        self.encoded_since_persist += stats.encoded;
+        self.entry_current &= stats.encoded == 0;
         tracing::trace!(
             repaired = stats.encoded,
             ms = stats.elapsed.as_millis(),
             "cache repaired"
         );
         Ok(())
+    }
+
+    fn restore(&mut self, doc: &ropey::Rope, cursor_char: usize, path: &std::path::Path) -> bool {
+        self.restore_from_disk(doc, cursor_char, path)
+    }
+
+    fn persist(&mut self, doc: &ropey::Rope, path: &std::path::Path, why: Persist) {
+        self.persist_to_disk(doc, path, why)
+    }
+
+    fn flush_persisted(&mut self) {
+        if let Some(disk) = &self.disk {
+            disk.disk.flush();
+        }
     }
 
     fn verify(&self, doc: &ropey::Rope) -> Result<(), String> {
@@ -725,5 +776,333 @@ pub fn load_with(
     // The status line names the kernel, so that a slow machine shows why.
     let name = format!("{}[{}]", files.name, model.kernel());
     let session = Session::new(model)?;
-    Ok((Mirror::new(tokenizer, session, config), name))
+    let mut mirror = Mirror::new(tokenizer, session, config);
+    mirror.model_path = Some(files.weights.clone());
+    Ok((mirror, name))
+}
+
+/// Larger documents are not kept: the entry stores the whole text, and a
+/// reopen diffs all of it, for a window of at most `max_context` tokens.
+const MAX_PERSISTED_DOC_BYTES: usize = 16 << 20;
+
+/// The caller blocks a mirror adds to a stored session (`kv_store`).
+const WINDOW_TAG: Tag = *b"WIND";
+const TEXT_TAG: Tag = *b"TEXT";
+
+/// Where the mirrored window sat in the document when it was stored; the
+/// document itself is stored beside it, so that the difference from the
+/// file as it is now can be applied as edits.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedWindow {
+    /// The file the entry was written for (its canonical path).
+    pub file: std::path::PathBuf,
+    pub max_context: usize,
+    /// Document char offset of the window's start, and its length in chars.
+    pub start: usize,
+    pub chars: usize,
+    /// Seconds since the Unix epoch.
+    pub saved_at: u64,
+}
+
+impl SavedWindow {
+    pub fn from_extras(extras: &[(Tag, Vec<u8>)]) -> Result<SavedWindow> {
+        let (_, bytes) = extras
+            .iter()
+            .find(|(tag, _)| *tag == WINDOW_TAG)
+            .context("no window block")?;
+        serde_json::from_slice(bytes).context("window block")
+    }
+}
+
+/// What a warm open did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RestoreStats {
+    /// Tokens the stored cache held.
+    pub loaded: usize,
+    /// Document edits between the stored text and the text now.
+    pub edits: usize,
+    /// Tokens encoded and moved to bring the cache to the text now.
+    pub update: UpdateStats,
+}
+
+/// Edits that take `old` to `new`, found line by line. They come last
+/// first, each relative to the text after the previous one (as the engine
+/// hands edits to a backend), so each is made in `old`'s coordinates.
+pub fn diff_edits(old: &ropey::Rope, new: &ropey::Rope) -> Vec<Edit> {
+    let (old_text, new_text) = (old.to_string(), new.to_string());
+    let diff = similar::TextDiff::configure()
+        // A pathological diff gets coarser, never slow: any diff is correct.
+        .timeout(std::time::Duration::from_millis(300))
+        .diff_lines(&old_text, &new_text);
+    let char_starts = |lines: &[&str]| {
+        let mut starts = Vec::with_capacity(lines.len() + 1);
+        let mut at = 0;
+        starts.push(0);
+        for line in lines {
+            at += line.chars().count();
+            starts.push(at);
+        }
+        starts
+    };
+    let (old_lines, new_lines) = (diff.old_slices(), diff.new_slices());
+    let old_starts = char_starts(old_lines);
+    let mut changes: Vec<(usize, usize, String)> = Vec::new();
+    for op in diff.ops() {
+        if matches!(op, similar::DiffOp::Equal { .. }) {
+            continue;
+        }
+        let (old_range, new_range) = (op.old_range(), op.new_range());
+        let inserted: String = new_lines[new_range].concat();
+        let (from, to) = (old_starts[old_range.start], old_starts[old_range.end]);
+        match changes.last_mut() {
+            // Ops that touch (a delete next to an insert) become one edit.
+            Some(last) if last.1 == from => {
+                last.1 = to;
+                last.2.push_str(&inserted);
+            }
+            _ => changes.push((from, to, inserted)),
+        }
+    }
+    let mut rope = old.clone();
+    let mut edits = Vec::with_capacity(changes.len());
+    for (from, to, inserted) in changes.into_iter().rev() {
+        let edit = Edit::replace(&rope, from, to, &inserted);
+        edit.apply_to(&mut rope);
+        edits.push(edit);
+    }
+    edits
+}
+
+impl Mirror {
+    /// Keep the cache between runs in `disk` (`None`: do not).
+    pub fn set_disk_cache(&mut self, disk: Option<DiskCache>) {
+        self.disk = disk;
+    }
+
+    /// [`Mirror::set_disk_cache`] for the weights this mirror was loaded
+    /// from; without a weights file (or when it cannot be read) the cache
+    /// stays in memory only.
+    pub fn enable_disk_cache(&mut self, dir: std::path::PathBuf, max_bytes: u64, storage: Storage) {
+        let Some(path) = &self.model_path else {
+            return;
+        };
+        match ModelIdentity::of_path(path) {
+            Ok(identity) => {
+                self.disk = Some(DiskCache {
+                    disk: KvDisk::new(dir, max_bytes),
+                    identity,
+                    storage,
+                })
+            }
+            Err(e) => tracing::warn!(
+                "KV cache stays in memory: cannot identify {}: {e}",
+                path.display()
+            ),
+        }
+    }
+
+    pub fn disk_cache(&self) -> Option<&DiskCache> {
+        self.disk.as_ref()
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The window's cache and the document it was made for, as bytes (see
+    /// `model::kv_store`), for `file`.
+    pub fn encode_state(
+        &self,
+        doc: &ropey::Rope,
+        file: &std::path::Path,
+        identity: &ModelIdentity,
+        storage: Storage,
+    ) -> Result<Vec<u8>> {
+        let window = SavedWindow {
+            file: file.to_path_buf(),
+            max_context: self.config.max_context,
+            start: self.start,
+            chars: self.window.len_chars(),
+            saved_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        let window_json = serde_json::to_vec(&window)?;
+        let text = doc.to_string();
+        kv_store::encode(
+            &self.session,
+            identity,
+            storage,
+            &[(WINDOW_TAG, &window_json), (TEXT_TAG, text.as_bytes())],
+        )
+    }
+
+    /// Take the state `encode_state` wrote, then bring it to `doc` through
+    /// the same path as typing: the stored document's difference from `doc`
+    /// becomes edits, aligned to token hunks, and PIE moves the cache. On
+    /// error the mirror is left as it was, or (when the edits failed) holds
+    /// nothing valid: the caller then encodes `doc` from scratch.
+    pub fn restore_state(
+        &mut self,
+        bytes: &[u8],
+        doc: &ropey::Rope,
+        cursor_char: usize,
+        identity: &ModelIdentity,
+    ) -> Result<RestoreStats> {
+        let decoded = kv_store::decode(bytes, self.session.model(), identity)?;
+        let saved = SavedWindow::from_extras(&decoded.extras)?;
+        if saved.max_context != self.config.max_context {
+            anyhow::bail!(
+                "stored for max_context {}, not {}",
+                saved.max_context,
+                self.config.max_context
+            );
+        }
+        let (_, text) = decoded
+            .extras
+            .iter()
+            .find(|(tag, _)| *tag == TEXT_TAG)
+            .context("no text block")?;
+        let old_doc = ropey::Rope::from_str(std::str::from_utf8(text).context("stored text")?);
+        let end = saved.start + saved.chars;
+        if end > old_doc.len_chars() {
+            anyhow::bail!(
+                "stored window {}..{end} is past the stored text's {} chars",
+                saved.start,
+                old_doc.len_chars()
+            );
+        }
+        let window: ropey::Rope = old_doc.slice(saved.start..end).into();
+        let aligned = AlignedText::new(&self.tokenizer, window.to_string());
+        // Also catches a tokenizer that changed while the weights did not.
+        if aligned.tokens() != decoded.session.tokens() {
+            anyhow::bail!("stored tokens are not the tokenization of the stored text");
+        }
+        let loaded = aligned.tokens().len();
+        self.session = decoded.session;
+        self.aligned = aligned;
+        self.window = window;
+        self.start = saved.start;
+        let edits = diff_edits(&old_doc, doc);
+        self.apply_edits(doc, &edits, cursor_char)?;
+        let range = self.window_range();
+        if range.end > doc.len_chars() || self.aligned.text() != doc.slice(range.clone()) {
+            anyhow::bail!("restored window {range:?} does not match the document");
+        }
+        self.encoded_since_persist = 0;
+        self.entry_current = edits.is_empty();
+        Ok(RestoreStats {
+            loaded,
+            edits: edits.len(),
+            update: self.last_update.clone(),
+        })
+    }
+
+    fn restore_from_disk(
+        &mut self,
+        doc: &ropey::Rope,
+        cursor_char: usize,
+        path: &std::path::Path,
+    ) -> bool {
+        let Some(disk) = &self.disk else {
+            return false;
+        };
+        let Some(entry) = disk.disk.entry_for(path) else {
+            return false;
+        };
+        let started = std::time::Instant::now();
+        let bytes = match disk.disk.read(&entry) {
+            None => return false,
+            Some(Ok(bytes)) => bytes,
+            Some(Err(e)) => {
+                tracing::warn!(
+                    "KV cache entry {} unreadable ({e}); removed, encoding cold",
+                    entry.display()
+                );
+                disk.disk.remove(&entry);
+                return false;
+            }
+        };
+        let identity = disk.identity.clone();
+        // A bug met by a strange entry must cost the cache, not predictions:
+        // a panic is a bad entry too (the engine then encodes from scratch,
+        // which replaces whatever was half taken over).
+        let restored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.restore_state(&bytes, doc, cursor_char, &identity)
+        }))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("restoring it panicked")));
+        match restored {
+            Ok(stats) => {
+                tracing::info!(
+                    loaded = stats.loaded,
+                    edits = stats.edits,
+                    encoded = stats.update.encoded,
+                    moved = stats.update.moved,
+                    ms = started.elapsed().as_millis(),
+                    "KV cache restored from disk"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "KV cache entry {} not used ({e:#}); removed, encoding cold",
+                    entry.display()
+                );
+                if let Some(disk) = &self.disk {
+                    disk.disk.remove(&entry);
+                }
+                false
+            }
+        }
+    }
+
+    /// Whether a save should rewrite the entry: a quarter of the window
+    /// (64 tokens at least) encoded since the last write. A first encoding
+    /// counts in full, so the first save after a cold open keeps it.
+    fn changed_a_lot(&self) -> bool {
+        self.encoded_since_persist >= (self.session.tokens().len() / 4).max(64)
+    }
+
+    fn persist_to_disk(&mut self, doc: &ropey::Rope, path: &std::path::Path, why: Persist) {
+        let Some(disk) = &self.disk else {
+            return;
+        };
+        let wanted = match why {
+            Persist::Close => !self.entry_current,
+            Persist::Save => !self.entry_current && self.changed_a_lot(),
+        };
+        if !wanted || self.session.tokens().is_empty() {
+            return;
+        }
+        if doc.len_bytes() > MAX_PERSISTED_DOC_BYTES {
+            tracing::debug!(
+                bytes = doc.len_bytes(),
+                "document too large to keep its KV cache on disk"
+            );
+            return;
+        }
+        let Some(entry) = disk.disk.entry_for(path) else {
+            return;
+        };
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let started = std::time::Instant::now();
+        let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.encode_state(doc, &canonical, &disk.identity, disk.storage)
+        }))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("encoding it panicked")));
+        match encoded {
+            Ok(bytes) => {
+                tracing::debug!(
+                    bytes = bytes.len(),
+                    ms = started.elapsed().as_millis(),
+                    ?why,
+                    "KV cache encoded for disk"
+                );
+                disk.disk.write(entry, bytes);
+                self.encoded_since_persist = 0;
+                self.entry_current = true;
+            }
+            Err(e) => tracing::warn!("cannot encode the KV cache for disk: {e:#}"),
+        }
+    }
 }

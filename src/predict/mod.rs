@@ -6,6 +6,7 @@ pub mod align;
 pub mod config;
 pub mod engine;
 pub mod healing;
+pub mod kv_disk;
 pub mod live;
 pub mod mirror;
 pub mod suggest;

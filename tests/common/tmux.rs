@@ -19,7 +19,7 @@ pub fn require_tmux() {
     }
 }
 
-/// One pie-edit in its own tmux session, with its data and config
+/// One pie-edit in its own tmux session, with its data, config and cache
 /// directories under `home`.
 pub struct Term {
     pub name: String,
@@ -46,7 +46,7 @@ impl Term {
         // After pie-edit exits, the shell prints its status and the modes
         // it left the terminal in, then waits to be read.
         let script = format!(
-            "env XDG_DATA_HOME={h}/data XDG_CONFIG_HOME={h}/config {env} {bin} {args}; \
+            "env XDG_DATA_HOME={h}/data XDG_CONFIG_HOME={h}/config XDG_CACHE_HOME={h}/cache {env} {bin} {args}; \
              echo {EXIT_MARK}$?; stty -a | tr ' ;' '\\n\\n' | grep -Ex -- '-?(icanon|echo)'; sleep 600",
             h = home.display(),
         );
