@@ -73,6 +73,7 @@ pub mod config;
 pub mod gguf;
 mod kernels;
 pub mod kv_cache;
+pub mod random_gguf;
 pub mod rope;
 pub mod session;
 pub mod source;
