@@ -44,6 +44,13 @@ struct Args {
     /// Pause before idle repair, in ms (0: no repair).
     #[arg(long, default_value_t = PredictConfig::default().repair_after_ms)]
     repair_after_ms: u64,
+    /// The model: a preset, `hf:ORG/REPO[:FILE]`, or a .gguf path (default:
+    /// the editor's default model). A GGUF brings its own tokenizer.
+    #[arg(long)]
+    model: Option<String>,
+    /// CPU threads for the model (default: candle's, one per core).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 /// What gets typed, line by line: the start of a new function at the end of
@@ -70,6 +77,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(threads) = args.threads {
+        // SAFETY: nothing else runs yet; candle reads these when it builds
+        // its thread pools on first use.
+        unsafe {
+            std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+            std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+        }
+    }
     // Engine events (window moves, slides) on stderr with PIE_EDIT_LOG=debug.
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -92,6 +107,7 @@ fn main() -> anyhow::Result<()> {
         update_mode: mode,
         max_context: args.max_context,
         repair_after_ms: args.repair_after_ms,
+        model: args.model.clone().unwrap_or(PredictConfig::default().model),
         ..PredictConfig::default()
     };
     app.attach_predictor(Predictor::spawn(config));
