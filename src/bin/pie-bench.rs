@@ -379,7 +379,12 @@ fn main() -> Result<()> {
     slide_table(&model, &args.contexts, args.reps)
 }
 
-fn write_random(shape: &str, dtype: &str, out: &std::path::Path, vocab: Option<PathBuf>) -> Result<()> {
+fn write_random(
+    shape: &str,
+    dtype: &str,
+    out: &std::path::Path,
+    vocab: Option<PathBuf>,
+) -> Result<()> {
     use pie_edit::model::random_gguf::{self, Vocab};
     let shape = random_gguf::preset(shape)?;
     let vocab_path = match vocab {

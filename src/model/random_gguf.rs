@@ -120,7 +120,9 @@ impl Mix {
 
 /// llama.cpp's layers that get more bits in Q4_K_M.
 fn use_more_bits(layer: usize, layers: usize) -> bool {
-    layer < layers / 8 || layer >= 7 * layers / 8 || (layer as isize - (layers / 8) as isize) % 3 == 2
+    layer < layers / 8
+        || layer >= 7 * layers / 8
+        || (layer as isize - (layers / 8) as isize) % 3 == 2
 }
 
 /// A k-quant needs rows of whole 256-element super-blocks.
@@ -194,13 +196,7 @@ pub fn tensors(shape: &Shape, mix: Mix) -> Vec<TensorEntry> {
             offset: 0.0,
         });
     };
-    matrix(
-        "token_embd.weight".into(),
-        s.vocab,
-        s.hidden,
-        output,
-        0.05,
-    );
+    matrix("token_embd.weight".into(), s.vocab, s.hidden, output, 0.05);
     let mut rest = Vec::new();
     for l in 0..s.layers {
         let p = format!("blk.{l}");
@@ -208,10 +204,22 @@ pub fn tensors(shape: &Shape, mix: Mix) -> Vec<TensorEntry> {
         rest.push((format!("{p}.attn_q.weight"), q_dim, s.hidden, base, h));
         rest.push((format!("{p}.attn_k.weight"), kv_dim, s.hidden, base, h));
         rest.push((format!("{p}.attn_v.weight"), kv_dim, s.hidden, more(l), h));
-        rest.push((format!("{p}.attn_output.weight"), s.hidden, q_dim, base, fan_in(q_dim)));
+        rest.push((
+            format!("{p}.attn_output.weight"),
+            s.hidden,
+            q_dim,
+            base,
+            fan_in(q_dim),
+        ));
         rest.push((format!("{p}.ffn_gate.weight"), s.ffn, s.hidden, base, h));
         rest.push((format!("{p}.ffn_up.weight"), s.ffn, s.hidden, base, h));
-        rest.push((format!("{p}.ffn_down.weight"), s.hidden, s.ffn, more(l), fan_in(s.ffn)));
+        rest.push((
+            format!("{p}.ffn_down.weight"),
+            s.hidden,
+            s.ffn,
+            more(l),
+            fan_in(s.ffn),
+        ));
     }
     for (name, rows, cols, dtype, scale) in rest {
         matrix(name, rows, cols, dtype, scale);
@@ -349,7 +357,10 @@ fn write_tensor(w: &mut impl Write, t: &TensorEntry, index: u64) -> Result<()> {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| bail!("a quantizing thread panicked")))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| bail!("a quantizing thread panicked"))
+                })
                 .collect()
         });
         for part in parts {
@@ -371,7 +382,13 @@ fn write_tensor(w: &mut impl Write, t: &TensorEntry, index: u64) -> Result<()> {
 /// Rows `from..to` of tensor number `index`, drawn and quantized. Each row's
 /// draws depend only on (index, row), so the file is the same whatever the
 /// slab size and thread count.
-fn quantized_rows(t: &TensorEntry, index: u64, from: usize, to: usize, cols: usize) -> Result<Vec<u8>> {
+fn quantized_rows(
+    t: &TensorEntry,
+    index: u64,
+    from: usize,
+    to: usize,
+    cols: usize,
+) -> Result<Vec<u8>> {
     let mut data = Vec::with_capacity((to - from) * cols);
     for row in from..to {
         let mut state = (index << 40 ^ row as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -493,7 +510,8 @@ fn tokenizer_metadata(vocab: &Vocab, size: usize) -> Result<(Vec<(String, Value)
                 }
             }
             ensure!(
-                md.contains_key("tokenizer.ggml.tokens") && md.contains_key("tokenizer.ggml.merges"),
+                md.contains_key("tokenizer.ggml.tokens")
+                    && md.contains_key("tokenizer.ggml.merges"),
                 "{} has no tokenizer tokens and merges to copy",
                 path.display()
             );
@@ -633,11 +651,19 @@ mod tests {
         }
         assert_eq!(content.tensor_infos.len(), 2 + 12 * SMALL.layers);
 
-        let model = crate::model::Model::load(&path, &crate::model::LoadOptions::default()).unwrap();
+        let model =
+            crate::model::Model::load(&path, &crate::model::LoadOptions::default()).unwrap();
         let c = model.config();
         assert_eq!(c.arch, crate::model::Arch::Qwen2);
         assert_eq!(
-            (c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.hidden, c.intermediate),
+            (
+                c.n_layers,
+                c.n_heads,
+                c.n_kv_heads,
+                c.head_dim,
+                c.hidden,
+                c.intermediate
+            ),
             (8, 4, 2, 64, 256, 384)
         );
         assert_eq!((c.vocab_size, c.context_length), (1000, 4096));
