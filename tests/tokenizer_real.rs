@@ -238,3 +238,43 @@ fn gguf_without_tokenizer_data_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// A random-weight model written with SmolLM2's vocabulary (what
+/// `pie-bench --write-random` does for the Qwen shapes) tokenizes real
+/// text exactly as SmolLM2 does, its padding tokens unused.
+#[test]
+fn a_random_model_with_copied_vocabulary_tokenizes_as_its_source() {
+    use pie_edit::model::random_gguf::{self, Shape, Vocab};
+    let files = ensure_default_model().expect("default model available or fetchable");
+    let shape = Shape {
+        name: "tiny-with-qwen-vocab",
+        hidden: 64,
+        layers: 1,
+        heads: 1,
+        kv_heads: 1,
+        head_dim: 64,
+        ffn: 64,
+        vocab: 50_000,
+        ..random_gguf::QWEN25_CODER_0_5B
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("random.gguf");
+    let written = random_gguf::write(
+        &path,
+        &shape,
+        random_gguf::Mix::Q8_0,
+        Vocab::FromGguf(&files.weights),
+    )
+    .unwrap();
+    assert_eq!(written.real_tokens, 49_152);
+    let copy = Tokenizer::from_gguf(&path).unwrap();
+    let source = smollm2();
+    assert_eq!(copy.vocab_size(), 50_000);
+    assert_eq!(copy.eos_token_ids(), source.eos_token_ids());
+    for path in real_source_files() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let ids = copy.encode(&text);
+        assert_eq!(ids, source.encode(&text), "{}", path.display());
+        assert!(ids.iter().all(|&id| id < 49_152));
+    }
+}

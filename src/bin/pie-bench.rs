@@ -65,6 +65,20 @@ struct Args {
     /// With --open: how the disk cache stores K/V (f32 or f16).
     #[arg(long, default_value = "f32", requires = "open")]
     open_storage: String,
+    /// Write a GGUF of this model's shape with random weights to --out, and
+    /// exit (qwen2.5-coder-0.5b, qwen2.5-coder-1.5b).
+    #[arg(long, requires = "out")]
+    write_random: Option<String>,
+    /// Storage of the random model's matrices: q8_0 or q4_k_m.
+    #[arg(long, default_value = "q8_0")]
+    dtype: String,
+    /// Where --write-random writes.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// GGUF whose tokenizer the random model copies (default: the SmolLM2
+    /// model), or `bytes` for a byte-only vocabulary.
+    #[arg(long)]
+    vocab_from: Option<PathBuf>,
 }
 
 fn default_model() -> Result<PathBuf> {
@@ -265,6 +279,9 @@ fn main() -> Result<()> {
         std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
         std::env::set_var("CANDLE_NUM_THREADS", args.threads.to_string());
     }
+    if let (Some(shape), Some(out)) = (&args.write_random, &args.out) {
+        return write_random(shape, &args.dtype, out, args.vocab_from.clone());
+    }
     let path = match &args.model {
         Some(p) => p.clone(),
         None => default_model()?,
@@ -372,6 +389,38 @@ fn main() -> Result<()> {
     }
 
     slide_table(&model, &args.contexts, args.reps)
+}
+
+fn write_random(
+    shape: &str,
+    dtype: &str,
+    out: &std::path::Path,
+    vocab: Option<PathBuf>,
+) -> Result<()> {
+    use pie_edit::model::random_gguf::{self, Vocab};
+    let shape = random_gguf::preset(shape)?;
+    let vocab_path = match vocab {
+        Some(p) => p,
+        None => default_model()?,
+    };
+    let vocab = if vocab_path.as_os_str() == "bytes" {
+        Vocab::Bytes
+    } else {
+        Vocab::FromGguf(&vocab_path)
+    };
+    let started = Instant::now();
+    let written = random_gguf::write(out, &shape, dtype.parse()?, vocab)?;
+    println!(
+        "wrote {} ({} {dtype}, {} tensors, {} real tokens padded to {}): {:.0} MB in {:.0} s",
+        out.display(),
+        shape.name,
+        written.tensors.len(),
+        written.real_tokens,
+        shape.vocab,
+        written.bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// The editor's window slides by an eighth of its budget when the cursor

@@ -62,6 +62,13 @@ struct Args {
     /// Suggestions per prediction (1: no alternatives).
     #[arg(long, default_value_t = PredictConfig::default().alternatives)]
     alternatives: usize,
+    /// The model: a preset, `hf:ORG/REPO[:FILE]`, or a .gguf path (default:
+    /// the editor's default model). A GGUF brings its own tokenizer.
+    #[arg(long)]
+    model: Option<String>,
+    /// CPU threads for the model (default: candle's, one per core).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 /// The competing process; killed when dropped, however the run ends.
@@ -130,6 +137,14 @@ fn main() -> anyhow::Result<()> {
         0 => None,
         n => Some(BusyLoad::start(n)?),
     };
+    if let Some(threads) = args.threads {
+        // SAFETY: nothing else runs yet; candle reads these when it builds
+        // its thread pools on first use.
+        unsafe {
+            std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+            std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+        }
+    }
     // Engine events (window moves, slides) on stderr with PIE_EDIT_LOG=debug.
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -158,6 +173,7 @@ fn main() -> anyhow::Result<()> {
         serial_when_busy: args.serial_when_busy,
         min_confidence: args.min_confidence,
         alternatives: args.alternatives,
+        model: args.model.clone().unwrap_or(PredictConfig::default().model),
         ..PredictConfig::default()
     };
     app.attach_predictor(Predictor::spawn(config));

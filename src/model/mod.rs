@@ -74,6 +74,7 @@ pub mod gguf;
 mod kernels;
 pub mod kv_cache;
 pub mod kv_store;
+pub mod random_gguf;
 pub mod rope;
 pub mod session;
 pub mod source;

@@ -27,8 +27,9 @@ use super::transformer::{Attention, Layer, Linear, Model};
 #[serde(rename_all = "lowercase")]
 pub enum SlowQuant {
     /// Q4_1 (and Q8_0) matrices stay as stored, on our tile kernel (AVX2
-    /// or AVX512-VNNI, see [`Kernel`]) where their shape tiles; anything
-    /// else, or with [`Kernel::Generic`], as q8.
+    /// or AVX512-VNNI, see [`Kernel`]) where their shape tiles; Q4_0 and
+    /// Q5 as Q8_0 on the tiles; anything else, or with
+    /// [`Kernel::Generic`], as q8.
     #[default]
     Native,
     /// Re-quantize to Q8_0 at load (candle's fast kernel, more precise than Q4).
@@ -106,6 +107,22 @@ fn matmul_from_qtensor(
         && QuantTiles::runs_on(kernel)
     {
         return Ok(Linear::Tiled(QuantTiles::from_qtensor(&q, kernel)?));
+    }
+    if options.slow_quant == SlowQuant::Native
+        && is_slow(q.dtype())
+        && QuantTiles::runs_on(kernel)
+        && cols.is_multiple_of(GgmlDType::Q8_0.block_size())
+    {
+        // Q4_0 and Q5 have no tiles of their own, but as Q8_0 (finer than
+        // they are) they take the tile kernel, unpadded. Llama.cpp's Q4_K_M
+        // stores most of Qwen2.5-0.5B's matrices as Q5_0 (rows of 896 do
+        // not fit its k-quants); on candle's kernel they were padded to
+        // 1024 columns, 14% more work, and resident memory of that model
+        // fell from 1.59 to 1.27 GB with tiles (BENCHMARKS.md, issue 16).
+        let q8 = QTensor::quantize(&q.dequantize(device)?, GgmlDType::Q8_0)?;
+        if QuantTiles::fits(&q8) {
+            return Ok(Linear::Tiled(QuantTiles::from_qtensor(&q8, kernel)?));
+        }
     }
     let target = if is_slow(q.dtype()) {
         match options.slow_quant {
