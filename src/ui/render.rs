@@ -313,23 +313,26 @@ fn draw_status(buf: &mut Buffer, area: Rect, editor: &Editor, theme: &Theme, pre
     // Right-hand pieces in display order, each with a priority: on a narrow
     // terminal the least important are left out first.
     let position = format!("{}:{}", line + 1, visual + 1);
-    // Which alternative is shown, before the model's state.
-    let prediction = match editor.visible_ghost().and_then(|g| g.position()) {
-        Some((shown, of)) => format!("{shown}/{of} {prediction}"),
-        None => prediction.to_string(),
-    };
-    let prediction = prediction.trim_end();
-    let pieces: [(&str, u8); 5] = [
-        (prediction, 1),
+    // Which alternative is shown, before the model's state; it outranks the
+    // state, which is long (model, kernel, cache) and goes first on a
+    // narrow terminal.
+    let alternative = editor
+        .visible_ghost()
+        .and_then(|g| g.position())
+        .map(|(shown, of)| format!("{shown}/{of}"))
+        .unwrap_or_default();
+    let pieces: [(&str, u8); 6] = [
+        (&alternative, 1),
+        (prediction.trim_end(), 2),
         (&position, 0),
-        (language, 2),
-        (crlf.trim(), 3),
-        ("F1 help", 4),
+        (language, 3),
+        (crlf.trim(), 4),
+        ("F1 help", 5),
     ];
     let room = (area.width as usize).saturating_sub(str_width(&left, 1) + 2);
-    let mut keep = [false; 5];
+    let mut keep = [false; 6];
     let mut used = 0;
-    for priority in 0..5u8 {
+    for priority in 0..6u8 {
         for (i, (text, p)) in pieces.iter().enumerate() {
             let width = str_width(text, 1);
             if *p == priority && width > 0 && used + width + 2 <= room {
