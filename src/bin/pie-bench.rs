@@ -629,13 +629,7 @@ mod open_bench {
 
     pub fn run(model: &Path, file: &Path, args: &Args) -> Result<()> {
         // What the engine did on each open, on stderr, with PIE_EDIT_LOG=debug.
-        tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_env("PIE_EDIT_LOG")
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-            )
-            .with_writer(std::io::stderr)
-            .init();
+        pie_edit::log_to_stderr();
         let storage = match args.open_storage.as_str() {
             "f32" => Storage::F32,
             "f16" => Storage::F16,

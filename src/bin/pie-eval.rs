@@ -143,7 +143,7 @@ fn run(args: Args) -> Result<()> {
     }
     let samples_path = args.out.join("samples.jsonl");
     if args.report_only {
-        return write_report(&args.out, &read_records(&samples_path)?);
+        return write_report(&args.out, &read_jsonl::<SampleRecord>(&samples_path)?);
     }
     // candle sizes its thread pool on first use.
     unsafe {
@@ -193,7 +193,7 @@ fn run(args: Args) -> Result<()> {
         repair_budget: args.repair_budget,
     };
     check_run_key(&args.out.join("run.json"), &key)?;
-    let mut records = read_records(&samples_path)?;
+    let mut records = read_jsonl::<SampleRecord>(&samples_path)?;
     let done: HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
     let todo: Vec<_> = plan
         .into_iter()
@@ -364,6 +364,7 @@ fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
         }
         match serde_json::from_str(&line) {
             Ok(record) => records.push(record),
+            // A run killed mid-write leaves a torn last line: redo that sample.
             Err(err) => eprintln!("{}:{}: skipped ({err})", path.display(), n + 1),
         }
     }
@@ -403,25 +404,6 @@ fn check_run_key(path: &Path, key: &RunKey) -> Result<()> {
     }
     std::fs::write(path, serde_json::to_string_pretty(key)?)
         .with_context(|| format!("writing {}", path.display()))
-}
-
-fn read_records(path: &Path) -> Result<Vec<SampleRecord>> {
-    let Ok(file) = std::fs::File::open(path) else {
-        return Ok(Vec::new());
-    };
-    let mut records = Vec::new();
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str(&line) {
-            Ok(record) => records.push(record),
-            // A run killed mid-write leaves a torn last line: redo that sample.
-            Err(err) => eprintln!("{}:{}: skipped ({err})", path.display(), n + 1),
-        }
-    }
-    Ok(records)
 }
 
 fn write_report(out: &Path, records: &[SampleRecord]) -> Result<()> {

@@ -146,13 +146,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     // Engine events (window moves, slides) on stderr with PIE_EDIT_LOG=debug.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PIE_EDIT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    pie_edit::log_to_stderr();
     let mode = match args.mode.as_str() {
         "pie" => ModeName::Pie,
         "full" => ModeName::Full,
