@@ -216,6 +216,82 @@ fn a_low_confidence_suggestion_is_hidden_and_alt_backslash_shows_it() {
     assert_eq!(row(&terminal, 1), "  2     return sum(xs)");
 }
 
+/// A suggestion whose first token waits for the test's gate after it:
+/// `so_far` while it streams, `whole` once complete.
+fn streaming(
+    tokens: Vec<&'static str>,
+    so_far: f32,
+    whole: f32,
+) -> (App, Terminal<TestBackend>, crossbeam_channel::Sender<()>) {
+    let (mut backend, gate) = StandIn::new(tokens);
+    backend.confidence = whole;
+    backend.confidence_so_far = Some(so_far);
+    let config = PredictConfig {
+        debounce_ms: 0,
+        min_confidence: 0.5,
+        ..PredictConfig::default()
+    };
+    let app = app_with("\n", backend.spawn("stand-in"), config);
+    (app, Terminal::new(TestBackend::new(50, 8)).unwrap(), gate)
+}
+
+#[test]
+fn a_confident_suggestion_comes_into_view_while_it_streams() {
+    let (mut app, mut terminal, gate) = streaming(vec!["return", " sum(xs)"], 0.9, 0.9);
+    run(
+        &mut app,
+        &mut terminal,
+        "<wait-idle>def total(xs):<Enter><wait:300ms>",
+    );
+    // The second token has not come: the first is in view already.
+    assert_eq!(shown(&app).as_deref(), Some("return"));
+    assert_eq!(row(&terminal, 1), "  2     return");
+    gate.send(()).unwrap();
+    gate.send(()).unwrap();
+    run(&mut app, &mut terminal, "<wait-idle>");
+    assert_eq!(shown(&app).as_deref(), Some("return sum(xs)"));
+    assert_eq!(app.predictor.as_ref().unwrap().retracted, 0);
+}
+
+#[test]
+fn a_suggestion_shown_while_streaming_is_taken_back_when_the_whole_is_unsure() {
+    use pie_edit::predict::suggest::Hidden;
+    let (mut app, mut terminal, gate) = streaming(vec!["return", " sum(xs)"], 0.9, 0.3);
+    run(
+        &mut app,
+        &mut terminal,
+        "<wait-idle>def total(xs):<Enter><wait:300ms>",
+    );
+    assert_eq!(shown(&app).as_deref(), Some("return"));
+    gate.send(()).unwrap();
+    gate.send(()).unwrap();
+    run(&mut app, &mut terminal, "<wait-idle>");
+    assert_eq!(shown(&app), None, "0.3 is under the 0.5 threshold");
+    assert_eq!(hidden_because(&app), Some(Hidden::Unsure));
+    assert_eq!(app.predictor.as_ref().unwrap().retracted, 1);
+    assert!(
+        !screen(&terminal).contains("return"),
+        "{}",
+        screen(&terminal)
+    );
+}
+
+#[test]
+fn an_unsure_start_waits_and_a_sure_whole_is_shown_complete() {
+    let (mut app, mut terminal, gate) = streaming(vec!["return", " sum(xs)"], 0.3, 0.9);
+    run(
+        &mut app,
+        &mut terminal,
+        "<wait-idle>def total(xs):<Enter><wait:300ms>",
+    );
+    assert_eq!(shown(&app), None, "unsure so far: not in view yet");
+    gate.send(()).unwrap();
+    gate.send(()).unwrap();
+    run(&mut app, &mut terminal, "<wait-idle>");
+    assert_eq!(shown(&app).as_deref(), Some("return sum(xs)"));
+    assert_eq!(app.predictor.as_ref().unwrap().retracted, 0);
+}
+
 #[test]
 fn a_confident_suggestion_is_shown_at_the_trigger() {
     let (mut app, mut terminal) = suggesting("\n", vec!["return sum(xs)"], vec![], 0.7, 0.5);

@@ -28,7 +28,7 @@ use pie_edit::eval::simulate::EditKind;
 use pie_edit::eval::suggest::{self, Half, SuggestRecord};
 use pie_edit::model::{LoadOptions, Sampling, SlowQuant, UpdateMode};
 use pie_edit::predict::config::PredictConfig;
-use pie_edit::predict::mirror::{self, ForkPolicy, MirrorConfig};
+use pie_edit::predict::mirror::{self, ForkPolicy, MirrorConfig, Rank};
 use serde::{Deserialize, Serialize};
 
 #[global_allocator]
@@ -102,6 +102,13 @@ struct Args {
     /// With --suggest: where alternatives branch off the first suggestion.
     #[arg(long, value_enum, default_value_t = ForkPolicy::default())]
     fork: ForkPolicy,
+    /// With --suggest: runner-up tokens noted per kind of fork point (the
+    /// branches decoded to find the alternatives).
+    #[arg(long, default_value_t = MirrorConfig::default().pool)]
+    pool: usize,
+    /// With --suggest: the order alternatives are offered in.
+    #[arg(long, value_enum, default_value_t = Rank::default())]
+    rank: Rank,
     /// With --suggest: the threshold the headline table applies.
     #[arg(long, default_value_t = PredictConfig::default().min_confidence as f64)]
     min_confidence: f64,
@@ -312,6 +319,8 @@ fn run_suggest(args: &Args) -> Result<()> {
                 max_tokens: 48,
                 sampling: Sampling::Greedy,
                 fork: args.fork,
+                pool: args.pool,
+                rank: args.rank,
             };
             let load = LoadOptions {
                 slow_quant: args.weights,

@@ -66,6 +66,25 @@ pub struct Suggestion {
     pub confidence: Confidence,
 }
 
+/// A branch decoded for the alternatives, before ranking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateRecord {
+    pub text: String,
+    pub confidence: Confidence,
+    pub deficit: f32,
+    pub at_first_code: bool,
+}
+
+/// The first suggestion as it streamed: after each chunk, how much of it
+/// there was and its confidence so far.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StreamStep {
+    pub chars: usize,
+    pub score: f32,
+    pub tokens: usize,
+    pub ms: f64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SuggestRecord {
     pub id: String,
@@ -77,6 +96,11 @@ pub struct SuggestRecord {
     pub line_below: Option<String>,
     /// The first suggestion, then its alternatives.
     pub choices: Vec<Suggestion>,
+    /// Every branch decoded for the alternatives.
+    #[serde(default)]
+    pub candidates: Vec<CandidateRecord>,
+    #[serde(default)]
+    pub stream: Vec<StreamStep>,
     /// From the prediction request to the first suggestion complete, and
     /// to the last alternative (the context encoding not included).
     pub first_ms: f64,
@@ -131,23 +155,48 @@ pub fn run_sample(
     let started = Instant::now();
     let mut first_ms = f64::NAN;
     let mut out = Vec::new();
+    let mut candidates = Vec::new();
+    let mut stream = Vec::new();
+    let mut streamed = 0;
     mirror.generate_choices(
         doc.len_chars(),
         choices,
         &mut |choice| {
-            if let Choice::Done {
-                index,
-                text,
-                confidence,
-            } = choice
-            {
-                if index == 0 {
-                    first_ms = started.elapsed().as_secs_f64() * 1e3;
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            match choice {
+                Choice::Text { text, so_far } => {
+                    streamed += text.chars().count();
+                    stream.push(StreamStep {
+                        chars: streamed,
+                        score: so_far.score(),
+                        tokens: so_far.tokens,
+                        ms,
+                    });
                 }
-                out.push(Suggestion {
+                Choice::Done {
+                    index,
+                    text,
+                    confidence,
+                } => {
+                    if index == 0 {
+                        first_ms = ms;
+                    }
+                    out.push(Suggestion {
+                        text: text.to_string(),
+                        confidence,
+                    });
+                }
+                Choice::Candidate {
+                    text,
+                    confidence,
+                    deficit,
+                    at_first_code,
+                } => candidates.push(CandidateRecord {
                     text: text.to_string(),
                     confidence,
-                });
+                    deficit,
+                    at_first_code,
+                }),
             }
             ControlFlow::Continue(())
         },
@@ -160,6 +209,8 @@ pub fn run_sample(
         line_above,
         line_below,
         choices: out,
+        candidates,
+        stream,
         first_ms,
         total_ms: started.elapsed().as_secs_f64() * 1e3,
     })
@@ -509,6 +560,8 @@ mod tests {
                     },
                 })
                 .collect(),
+            candidates: Vec::new(),
+            stream: Vec::new(),
             first_ms: 1.0,
             total_ms: 2.0,
         }

@@ -588,7 +588,7 @@ impl Session {
             options,
             0,
             logit_filter,
-            &mut |_, _| false,
+            &mut |_, _| ForkAt::No,
             &mut |_, so_far, _| {
                 let token = so_far[so_far.len() - 1];
                 generated.push(token);
@@ -603,12 +603,14 @@ impl Session {
     }
 
     /// Generation that forks. Branch 0 is the ordinary generation. At each
-    /// of its steps where `fork_here(generated_so_far, chosen_token)` is
-    /// true, the runner-up tokens are noted; once branch 0 ends, up to
-    /// `alternatives` more branches run, each taking one noted runner-up
-    /// instead of the chosen token and greedy after it: the ones whose
-    /// log-probability is closest to the chosen token's at its step (the
-    /// most likely sequences that differ from branch 0 in one token). The
+    /// of its steps where `fork_here(generated_so_far, chosen_token)` is not
+    /// [`ForkAt::No`], the `alternatives` runner-up tokens are noted; once
+    /// branch 0 ends, more branches run, each taking one noted runner-up
+    /// instead of the chosen token and greedy after it: every runner-up of a
+    /// [`ForkAt::Kept`] step, and the `alternatives` of the
+    /// [`ForkAt::Ranked`] steps whose log-probability is closest to the
+    /// chosen token's at its step (the most likely sequences that differ
+    /// from branch 0 in one token). The
     /// prompt is never re-encoded: a branch only drops the scratch entries
     /// made after its fork point, so branches run from the latest fork
     /// point to the earliest. `on_token(branch, generated, info)` sees every
@@ -622,7 +624,7 @@ impl Session {
         options: &GenerateOptions,
         alternatives: usize,
         logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
-        fork_here: &mut dyn FnMut(&[u32], u32) -> bool,
+        fork_here: &mut dyn FnMut(&[u32], u32) -> ForkAt,
         on_token: &mut dyn FnMut(usize, &[u32], TokenInfo) -> Flow,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<()> {
@@ -662,7 +664,11 @@ impl Session {
             logit_filter,
             &mut chooser,
             &mut |generated, token, at, scratch_len| {
-                if alternatives == 0 || !fork_here(generated, token) {
+                if alternatives == 0 {
+                    return;
+                }
+                let class = fork_here(generated, token);
+                if class == ForkAt::No {
                     return;
                 }
                 let chosen = at.logits[token as usize];
@@ -685,6 +691,7 @@ impl Session {
                         token: runner,
                         info: token_info(&at.logits, runner),
                         deficit: chosen - logit,
+                        kept: class == ForkAt::Kept,
                     });
                 }
             },
@@ -694,8 +701,11 @@ impl Session {
         if flow == Flow::EndAll || interrupted() || forks.is_empty() {
             return Ok(());
         }
-        forks.sort_by(|a, b| a.deficit.total_cmp(&b.deficit));
-        forks.truncate(alternatives);
+        let (mut forks, mut ranked): (Vec<Fork>, Vec<Fork>) =
+            forks.into_iter().partition(|f| f.kept);
+        ranked.sort_by(|a, b| a.deficit.total_cmp(&b.deficit));
+        ranked.truncate(alternatives);
+        forks.extend(ranked);
         // Latest fork point first: each branch then only drops scratch
         // entries that no later branch needs.
         forks.sort_by_key(|f| std::cmp::Reverse(f.generated.len()));
@@ -826,6 +836,19 @@ struct Fork {
     info: TokenInfo,
     /// How much less likely it was than the token chosen there (logits).
     deficit: f32,
+    /// Run whatever its deficit ([`ForkAt::Kept`]).
+    kept: bool,
+}
+
+/// Whether [`Session::generate_branching`] forks at a step of its first
+/// branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForkAt {
+    No,
+    /// Its runner-ups compete with those of the other ranked steps.
+    Ranked,
+    /// Its runner-ups all run.
+    Kept,
 }
 
 fn token_info(logits: &[f32], token: u32) -> TokenInfo {

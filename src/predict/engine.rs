@@ -54,7 +54,7 @@ pub trait Backend {
         self.predict(
             doc,
             cursor_char,
-            &mut |text| on_output(Output::Text(text)),
+            &mut |text| on_output(Output::Text { text, so_far: 1.0 }),
             interrupted,
         )?;
         let _ = on_output(Output::Scored(1.0));
@@ -110,8 +110,9 @@ pub enum Persist {
 /// What [`Backend::suggest`] streams.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Output<'a> {
-    /// More text of the first suggestion.
-    Text(&'a str),
+    /// More text of the first suggestion, and the confidence (0..=1) of
+    /// all of it so far.
+    Text { text: &'a str, so_far: f32 },
     /// The first suggestion is complete; its confidence, 0..=1.
     Scored(f32),
     /// Another suggestion, whole, with its confidence.
@@ -224,11 +225,13 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     State(EngineState),
-    /// A piece of suggestion text for prediction `id` on `version`.
+    /// A piece of suggestion text for prediction `id` on `version`, and
+    /// the confidence of the suggestion so far.
     Chunk {
         version: u64,
         id: u64,
         text: String,
+        so_far: f32,
     },
     /// The first suggestion of prediction `id` is complete: its confidence.
     Scored {
@@ -745,13 +748,14 @@ impl<B: Backend> Worker<B> {
                         return ControlFlow::Break(());
                     }
                     let event = match output {
-                        Output::Text("") => return ControlFlow::Continue(()),
-                        Output::Text(text) => {
+                        Output::Text { text: "", .. } => return ControlFlow::Continue(()),
+                        Output::Text { text, so_far } => {
                             first_token.get_or_insert_with(|| requested_at.elapsed());
                             Event::Chunk {
                                 version,
                                 id,
                                 text: text.to_string(),
+                                so_far,
                             }
                         }
                         Output::Scored(confidence) => Event::Scored {

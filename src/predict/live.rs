@@ -54,9 +54,15 @@ pub struct Predictor {
     next_id: u64,
     /// The prediction whose chunks feed the ghost text.
     streaming: Option<u64>,
-    /// An automatic suggestion while it streams: shown only once it is
-    /// complete and passes the confidence threshold and the filters.
+    /// An automatic suggestion while it streams, until what has come of it
+    /// passes the confidence threshold and the filters.
     held: Option<Ghost>,
+    /// The automatic suggestion in view came into view before it was
+    /// complete: its final verdict may still take it back.
+    on_probation: bool,
+    /// Automatic suggestions that came into view while streaming and were
+    /// taken back once complete (flicker the user saw).
+    pub retracted: usize,
     /// Whether the streaming prediction was asked for explicitly (Alt-\\).
     explicit: bool,
     /// When the streaming prediction's latency counts from.
@@ -132,6 +138,8 @@ impl Predictor {
             next_id: 0,
             streaming: None,
             held: None,
+            on_probation: false,
+            retracted: 0,
             explicit: false,
             requested_at: Instant::now(),
             last_hidden: None,
@@ -210,6 +218,7 @@ impl Predictor {
         }
         editor.set_ghost(None);
         self.held = None;
+        self.on_probation = false;
         self.streaming = None;
         if !self.enabled {
             return;
@@ -282,9 +291,11 @@ impl Predictor {
         if self.explicit {
             editor.set_ghost(Some(Ghost::new(editor.cursor())));
             self.held = None;
+            self.on_probation = false;
         } else {
             editor.set_ghost(None);
             self.held = Some(Ghost::new(editor.cursor()));
+            self.on_probation = false;
         }
         self.engine.send(Request::Predict {
             version: editor.doc.version(),
@@ -309,6 +320,7 @@ impl Predictor {
                 self.enabled = !self.enabled;
                 editor.set_ghost(None);
                 self.held = None;
+                self.on_probation = false;
                 self.streaming = None;
                 self.pause_since = None;
                 editor.set_message(format!(
@@ -331,6 +343,7 @@ impl Predictor {
             && (held.anchor != editor.cursor() || !editor.selection().is_empty())
         {
             self.held = None;
+            self.on_probation = false;
             self.streaming = None;
         }
         let modified = editor.doc.is_modified();
@@ -370,13 +383,28 @@ impl Predictor {
                 }
                 true
             }
-            Event::Chunk { id, text, .. } => {
+            Event::Chunk {
+                id, text, so_far, ..
+            } => {
                 if self.streaming != Some(id) {
                     return false;
                 }
                 if let Some(held) = self.held.as_mut() {
                     held.text.push_str(&text);
-                    return false;
+                    let anchor = held.anchor;
+                    let early = suggest::shows_early(
+                        &held.text,
+                        so_far,
+                        self.config.min_confidence,
+                        &surroundings(editor, anchor),
+                    );
+                    if !early || anchor != editor.cursor() {
+                        return false;
+                    }
+                    self.shown.push(self.requested_at.elapsed());
+                    self.on_probation = true;
+                    editor.set_ghost(self.held.take());
+                    return true;
                 }
                 match editor.ghost_mut() {
                     Some(ghost) => {
@@ -395,7 +423,7 @@ impl Predictor {
                     return false;
                 }
                 let Some(held) = self.held.take() else {
-                    return false;
+                    return self.end_probation(editor, confidence);
                 };
                 let verdict = suggest::hidden(
                     &held.text,
@@ -441,6 +469,7 @@ impl Predictor {
                 }
                 self.streaming = None;
                 self.held = None;
+                self.on_probation = false;
                 if let Some(ghost) = editor.ghost_mut() {
                     ghost.complete = true;
                     if ghost.is_empty() {
@@ -463,6 +492,34 @@ impl Predictor {
                 false
             }
         }
+    }
+
+    /// The automatic suggestion that came into view while it streamed is
+    /// complete: judge it whole, as one that waited would have been, and
+    /// take it back if it fails. Returns whether the screen changed.
+    fn end_probation(&mut self, editor: &mut Editor, confidence: f32) -> bool {
+        if !std::mem::take(&mut self.on_probation) {
+            return false;
+        }
+        let Some(ghost) = editor.visible_ghost() else {
+            return false;
+        };
+        let verdict = suggest::hidden(
+            &ghost.text,
+            confidence,
+            self.config.min_confidence,
+            &surroundings(editor, ghost.anchor),
+            true,
+        );
+        self.last_hidden = verdict;
+        if verdict.is_none() {
+            return false;
+        }
+        tracing::debug!(?verdict, confidence, "suggestion taken back");
+        self.retracted += 1;
+        self.streaming = None;
+        editor.set_ghost(None);
+        true
     }
 
     /// No work in flight: the engine has caught up with every edit, no

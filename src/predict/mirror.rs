@@ -20,7 +20,7 @@ use super::kv_disk::KvDisk;
 use super::suggest::{self, Confidence, ConfidenceMeter};
 use crate::model::kv_store::{self, ModelIdentity, Storage, Tag};
 use crate::model::{
-    Flow, GenerateOptions, Sampling, Session, TokenInfo, Tokenizer, UpdateMode, UpdateStats,
+    Flow, ForkAt, GenerateOptions, Sampling, Session, TokenInfo, Tokenizer, UpdateMode, UpdateStats,
 };
 use crate::text::Edit;
 
@@ -35,6 +35,11 @@ pub struct MirrorConfig {
     pub sampling: Sampling,
     /// Where alternatives branch off the first suggestion.
     pub fork: ForkPolicy,
+    /// Runner-up tokens noted per kind of fork point: how many branches
+    /// are decoded to find the alternatives.
+    pub pool: usize,
+    /// The order the alternatives are offered in.
+    pub rank: Rank,
 }
 
 /// Where alternatives branch off the first suggestion's generation.
@@ -57,6 +62,32 @@ pub enum ForkPolicy {
     /// to the token chosen at their step.
     #[default]
     Closest,
+    /// Every runner-up at its first token of code, and those closest in
+    /// probability anywhere else.
+    Both,
+}
+
+/// The order alternatives are offered in.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rank {
+    /// As decoded: the latest fork point first.
+    #[default]
+    Decoded,
+    /// By mean token log-probability, the highest first.
+    Mean,
+    /// By the log-probability of the whole line.
+    Sum,
 }
 
 impl Default for MirrorConfig {
@@ -68,6 +99,8 @@ impl Default for MirrorConfig {
             max_tokens: 48,
             sampling: Sampling::Greedy,
             fork: ForkPolicy::default(),
+            pool: 4,
+            rank: Rank::default(),
         }
     }
 }
@@ -372,11 +405,13 @@ impl Mirror {
 
     /// Predict at document char `cursor`: the first suggestion streams as
     /// `Choice::Text` (trailing whitespace held back, so it never flickers
-    /// in and out), then every suggestion, the first one first, comes whole
-    /// with its confidence as `Choice::Done`. Up to `choices` distinct ones
-    /// (by their first line): the others branch off the first one's
-    /// generation at its first token of code, from the same cache (see
-    /// [`Session::generate_branching`]), after the first one is complete.
+    /// in and out) with its confidence so far, then comes whole with its
+    /// confidence as `Choice::Done`. Then up to `choices - 1` alternatives,
+    /// distinct by their first line, come as `Choice::Done` too, the most
+    /// likely first. They branch off the first suggestion's generation (see
+    /// [`ForkPolicy`]) from the same cache ([`Session::generate_branching`])
+    /// once it is complete; every branch decoded is reported as
+    /// `Choice::Candidate` before they are ranked.
     pub fn generate_choices(
         &mut self,
         cursor: usize,
@@ -409,55 +444,104 @@ impl Mirror {
         let tokenizer = self.tokenizer.clone();
         let max_lines = self.config.max_lines;
         let wanted = choices.max(1);
-        // Branches that repeat an earlier one's first line do not count;
-        // a couple more first tokens make up for them.
-        let spare = if wanted > 1 { 2 } else { 0 };
         let has_code = |generated: &[u32]| {
             !healing::visible_text(&tokenizer, &plan.required, generated)
                 .trim()
                 .is_empty()
         };
-        // The branch in progress, and the first branch's tokens and meter
-        // before the fork point, where the other branches start from.
+        // The branch in progress.
         let mut branch = Branch::default();
         // The first branch's token infos: another branch's meter starts
         // from the ones before its fork point.
         let mut first_infos: Vec<(TokenInfo, bool)> = Vec::new();
-        let mut found: Vec<String> = Vec::new();
+        let mut first_line: Option<String> = None;
+        let mut candidates: Vec<Candidate> = Vec::new();
         // Whether generation should stop for good.
         let mut enough = false;
         let fork = self.config.fork;
+        let pool = if wanted > 1 {
+            self.config.pool.max(wanted - 1)
+        } else {
+            0
+        };
+        let finish =
+            |branch: &mut Branch,
+             first_line: &mut Option<String>,
+             candidates: &mut Vec<Candidate>,
+             on_choice: &mut dyn FnMut(Choice<'_>) -> ControlFlow<()>| {
+                branch.reported = true;
+                let line = branch.shown.trim().split('\n').next().unwrap_or("").trim();
+                let confidence = branch.meter.confidence();
+                if branch.index == 0 {
+                    // Without a first suggestion there is nothing to offer
+                    // others of.
+                    if line.is_empty() {
+                        return ControlFlow::Break(());
+                    }
+                    *first_line = Some(line.to_string());
+                    on_choice(Choice::Done {
+                        index: 0,
+                        text: &branch.shown,
+                        confidence,
+                    })?;
+                    return if wanted > 1 {
+                        ControlFlow::Continue(())
+                    } else {
+                        ControlFlow::Break(())
+                    };
+                }
+                on_choice(Choice::Candidate {
+                    text: &branch.shown,
+                    confidence,
+                    deficit: branch.deficit,
+                    at_first_code: branch.at_first_code,
+                })?;
+                candidates.push(Candidate {
+                    line: line.to_string(),
+                    text: branch.shown.clone(),
+                    confidence,
+                });
+                ControlFlow::Continue(())
+            };
         self.session.generate_branching(
             plan.keep_tokens,
             &options,
-            (wanted - 1) + spare,
+            pool,
             &mut |so_far, logits| filter.apply(so_far, logits),
             &mut |so_far, token| {
                 let mut with = so_far.to_vec();
                 with.push(token);
+                let first_code = has_code(&with) && !has_code(so_far);
                 match fork {
-                    ForkPolicy::FirstCode => has_code(&with) && !has_code(so_far),
-                    ForkPolicy::Closest => has_code(&with),
+                    ForkPolicy::FirstCode if first_code => ForkAt::Ranked,
+                    ForkPolicy::Closest if has_code(&with) => ForkAt::Ranked,
+                    ForkPolicy::Both if first_code => ForkAt::Kept,
+                    ForkPolicy::Both if has_code(&with) => ForkAt::Ranked,
+                    _ => ForkAt::No,
                 }
             },
             &mut |index, generated, info| {
                 if index != branch.index {
                     // A branch that ended without a line break (end of
-                    // sequence, token limit) is reported when the next
+                    // sequence, token limit) is finished when the next
                     // one starts.
                     if !branch.reported
-                        && report(&mut branch, wanted, &mut found, on_choice).is_break()
+                        && finish(&mut branch, &mut first_line, &mut candidates, on_choice)
+                            .is_break()
                     {
                         enough = true;
                         return Flow::EndAll;
                     }
+                    let at = generated.len() - 1;
                     let mut meter = ConfidenceMeter::default();
-                    for &(info, code) in &first_infos[..generated.len() - 1] {
+                    for &(info, code) in &first_infos[..at] {
                         meter.push(info, code);
                     }
                     branch = Branch {
                         index,
                         meter,
+                        deficit: first_infos[at].0.logprob - info.logprob,
+                        at_first_code: first_infos.iter().position(|&(_, code)| code) == Some(at),
                         ..Branch::default()
                     };
                 }
@@ -470,7 +554,11 @@ impl Mirror {
                 let visible = healing::visible_text(&tokenizer, &plan.required, generated);
                 let (shown, done) = suggest::shape(&visible, &line_before, max_lines);
                 if index == 0 && shown.len() > branch.sent && shown.is_char_boundary(branch.sent) {
-                    if on_choice(Choice::Text(&shown[branch.sent..])).is_break() {
+                    let text = Choice::Text {
+                        text: &shown[branch.sent..],
+                        so_far: branch.meter.confidence(),
+                    };
+                    if on_choice(text).is_break() {
                         enough = true;
                         return Flow::EndAll;
                     }
@@ -480,7 +568,7 @@ impl Mirror {
                 if !done {
                     return Flow::Continue;
                 }
-                if report(&mut branch, wanted, &mut found, on_choice).is_break() {
+                if finish(&mut branch, &mut first_line, &mut candidates, on_choice).is_break() {
                     enough = true;
                     return Flow::EndAll;
                 }
@@ -489,12 +577,37 @@ impl Mirror {
             interrupted,
         )?;
         if !enough && !branch.reported && !interrupted() {
-            let _ = report(&mut branch, wanted, &mut found, on_choice);
+            enough = finish(&mut branch, &mut first_line, &mut candidates, on_choice).is_break();
+        }
+        let mut found = 0;
+        if !enough
+            && !interrupted()
+            && let Some(first_line) = first_line
+        {
+            let mut lines = vec![first_line];
+            for candidate in rank(candidates, self.config.rank) {
+                if found + 1 >= wanted {
+                    break;
+                }
+                if candidate.line.is_empty() || lines.contains(&candidate.line) {
+                    continue;
+                }
+                found += 1;
+                let choice = Choice::Done {
+                    index: found,
+                    text: &candidate.text,
+                    confidence: candidate.confidence,
+                };
+                if on_choice(choice).is_break() {
+                    break;
+                }
+                lines.push(candidate.line);
+            }
         }
         tracing::debug!(
             // Counts only, never text: the log must not hold what the
             // buffer holds (people edit `.env` files).
-            choices = found.len(),
+            alternatives = found,
             ms = started.elapsed().as_millis(),
             "prediction finished"
         );
@@ -529,41 +642,38 @@ impl Mirror {
     }
 }
 
-/// Report a finished branch as the next choice, unless it is empty or its
-/// first line repeats an earlier choice's. Break: no more are needed.
-fn report(
-    branch: &mut Branch,
-    wanted: usize,
-    found: &mut Vec<String>,
-    on_choice: &mut dyn FnMut(Choice<'_>) -> ControlFlow<()>,
-) -> ControlFlow<()> {
-    branch.reported = true;
-    let line = branch.shown.trim().split('\n').next().unwrap_or("").trim();
-    if !line.is_empty() && !found.iter().any(|f| f == line) {
-        found.push(line.to_string());
-        on_choice(Choice::Done {
-            index: found.len() - 1,
-            text: &branch.shown,
-            confidence: branch.meter.confidence(),
-        })?;
-    }
-    if found.len() >= wanted || (branch.index == 0 && found.is_empty()) {
-        // Without a first suggestion there is nothing to offer others of.
-        return ControlFlow::Break(());
-    }
-    ControlFlow::Continue(())
+/// The alternatives in the order they are offered.
+fn rank(mut candidates: Vec<Candidate>, rank: Rank) -> Vec<Candidate> {
+    let key = |c: &Candidate| match rank {
+        Rank::Decoded => 0.0,
+        Rank::Mean => -c.confidence.mean_logprob as f64,
+        Rank::Sum => -(c.confidence.mean_logprob as f64) * c.confidence.tokens as f64,
+    };
+    // Stable: ties keep the order of decoding.
+    candidates.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    candidates
 }
 
 /// What [`Mirror::generate_choices`] reports.
 #[derive(Debug)]
 pub enum Choice<'a> {
-    /// More text of the first suggestion, as it is generated.
-    Text(&'a str),
+    /// More text of the first suggestion, as it is generated, and the
+    /// confidence of all of it so far.
+    Text { text: &'a str, so_far: Confidence },
     /// Suggestion `index` (0: the first), complete.
     Done {
         index: usize,
         text: &'a str,
         confidence: Confidence,
+    },
+    /// A branch decoded for the alternatives, before they are ranked and
+    /// de-duplicated (pie-eval). `deficit`: how much less likely its first
+    /// own token was than the first suggestion's there (log-probability).
+    Candidate {
+        text: &'a str,
+        confidence: Confidence,
+        deficit: f32,
+        at_first_code: bool,
     },
 }
 
@@ -577,6 +687,15 @@ struct Branch {
     /// Bytes of `shown` already streamed (the first branch only).
     sent: usize,
     reported: bool,
+    deficit: f32,
+    at_first_code: bool,
+}
+
+/// A finished branch, waiting to be ranked among the alternatives.
+struct Candidate {
+    line: String,
+    text: String,
+    confidence: Confidence,
 }
 
 impl Backend for Mirror {
@@ -608,8 +727,8 @@ impl Backend for Mirror {
             cursor_char,
             1,
             &mut |choice| match choice {
-                Choice::Text(text) => on_text(text),
-                Choice::Done { .. } => ControlFlow::Continue(()),
+                Choice::Text { text, .. } => on_text(text),
+                Choice::Done { .. } | Choice::Candidate { .. } => ControlFlow::Continue(()),
             },
             interrupted,
         )
@@ -628,7 +747,11 @@ impl Backend for Mirror {
             cursor_char,
             choices,
             &mut |choice| match choice {
-                Choice::Text(text) => on_output(Output::Text(text)),
+                Choice::Text { text, so_far } => on_output(Output::Text {
+                    text,
+                    so_far: so_far.score(),
+                }),
+                Choice::Candidate { .. } => ControlFlow::Continue(()),
                 Choice::Done {
                     index: 0,
                     confidence,

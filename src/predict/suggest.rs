@@ -210,6 +210,29 @@ pub fn hidden(
     None
 }
 
+/// Whether an automatic suggestion may come into view while it streams:
+/// `so_far` is its text so far and `confidence` that of its tokens so far.
+/// It must pass what [`hidden`] asks of a whole one, and its line must not
+/// be on its way to repeating the line above or below. Its final verdict
+/// still decides whether it stays.
+pub fn shows_early(
+    so_far: &str,
+    confidence: f32,
+    min_confidence: f32,
+    surroundings: &Surroundings,
+) -> bool {
+    if hidden(so_far, confidence, min_confidence, surroundings, true).is_some() {
+        return false;
+    }
+    let line = first_line_result(so_far, surroundings);
+    let may_repeat = |other: &Option<String>| {
+        other
+            .as_deref()
+            .is_some_and(|o| !o.trim().is_empty() && o.trim().starts_with(line.trim()))
+    };
+    !may_repeat(&surroundings.line_above) && !may_repeat(&surroundings.line_below)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +313,27 @@ mod tests {
         assert_eq!(hidden("x = 1", 0.2, 0.5, &s, true), Some(Hidden::Unsure));
         assert_eq!(hidden("x = 1", 0.2, 0.5, &s, false), None);
         assert_eq!(hidden("x = 1", 0.6, 0.5, &s, true), None);
+    }
+
+    #[test]
+    fn a_streaming_suggestion_shows_early_only_when_it_cannot_turn_into_a_repeat() {
+        let s = at("    ", "    total = 0", "    return total");
+        assert!(shows_early("for x in", 0.9, 0.5, &s));
+        assert!(!shows_early("for x in", 0.4, 0.5, &s), "unsure so far");
+        assert!(
+            !shows_early("return to", 0.9, 0.5, &s),
+            "may become the line below"
+        );
+        assert!(
+            !shows_early("tot", 0.9, 0.5, &s),
+            "may become the line above"
+        );
+        assert!(!shows_early("  ", 0.9, 0.5, &s));
+        assert!(!shows_early(")", 0.9, 0.5, &s));
+        assert!(
+            shows_early("return totals", 0.9, 0.5, &s),
+            "no longer a prefix"
+        );
     }
 
     #[test]

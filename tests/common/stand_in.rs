@@ -64,8 +64,10 @@ pub struct StandIn {
     pub predicting: Arc<AtomicBool>,
     /// How long a verification takes.
     pub verify_takes: Duration,
-    /// The confidence reported for the streamed suggestion.
+    /// The confidence reported for the streamed suggestion, once whole.
     pub confidence: f32,
+    /// Its confidence while it streams (by default the same).
+    pub confidence_so_far: Option<f32>,
     /// Whole alternatives sent after it (without waiting on the gate).
     pub alternatives: Vec<&'static str>,
 }
@@ -89,6 +91,7 @@ impl StandIn {
             predicting: Arc::new(AtomicBool::new(false)),
             verify_takes: Duration::ZERO,
             confidence: 1.0,
+            confidence_so_far: None,
             alternatives: Vec::new(),
         };
         (backend, open)
@@ -176,11 +179,12 @@ impl Backend for StandIn {
         interrupted: &dyn Fn() -> bool,
     ) -> Result<()> {
         let mut stopped = false;
+        let so_far = self.confidence_so_far.unwrap_or(self.confidence);
         self.predict(
             doc,
             cursor,
             &mut |text| {
-                let flow = on_output(Output::Text(text));
+                let flow = on_output(Output::Text { text, so_far });
                 stopped |= flow.is_break();
                 flow
             },
