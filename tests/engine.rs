@@ -143,8 +143,7 @@ fn a_newer_edit_cancels_a_running_prediction_between_tokens() {
         Event::Chunk {
             version: 0,
             id: 1,
-            text: "re".into(),
-            so_far: 1.0,
+            text: "re".into()
         }
     );
     // The user types while the prediction runs: the engine must stop at

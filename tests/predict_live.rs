@@ -30,7 +30,7 @@ fn config(mode: ModeName) -> PredictConfig {
         debounce_ms: 0,
         // These tests check the mechanics on whatever the model says; the
         // confidence gate has its own tests.
-        min_confidence: 0.0,
+        min_confidence: Some(0.0),
         ..PredictConfig::default()
     }
 }
@@ -256,7 +256,7 @@ fn an_unsure_suggestion_is_hidden_at_enter_and_alt_backslash_shows_it() {
     let mut s = open_with(
         HEADER,
         PredictConfig {
-            min_confidence: 1.0,
+            min_confidence: Some(1.0),
             ..config(ModeName::Pie)
         },
     );
@@ -276,7 +276,7 @@ fn alternatives_cycle_on_the_real_model_and_tab_takes_the_shown_one() {
     let mut s = open_with(
         HEADER,
         PredictConfig {
-            min_confidence: 0.0,
+            min_confidence: Some(0.0),
             ..config(ModeName::Pie)
         },
     );

@@ -109,9 +109,10 @@ struct Args {
     /// With --suggest: the order alternatives are offered in.
     #[arg(long, value_enum, default_value_t = Rank::default())]
     rank: Rank,
-    /// With --suggest: the threshold the headline table applies.
-    #[arg(long, default_value_t = PredictConfig::default().min_confidence as f64)]
-    min_confidence: f64,
+    /// With --suggest: the threshold the headline table applies (default:
+    /// the editor's for each language).
+    #[arg(long)]
+    min_confidence: Option<f64>,
 }
 
 /// What decides the samples and their results; a resumed run must match.
@@ -321,6 +322,7 @@ fn run_suggest(args: &Args) -> Result<()> {
                 fork: args.fork,
                 pool: args.pool,
                 rank: args.rank,
+                ..MirrorConfig::default()
             };
             let load = LoadOptions {
                 slow_quant: args.weights,
@@ -355,7 +357,11 @@ fn run_suggest(args: &Args) -> Result<()> {
             bar.finish();
         }
     }
-    let table = suggest::markdown(&records, args.min_confidence);
+    let defaults = PredictConfig::default();
+    let table = suggest::markdown(&records, &|language| {
+        args.min_confidence
+            .unwrap_or(defaults.min_confidence_in(Some(language)) as f64)
+    });
     std::fs::write(args.out.join("suggest.md"), &table)?;
     println!("{table}");
     Ok(())

@@ -56,9 +56,10 @@ struct Args {
     /// Be that busy process (started by --busy-threads).
     #[arg(long, hide = true)]
     spin: Option<usize>,
-    /// The confidence threshold of automatic suggestions (0: show all).
-    #[arg(long, default_value_t = PredictConfig::default().min_confidence)]
-    min_confidence: f32,
+    /// The confidence threshold of automatic suggestions (0: show all;
+    /// default: the language's own).
+    #[arg(long)]
+    min_confidence: Option<f32>,
     /// Suggestions per prediction (1: no alternatives).
     #[arg(long, default_value_t = PredictConfig::default().alternatives)]
     alternatives: usize,

@@ -46,6 +46,16 @@ pub fn median(values: &mut [f64]) -> f64 {
     }
 }
 
+/// The `p`-th percentile (0..=100), nearest rank on the sorted values.
+pub fn percentile(values: &mut [f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let index = ((values.len() as f64 - 1.0) * p / 100.0).round() as usize;
+    values[index]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +97,14 @@ mod tests {
     fn median_of_odd_and_even() {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn percentile_by_nearest_rank() {
+        let mut values: Vec<f64> = (1..=21).rev().map(f64::from).collect();
+        assert_eq!(percentile(&mut values, 95.0), 20.0);
+        assert_eq!(percentile(&mut values, 50.0), 11.0);
+        assert_eq!(percentile(&mut values, 100.0), 21.0);
+        assert!(percentile(&mut [], 50.0).is_nan());
     }
 }

@@ -21,7 +21,7 @@ use super::corpus::Corpus;
 use super::metrics::{edit_similarity, exact_match};
 use super::simulate::{self, Target};
 use crate::predict::mirror::{Choice, Mirror};
-use crate::predict::suggest::{self, Confidence, Surroundings};
+use crate::predict::suggest::{self, Confidence, Judged, Surroundings};
 
 /// Which files of a corpus a run draws from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -75,13 +75,14 @@ pub struct CandidateRecord {
     pub at_first_code: bool,
 }
 
-/// The first suggestion as it streamed: after each chunk, how much of it
-/// there was and its confidence so far.
+/// The verdict on the first suggestion (see `Choice::Verdict`): what it
+/// judged and when it came.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct StreamStep {
+pub struct VerdictRecord {
+    pub confidence: Confidence,
+    /// Chars of the first suggestion it judged.
     pub chars: usize,
-    pub score: f32,
-    pub tokens: usize,
+    pub complete: bool,
     pub ms: f64,
 }
 
@@ -99,8 +100,9 @@ pub struct SuggestRecord {
     /// Every branch decoded for the alternatives.
     #[serde(default)]
     pub candidates: Vec<CandidateRecord>,
+    /// Absent in records from before verdicts: the whole was judged.
     #[serde(default)]
-    pub stream: Vec<StreamStep>,
+    pub verdict: Option<VerdictRecord>,
     /// From the prediction request to the first suggestion complete, and
     /// to the last alternative (the context encoding not included).
     pub first_ms: f64,
@@ -108,6 +110,30 @@ pub struct SuggestRecord {
 }
 
 impl SuggestRecord {
+    /// What the editor judges the first suggestion by.
+    pub fn judged(&self) -> Option<(Judged<'_>, Confidence)> {
+        let first = self.choices.first()?;
+        Some(match self.verdict {
+            Some(v) => {
+                let end = first
+                    .text
+                    .char_indices()
+                    .nth(v.chars)
+                    .map_or(first.text.len(), |(i, _)| i);
+                let judged = Judged {
+                    text: &first.text[..end],
+                    confidence: v.confidence.score(),
+                    complete: v.complete,
+                };
+                (judged, v.confidence)
+            }
+            None => (
+                Judged::whole(&first.text, first.confidence.score()),
+                first.confidence,
+            ),
+        })
+    }
+
     pub fn surroundings(&self) -> Surroundings {
         Surroundings {
             before: String::new(),
@@ -156,7 +182,7 @@ pub fn run_sample(
     let mut first_ms = f64::NAN;
     let mut out = Vec::new();
     let mut candidates = Vec::new();
-    let mut stream = Vec::new();
+    let mut verdict = None;
     let mut streamed = 0;
     mirror.generate_choices(
         doc.len_chars(),
@@ -164,14 +190,17 @@ pub fn run_sample(
         &mut |choice| {
             let ms = started.elapsed().as_secs_f64() * 1e3;
             match choice {
-                Choice::Text { text, so_far } => {
-                    streamed += text.chars().count();
-                    stream.push(StreamStep {
+                Choice::Text(text) => streamed += text.chars().count(),
+                Choice::Verdict {
+                    confidence,
+                    complete,
+                } => {
+                    verdict = Some(VerdictRecord {
+                        confidence,
                         chars: streamed,
-                        score: so_far.score(),
-                        tokens: so_far.tokens,
+                        complete,
                         ms,
-                    });
+                    })
                 }
                 Choice::Done {
                     index,
@@ -210,7 +239,7 @@ pub fn run_sample(
         line_below,
         choices: out,
         candidates,
-        stream,
+        verdict,
         first_ms,
         total_ms: started.elapsed().as_secs_f64() * 1e3,
     })
@@ -265,6 +294,10 @@ struct Scored {
     /// Characters a Tab-on-correct-prefix user accepts, and the target's.
     accepted: usize,
     target_chars: usize,
+    /// From the request to the verdict (in view, if shown), and to the
+    /// first suggestion complete.
+    view_ms: f64,
+    complete_ms: f64,
 }
 
 fn score(record: &SuggestRecord) -> Scored {
@@ -272,8 +305,14 @@ fn score(record: &SuggestRecord) -> Scored {
     let text = first.map_or("", |c| c.text.as_str());
     let line = text.split('\n').next().unwrap_or("");
     let target = &record.target.text;
-    let passes_filters =
-        first.is_some() && suggest::hidden(text, 1.0, 0.0, &record.surroundings(), true).is_none();
+    let judged = record.judged();
+    let passes_filters = judged.is_some_and(|(j, _)| {
+        let unsure_aside = Judged {
+            confidence: 1.0,
+            ..j
+        };
+        suggest::hidden(unsure_aside, 0.0, &record.surroundings(), true).is_none()
+    });
     let mut exact_at = [false; 3];
     let mut hit = false;
     for (k, slot) in exact_at.iter_mut().enumerate() {
@@ -292,7 +331,9 @@ fn score(record: &SuggestRecord) -> Scored {
     };
     Scored {
         passes_filters,
-        confidence: first.map(|c| c.confidence).unwrap_or_default(),
+        confidence: judged.map(|(_, c)| c).unwrap_or_default(),
+        view_ms: record.verdict.map_or(record.first_ms, |v| v.ms),
+        complete_ms: record.first_ms,
         exact: exact_match(line, target),
         similarity: edit_similarity(line, target),
         exact_at,
@@ -373,7 +414,7 @@ fn pct_ci((lo, hi): (f64, f64)) -> String {
 /// The report: per language and half, the headline at `min_confidence`,
 /// the coverage-vs-EM table, and (on the calibration half) how the
 /// measures compare at equal coverage.
-pub fn markdown(records: &[SuggestRecord], min_confidence: f64) -> String {
+pub fn markdown(records: &[SuggestRecord], min_confidence_in: &dyn Fn(&str) -> f64) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let mut keys: Vec<(String, Half)> = records
@@ -387,6 +428,7 @@ pub fn markdown(records: &[SuggestRecord], min_confidence: f64) -> String {
             .iter()
             .filter(|r| r.target.language.name() == language && r.half == half)
             .collect();
+        let min_confidence = min_confidence_in(&language.to_lowercase());
         let scored: Vec<Scored> = group.iter().map(|r| score(r)).collect();
         let all: Vec<&Scored> = scored.iter().collect();
         let n = all.len();
@@ -486,6 +528,20 @@ pub fn markdown(records: &[SuggestRecord], min_confidence: f64) -> String {
             group.iter().map(|r| r.choices.len()).sum::<usize>() as f64 / n.max(1) as f64,
             chosen.em3_shown,
         );
+        let shown: Vec<&&Scored> = all
+            .iter()
+            .filter(|s| s.passes_filters && Measure::Mean.of(&s.confidence) >= min_confidence)
+            .collect();
+        let mut view: Vec<f64> = shown.iter().map(|s| s.view_ms).collect();
+        let mut complete: Vec<f64> = shown.iter().map(|s| s.complete_ms).collect();
+        let _ = writeln!(
+            out,
+            "Request to view, for the shown (decoding only, median / p95): {:.0} / {:.0} ms; to the first suggestion complete: {:.0} / {:.0} ms.\n",
+            super::metrics::median(&mut view),
+            super::metrics::percentile(&mut view, 95.0),
+            super::metrics::median(&mut complete),
+            super::metrics::percentile(&mut complete, 95.0),
+        );
         let mut first: Vec<f64> = group.iter().map(|r| r.first_ms).collect();
         let mut total: Vec<f64> = group.iter().map(|r| r.total_ms).collect();
         let _ = writeln!(
@@ -561,7 +617,7 @@ mod tests {
                 })
                 .collect(),
             candidates: Vec::new(),
-            stream: Vec::new(),
+            verdict: None,
             first_ms: 1.0,
             total_ms: 2.0,
         }

@@ -39,8 +39,9 @@ pub trait Backend {
         interrupted: &dyn Fn() -> bool,
     ) -> Result<()>;
     /// [`Backend::predict`] with confidence and alternatives: the first
-    /// suggestion streams as `Output::Text`, then `Output::Scored` gives its
-    /// confidence, then up to `choices - 1` other suggestions follow whole.
+    /// suggestion streams as `Output::Text`, and `Output::Scored`, among or
+    /// after its text, gives the confidence to judge it by; then up to
+    /// `choices - 1` other suggestions follow whole.
     /// The default has no alternatives and full confidence.
     fn suggest(
         &mut self,
@@ -54,10 +55,13 @@ pub trait Backend {
         self.predict(
             doc,
             cursor_char,
-            &mut |text| on_output(Output::Text { text, so_far: 1.0 }),
+            &mut |text| on_output(Output::Text(text)),
             interrupted,
         )?;
-        let _ = on_output(Output::Scored(1.0));
+        let _ = on_output(Output::Scored {
+            confidence: 1.0,
+            complete: true,
+        });
         Ok(())
     }
     /// What the status line shows about the cache.
@@ -110,11 +114,12 @@ pub enum Persist {
 /// What [`Backend::suggest`] streams.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Output<'a> {
-    /// More text of the first suggestion, and the confidence (0..=1) of
-    /// all of it so far.
-    Text { text: &'a str, so_far: f32 },
-    /// The first suggestion is complete; its confidence, 0..=1.
-    Scored(f32),
+    /// More text of the first suggestion.
+    Text(&'a str),
+    /// The confidence (0..=1) to judge the first suggestion by: once enough
+    /// of it came to tell, or once it is `complete`. Its later text streams
+    /// on.
+    Scored { confidence: f32, complete: bool },
     /// Another suggestion, whole, with its confidence.
     Alternative { text: &'a str, confidence: f32 },
 }
@@ -225,19 +230,19 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     State(EngineState),
-    /// A piece of suggestion text for prediction `id` on `version`, and
-    /// the confidence of the suggestion so far.
+    /// A piece of suggestion text for prediction `id` on `version`.
     Chunk {
         version: u64,
         id: u64,
         text: String,
-        so_far: f32,
     },
-    /// The first suggestion of prediction `id` is complete: its confidence.
+    /// The confidence to judge the first suggestion of prediction `id` by
+    /// (see [`Output::Scored`]); the text it judges came before it.
     Scored {
         version: u64,
         id: u64,
         confidence: f32,
+        complete: bool,
     },
     /// Another suggestion for prediction `id`, whole.
     Alternative {
@@ -748,20 +753,23 @@ impl<B: Backend> Worker<B> {
                         return ControlFlow::Break(());
                     }
                     let event = match output {
-                        Output::Text { text: "", .. } => return ControlFlow::Continue(()),
-                        Output::Text { text, so_far } => {
+                        Output::Text("") => return ControlFlow::Continue(()),
+                        Output::Text(text) => {
                             first_token.get_or_insert_with(|| requested_at.elapsed());
                             Event::Chunk {
                                 version,
                                 id,
                                 text: text.to_string(),
-                                so_far,
                             }
                         }
-                        Output::Scored(confidence) => Event::Scored {
+                        Output::Scored {
+                            confidence,
+                            complete,
+                        } => Event::Scored {
                             version,
                             id,
                             confidence,
+                            complete,
                         },
                         Output::Alternative { text, confidence } => Event::Alternative {
                             version,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::config::PredictConfig;
 use super::engine::{CacheInfo, EngineHandle, EngineState, Event, Request};
 use super::mirror::{self, MirrorConfig};
-use super::suggest::{self, Hidden, Surroundings};
+use super::suggest::{self, Hidden, Judged, Surroundings};
 use super::trigger::{self, Trigger};
 use crate::editor::{Change, Editor, Ghost, PredictSignal};
 use crate::model::Sampling;
@@ -54,15 +54,10 @@ pub struct Predictor {
     next_id: u64,
     /// The prediction whose chunks feed the ghost text.
     streaming: Option<u64>,
-    /// An automatic suggestion while it streams, until what has come of it
-    /// passes the confidence threshold and the filters.
+    /// An automatic suggestion while it streams, until the engine's
+    /// verdict on it (its confidence once enough of it came to tell) and
+    /// the filters let it into view; it streams on from there.
     held: Option<Ghost>,
-    /// The automatic suggestion in view came into view before it was
-    /// complete: its final verdict may still take it back.
-    on_probation: bool,
-    /// Automatic suggestions that came into view while streaming and were
-    /// taken back once complete (flicker the user saw).
-    pub retracted: usize,
     /// Whether the streaming prediction was asked for explicitly (Alt-\\).
     explicit: bool,
     /// When the streaming prediction's latency counts from.
@@ -138,8 +133,6 @@ impl Predictor {
             next_id: 0,
             streaming: None,
             held: None,
-            on_probation: false,
-            retracted: 0,
             explicit: false,
             requested_at: Instant::now(),
             last_hidden: None,
@@ -218,7 +211,6 @@ impl Predictor {
         }
         editor.set_ghost(None);
         self.held = None;
-        self.on_probation = false;
         self.streaming = None;
         if !self.enabled {
             return;
@@ -230,6 +222,12 @@ impl Predictor {
         } else if !self.config.debounce().is_zero() {
             self.pause_since = Some(Instant::now());
         }
+    }
+
+    /// The confidence an automatic suggestion needs in this buffer.
+    fn min_confidence(&self, editor: &Editor) -> f32 {
+        self.config
+            .min_confidence_in(editor.doc.language().map(|l| l.name()))
     }
 
     fn syntactic_trigger(&self, editor: &Editor) -> Option<Trigger> {
@@ -291,11 +289,9 @@ impl Predictor {
         if self.explicit {
             editor.set_ghost(Some(Ghost::new(editor.cursor())));
             self.held = None;
-            self.on_probation = false;
         } else {
             editor.set_ghost(None);
             self.held = Some(Ghost::new(editor.cursor()));
-            self.on_probation = false;
         }
         self.engine.send(Request::Predict {
             version: editor.doc.version(),
@@ -320,7 +316,6 @@ impl Predictor {
                 self.enabled = !self.enabled;
                 editor.set_ghost(None);
                 self.held = None;
-                self.on_probation = false;
                 self.streaming = None;
                 self.pause_since = None;
                 editor.set_message(format!(
@@ -343,7 +338,6 @@ impl Predictor {
             && (held.anchor != editor.cursor() || !editor.selection().is_empty())
         {
             self.held = None;
-            self.on_probation = false;
             self.streaming = None;
         }
         let modified = editor.doc.is_modified();
@@ -383,28 +377,13 @@ impl Predictor {
                 }
                 true
             }
-            Event::Chunk {
-                id, text, so_far, ..
-            } => {
+            Event::Chunk { id, text, .. } => {
                 if self.streaming != Some(id) {
                     return false;
                 }
                 if let Some(held) = self.held.as_mut() {
                     held.text.push_str(&text);
-                    let anchor = held.anchor;
-                    let early = suggest::shows_early(
-                        &held.text,
-                        so_far,
-                        self.config.min_confidence,
-                        &surroundings(editor, anchor),
-                    );
-                    if !early || anchor != editor.cursor() {
-                        return false;
-                    }
-                    self.shown.push(self.requested_at.elapsed());
-                    self.on_probation = true;
-                    editor.set_ghost(self.held.take());
-                    return true;
+                    return false;
                 }
                 match editor.ghost_mut() {
                     Some(ghost) => {
@@ -418,17 +397,26 @@ impl Predictor {
                 }
                 true
             }
-            Event::Scored { id, confidence, .. } => {
+            Event::Scored {
+                id,
+                confidence,
+                complete,
+                ..
+            } => {
                 if self.streaming != Some(id) {
                     return false;
                 }
                 let Some(held) = self.held.take() else {
-                    return self.end_probation(editor, confidence);
+                    return false;
+                };
+                let judged = Judged {
+                    text: &held.text,
+                    confidence,
+                    complete,
                 };
                 let verdict = suggest::hidden(
-                    &held.text,
-                    confidence,
-                    self.config.min_confidence,
+                    judged,
+                    self.min_confidence(editor),
                     &surroundings(editor, held.anchor),
                     true,
                 );
@@ -469,7 +457,6 @@ impl Predictor {
                 }
                 self.streaming = None;
                 self.held = None;
-                self.on_probation = false;
                 if let Some(ghost) = editor.ghost_mut() {
                     ghost.complete = true;
                     if ghost.is_empty() {
@@ -492,34 +479,6 @@ impl Predictor {
                 false
             }
         }
-    }
-
-    /// The automatic suggestion that came into view while it streamed is
-    /// complete: judge it whole, as one that waited would have been, and
-    /// take it back if it fails. Returns whether the screen changed.
-    fn end_probation(&mut self, editor: &mut Editor, confidence: f32) -> bool {
-        if !std::mem::take(&mut self.on_probation) {
-            return false;
-        }
-        let Some(ghost) = editor.visible_ghost() else {
-            return false;
-        };
-        let verdict = suggest::hidden(
-            &ghost.text,
-            confidence,
-            self.config.min_confidence,
-            &surroundings(editor, ghost.anchor),
-            true,
-        );
-        self.last_hidden = verdict;
-        if verdict.is_none() {
-            return false;
-        }
-        tracing::debug!(?verdict, confidence, "suggestion taken back");
-        self.retracted += 1;
-        self.streaming = None;
-        editor.set_ghost(None);
-        true
     }
 
     /// No work in flight: the engine has caught up with every edit, no

@@ -40,6 +40,9 @@ pub struct MirrorConfig {
     pub pool: usize,
     /// The order the alternatives are offered in.
     pub rank: Rank,
+    /// How many tokens of the first suggestion its verdict waits for (see
+    /// [`Choice::Verdict`]).
+    pub verdict_tokens: usize,
 }
 
 /// Where alternatives branch off the first suggestion's generation.
@@ -60,10 +63,10 @@ pub enum ForkPolicy {
     FirstCode,
     /// At any of its tokens of code: the runner-ups closest in probability
     /// to the token chosen at their step.
-    #[default]
     Closest,
     /// Every runner-up at its first token of code, and those closest in
     /// probability anywhere else.
+    #[default]
     Both,
 }
 
@@ -82,11 +85,11 @@ pub enum ForkPolicy {
 #[serde(rename_all = "kebab-case")]
 pub enum Rank {
     /// As decoded: the latest fork point first.
-    #[default]
     Decoded,
     /// By mean token log-probability, the highest first.
     Mean,
-    /// By the log-probability of the whole line.
+    /// By the log-probability of the whole line, the highest first.
+    #[default]
     Sum,
 }
 
@@ -101,6 +104,7 @@ impl Default for MirrorConfig {
             fork: ForkPolicy::default(),
             pool: 4,
             rank: Rank::default(),
+            verdict_tokens: 8,
         }
     }
 }
@@ -454,7 +458,8 @@ impl Mirror {
         // The first branch's token infos: another branch's meter starts
         // from the ones before its fork point.
         let mut first_infos: Vec<(TokenInfo, bool)> = Vec::new();
-        let mut first_line: Option<String> = None;
+        let mut first = First::default();
+        let verdict_tokens = self.config.verdict_tokens.max(1);
         let mut candidates: Vec<Candidate> = Vec::new();
         // Whether generation should stop for good.
         let mut enough = false;
@@ -466,7 +471,7 @@ impl Mirror {
         };
         let finish =
             |branch: &mut Branch,
-             first_line: &mut Option<String>,
+             first: &mut First,
              candidates: &mut Vec<Candidate>,
              on_choice: &mut dyn FnMut(Choice<'_>) -> ControlFlow<()>| {
                 branch.reported = true;
@@ -478,7 +483,13 @@ impl Mirror {
                     if line.is_empty() {
                         return ControlFlow::Break(());
                     }
-                    *first_line = Some(line.to_string());
+                    first.line = Some(line.to_string());
+                    if !std::mem::replace(&mut first.judged, true) {
+                        on_choice(Choice::Verdict {
+                            confidence,
+                            complete: true,
+                        })?;
+                    }
                     on_choice(Choice::Done {
                         index: 0,
                         text: &branch.shown,
@@ -526,8 +537,7 @@ impl Mirror {
                     // sequence, token limit) is finished when the next
                     // one starts.
                     if !branch.reported
-                        && finish(&mut branch, &mut first_line, &mut candidates, on_choice)
-                            .is_break()
+                        && finish(&mut branch, &mut first, &mut candidates, on_choice).is_break()
                     {
                         enough = true;
                         return Flow::EndAll;
@@ -554,21 +564,29 @@ impl Mirror {
                 let visible = healing::visible_text(&tokenizer, &plan.required, generated);
                 let (shown, done) = suggest::shape(&visible, &line_before, max_lines);
                 if index == 0 && shown.len() > branch.sent && shown.is_char_boundary(branch.sent) {
-                    let text = Choice::Text {
-                        text: &shown[branch.sent..],
-                        so_far: branch.meter.confidence(),
-                    };
-                    if on_choice(text).is_break() {
+                    if on_choice(Choice::Text(&shown[branch.sent..])).is_break() {
                         enough = true;
                         return Flow::EndAll;
                     }
                     branch.sent = shown.len();
                 }
                 branch.shown = shown;
+                let judged = index > 0 || first.judged;
+                if !judged && !done && branch.meter.tokens() >= verdict_tokens {
+                    first.judged = true;
+                    let verdict = Choice::Verdict {
+                        confidence: branch.meter.confidence(),
+                        complete: false,
+                    };
+                    if on_choice(verdict).is_break() {
+                        enough = true;
+                        return Flow::EndAll;
+                    }
+                }
                 if !done {
                     return Flow::Continue;
                 }
-                if finish(&mut branch, &mut first_line, &mut candidates, on_choice).is_break() {
+                if finish(&mut branch, &mut first, &mut candidates, on_choice).is_break() {
                     enough = true;
                     return Flow::EndAll;
                 }
@@ -577,12 +595,12 @@ impl Mirror {
             interrupted,
         )?;
         if !enough && !branch.reported && !interrupted() {
-            enough = finish(&mut branch, &mut first_line, &mut candidates, on_choice).is_break();
+            enough = finish(&mut branch, &mut first, &mut candidates, on_choice).is_break();
         }
         let mut found = 0;
         if !enough
             && !interrupted()
-            && let Some(first_line) = first_line
+            && let Some(first_line) = first.line
         {
             let mut lines = vec![first_line];
             for candidate in rank(candidates, self.config.rank) {
@@ -657,9 +675,15 @@ fn rank(mut candidates: Vec<Candidate>, rank: Rank) -> Vec<Candidate> {
 /// What [`Mirror::generate_choices`] reports.
 #[derive(Debug)]
 pub enum Choice<'a> {
-    /// More text of the first suggestion, as it is generated, and the
-    /// confidence of all of it so far.
-    Text { text: &'a str, so_far: Confidence },
+    /// More text of the first suggestion, as it is generated.
+    Text(&'a str),
+    /// The first suggestion's confidence, to judge it by: that of its first
+    /// [`MirrorConfig::verdict_tokens`] tokens, or of all of it when it is
+    /// `complete` before. It comes right after the text it judges.
+    Verdict {
+        confidence: Confidence,
+        complete: bool,
+    },
     /// Suggestion `index` (0: the first), complete.
     Done {
         index: usize,
@@ -689,6 +713,15 @@ struct Branch {
     reported: bool,
     deficit: f32,
     at_first_code: bool,
+}
+
+/// The first suggestion, as [`Mirror::generate_choices`] follows it.
+#[derive(Default)]
+struct First {
+    /// Its first line, once complete.
+    line: Option<String>,
+    /// Its verdict was sent.
+    judged: bool,
 }
 
 /// A finished branch, waiting to be ranked among the alternatives.
@@ -727,8 +760,8 @@ impl Backend for Mirror {
             cursor_char,
             1,
             &mut |choice| match choice {
-                Choice::Text { text, .. } => on_text(text),
-                Choice::Done { .. } | Choice::Candidate { .. } => ControlFlow::Continue(()),
+                Choice::Text(text) => on_text(text),
+                _ => ControlFlow::Continue(()),
             },
             interrupted,
         )
@@ -747,16 +780,17 @@ impl Backend for Mirror {
             cursor_char,
             choices,
             &mut |choice| match choice {
-                Choice::Text { text, so_far } => on_output(Output::Text {
-                    text,
-                    so_far: so_far.score(),
-                }),
-                Choice::Candidate { .. } => ControlFlow::Continue(()),
-                Choice::Done {
-                    index: 0,
+                Choice::Text(text) => on_output(Output::Text(text)),
+                Choice::Verdict {
                     confidence,
-                    ..
-                } => on_output(Output::Scored(confidence.score())),
+                    complete,
+                } => on_output(Output::Scored {
+                    confidence: confidence.score(),
+                    complete,
+                }),
+                Choice::Candidate { .. } | Choice::Done { index: 0, .. } => {
+                    ControlFlow::Continue(())
+                }
                 Choice::Done {
                     text, confidence, ..
                 } => on_output(Output::Alternative {

@@ -70,6 +70,10 @@ impl ConfidenceMeter {
         }
     }
 
+    pub fn tokens(&self) -> usize {
+        self.tokens
+    }
+
     pub fn has_code(&self) -> bool {
         self.first.is_some()
     }
@@ -170,16 +174,41 @@ fn first_line_result(text: &str, surroundings: &Surroundings) -> String {
     }
 }
 
+/// How a suggestion is judged: its text so far (all of it once
+/// `complete`), and the confidence to judge it by.
+#[derive(Debug, Clone, Copy)]
+pub struct Judged<'a> {
+    pub text: &'a str,
+    pub confidence: f32,
+    pub complete: bool,
+}
+
+impl<'a> Judged<'a> {
+    pub fn whole(text: &'a str, confidence: f32) -> Judged<'a> {
+        Judged {
+            text,
+            confidence,
+            complete: true,
+        }
+    }
+}
+
 /// Whether a suggestion is worth showing at an automatic trigger: `None`
 /// when it is, else why not. An explicit request (the user asked) is shown
-/// whatever it holds, unless it is blank.
+/// whatever it holds, unless it is blank. A suggestion judged before it is
+/// complete is hidden as a repeat when its line so far starts the line
+/// above or below: it is on its way to repeating it.
 pub fn hidden(
-    text: &str,
-    confidence: f32,
+    judged: Judged<'_>,
     min_confidence: f32,
     surroundings: &Surroundings,
     automatic: bool,
 ) -> Option<Hidden> {
+    let Judged {
+        text,
+        confidence,
+        complete,
+    } = judged;
     let code = text.trim();
     if code.is_empty() {
         return Some(Hidden::Blank);
@@ -193,9 +222,15 @@ pub fn hidden(
     }
     let line = first_line_result(text, surroundings);
     let repeats = |other: &Option<String>| {
-        other
-            .as_deref()
-            .is_some_and(|o| !o.trim().is_empty() && o.trim() == line.trim())
+        other.as_deref().is_some_and(|o| {
+            let (o, line) = (o.trim(), line.trim());
+            !o.is_empty()
+                && if complete {
+                    o == line
+                } else {
+                    o.starts_with(line)
+                }
+        })
     };
     // A one-line suggestion that rebuilds the line above or below.
     if automatic
@@ -208,29 +243,6 @@ pub fn hidden(
         return Some(Hidden::Unsure);
     }
     None
-}
-
-/// Whether an automatic suggestion may come into view while it streams:
-/// `so_far` is its text so far and `confidence` that of its tokens so far.
-/// It must pass what [`hidden`] asks of a whole one, and its line must not
-/// be on its way to repeating the line above or below. Its final verdict
-/// still decides whether it stays.
-pub fn shows_early(
-    so_far: &str,
-    confidence: f32,
-    min_confidence: f32,
-    surroundings: &Surroundings,
-) -> bool {
-    if hidden(so_far, confidence, min_confidence, surroundings, true).is_some() {
-        return false;
-    }
-    let line = first_line_result(so_far, surroundings);
-    let may_repeat = |other: &Option<String>| {
-        other
-            .as_deref()
-            .is_some_and(|o| !o.trim().is_empty() && o.trim().starts_with(line.trim()))
-    };
-    !may_repeat(&surroundings.line_above) && !may_repeat(&surroundings.line_below)
 }
 
 #[cfg(test)]
@@ -274,66 +286,81 @@ mod tests {
     #[test]
     fn blank_and_closing_suggestions_are_hidden_only_when_automatic() {
         let s = at("    ", "x = 1", "y = 2");
-        assert_eq!(hidden("   ", 1.0, 0.0, &s, true), Some(Hidden::Blank));
-        assert_eq!(hidden("})", 1.0, 0.0, &s, true), Some(Hidden::OnlyClosing));
-        assert_eq!(hidden("])", 1.0, 0.0, &s, false), None);
-        assert_eq!(hidden("return x", 1.0, 0.0, &s, true), None);
+        assert_eq!(
+            hidden(Judged::whole("   ", 1.0), 0.0, &s, true),
+            Some(Hidden::Blank)
+        );
+        assert_eq!(
+            hidden(Judged::whole("})", 1.0), 0.0, &s, true),
+            Some(Hidden::OnlyClosing)
+        );
+        assert_eq!(hidden(Judged::whole("])", 1.0), 0.0, &s, false), None);
+        assert_eq!(hidden(Judged::whole("return x", 1.0), 0.0, &s, true), None);
     }
 
     #[test]
     fn repeating_the_line_above_or_below_is_hidden() {
         let s = at("    ", "    total = 0", "    return total");
         assert_eq!(
-            hidden("total = 0", 1.0, 0.0, &s, true),
+            hidden(Judged::whole("total = 0", 1.0), 0.0, &s, true),
             Some(Hidden::Repeats)
         );
         assert_eq!(
-            hidden("return total", 1.0, 0.0, &s, true),
+            hidden(Judged::whole("return total", 1.0), 0.0, &s, true),
             Some(Hidden::Repeats)
         );
-        assert_eq!(hidden("return total", 1.0, 0.0, &s, false), None);
+        assert_eq!(
+            hidden(Judged::whole("return total", 1.0), 0.0, &s, false),
+            None
+        );
         assert_eq!(
             hidden(
-                "\n    total = 0",
-                1.0,
+                Judged::whole("\n    total = 0", 1.0),
                 0.0,
                 &at("x", "    total = 0", ""),
                 true
             ),
             Some(Hidden::Repeats)
         );
-        assert_eq!(hidden("total += 1", 1.0, 0.0, &s, true), None);
+        assert_eq!(
+            hidden(Judged::whole("total += 1", 1.0), 0.0, &s, true),
+            None
+        );
         // Blank neighbours repeat nothing.
-        assert_eq!(hidden("pass", 1.0, 0.0, &at("", "", ""), true), None);
+        assert_eq!(
+            hidden(Judged::whole("pass", 1.0), 0.0, &at("", "", ""), true),
+            None
+        );
     }
 
     #[test]
     fn the_threshold_gates_automatic_suggestions_only() {
         let s = at("", "a", "b");
-        assert_eq!(hidden("x = 1", 0.2, 0.5, &s, true), Some(Hidden::Unsure));
-        assert_eq!(hidden("x = 1", 0.2, 0.5, &s, false), None);
-        assert_eq!(hidden("x = 1", 0.6, 0.5, &s, true), None);
+        assert_eq!(
+            hidden(Judged::whole("x = 1", 0.2), 0.5, &s, true),
+            Some(Hidden::Unsure)
+        );
+        assert_eq!(hidden(Judged::whole("x = 1", 0.2), 0.5, &s, false), None);
+        assert_eq!(hidden(Judged::whole("x = 1", 0.6), 0.5, &s, true), None);
     }
 
     #[test]
-    fn a_streaming_suggestion_shows_early_only_when_it_cannot_turn_into_a_repeat() {
+    fn a_suggestion_judged_before_it_is_complete_is_hidden_on_its_way_to_a_repeat() {
         let s = at("    ", "    total = 0", "    return total");
-        assert!(shows_early("for x in", 0.9, 0.5, &s));
-        assert!(!shows_early("for x in", 0.4, 0.5, &s), "unsure so far");
-        assert!(
-            !shows_early("return to", 0.9, 0.5, &s),
-            "may become the line below"
+        let so_far = |text| Judged {
+            text,
+            confidence: 0.9,
+            complete: false,
+        };
+        assert_eq!(hidden(so_far("for x in"), 0.5, &s, true), None);
+        assert_eq!(
+            hidden(so_far("return to"), 0.5, &s, true),
+            Some(Hidden::Repeats)
         );
-        assert!(
-            !shows_early("tot", 0.9, 0.5, &s),
-            "may become the line above"
-        );
-        assert!(!shows_early("  ", 0.9, 0.5, &s));
-        assert!(!shows_early(")", 0.9, 0.5, &s));
-        assert!(
-            shows_early("return totals", 0.9, 0.5, &s),
-            "no longer a prefix"
-        );
+        assert_eq!(hidden(so_far("tot"), 0.5, &s, true), Some(Hidden::Repeats));
+        assert_eq!(hidden(so_far("return totals"), 0.5, &s, true), None);
+        // Complete, a line that only starts the one below is its own.
+        assert_eq!(hidden(Judged::whole("return", 0.9), 0.5, &s, true), None);
     }
 
     #[test]

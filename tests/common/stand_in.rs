@@ -64,10 +64,11 @@ pub struct StandIn {
     pub predicting: Arc<AtomicBool>,
     /// How long a verification takes.
     pub verify_takes: Duration,
-    /// The confidence reported for the streamed suggestion, once whole.
+    /// The confidence reported for the streamed suggestion.
     pub confidence: f32,
-    /// Its confidence while it streams (by default the same).
-    pub confidence_so_far: Option<f32>,
+    /// Tokens after which it is reported (None: once all have streamed,
+    /// as complete).
+    pub verdict_after: Option<usize>,
     /// Whole alternatives sent after it (without waiting on the gate).
     pub alternatives: Vec<&'static str>,
 }
@@ -91,7 +92,7 @@ impl StandIn {
             predicting: Arc::new(AtomicBool::new(false)),
             verify_takes: Duration::ZERO,
             confidence: 1.0,
-            confidence_so_far: None,
+            verdict_after: None,
             alternatives: Vec::new(),
         };
         (backend, open)
@@ -179,18 +180,30 @@ impl Backend for StandIn {
         interrupted: &dyn Fn() -> bool,
     ) -> Result<()> {
         let mut stopped = false;
-        let so_far = self.confidence_so_far.unwrap_or(self.confidence);
+        let (confidence, verdict_after) = (self.confidence, self.verdict_after);
+        let mut streamed = 0;
         self.predict(
             doc,
             cursor,
             &mut |text| {
-                let flow = on_output(Output::Text { text, so_far });
+                let mut flow = on_output(Output::Text(text));
+                streamed += 1;
+                if Some(streamed) == verdict_after {
+                    flow = on_output(Output::Scored {
+                        confidence,
+                        complete: false,
+                    });
+                }
                 stopped |= flow.is_break();
                 flow
             },
             interrupted,
         )?;
-        if stopped || interrupted() || on_output(Output::Scored(self.confidence)).is_break() {
+        let verdict = Output::Scored {
+            confidence,
+            complete: true,
+        };
+        if stopped || interrupted() || verdict_after.is_none() && on_output(verdict).is_break() {
             return Ok(());
         }
         for text in self.alternatives.iter().take(choices.saturating_sub(1)) {
