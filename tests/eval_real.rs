@@ -165,6 +165,9 @@ fn suggestion_samples_repeat_and_carry_distinct_alternatives() {
     let run = |mirror: &mut _, index| {
         let mut r = run_sample(mirror, &corpus, half, index, 3, CONTEXT, 3).unwrap();
         (r.first_ms, r.total_ms) = (0.0, 0.0);
+        if let Some(verdict) = r.verdict.as_mut() {
+            verdict.ms = 0.0;
+        }
         r
     };
     let a = run(&mut mirror, 0);
@@ -176,6 +179,20 @@ fn suggestion_samples_repeat_and_carry_distinct_alternatives() {
         .map(|c| c.text.trim().lines().next().unwrap_or(""))
         .collect();
     assert_eq!(firsts.len(), a.choices.len());
+    // The verdict judged the first suggestion's first 8 tokens, or all of
+    // it when it is shorter.
+    let verdict = a.verdict.expect("a verdict");
+    let first = &a.choices[0];
+    assert!(verdict.chars <= first.text.chars().count(), "{a:?}");
+    if verdict.complete {
+        assert_eq!(verdict.confidence, first.confidence);
+    } else {
+        assert_eq!(
+            verdict.confidence.tokens,
+            MirrorConfig::default().verdict_tokens
+        );
+        assert!(first.confidence.tokens > verdict.confidence.tokens, "{a:?}");
+    }
     let lines: Vec<&str> = std::fs::read_to_string(corpus.root.join(&a.target.file))
         .unwrap()
         .leak()

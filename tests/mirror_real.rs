@@ -221,7 +221,7 @@ fn alternatives_leave_the_first_suggestion_as_it_was_and_differ_from_it() {
     let typed = "\n\ndef add(a, b):\n    ";
     doc.insert(at, typed);
     let cursor = doc.len_chars();
-    for fork in [ForkPolicy::FirstCode, ForkPolicy::Closest] {
+    for fork in [ForkPolicy::FirstCode, ForkPolicy::Closest, ForkPolicy::Both] {
         let mut mirror = load(MirrorConfig {
             fork,
             ..MirrorConfig::default()
@@ -244,6 +244,15 @@ fn alternatives_leave_the_first_suggestion_as_it_was_and_differ_from_it() {
             let score = confidence.score();
             assert!(score > 0.0 && score <= 1.0, "{text:?}: {confidence:?}");
             assert!(confidence.min <= score && confidence.tokens > 0);
+        }
+        // Offered by the log-probability of their whole line (Rank::Sum).
+        let line_logprob =
+            |c: &pie_edit::predict::suggest::Confidence| c.mean_logprob * c.tokens as f32;
+        for pair in choices[1..].windows(2) {
+            assert!(
+                line_logprob(&pair[0].1) >= line_logprob(&pair[1].1),
+                "{fork:?}: {choices:?}"
+            );
         }
         // The cache is the mirror's still: a second run gives the same.
         assert_eq!(mirror.choices_at(&doc, cursor, 3).unwrap(), choices);

@@ -83,7 +83,14 @@ pub struct VerdictRecord {
     /// Chars of the first suggestion it judged.
     pub chars: usize,
     pub complete: bool,
+    #[serde(deserialize_with = "nan_from_null")]
     pub ms: f64,
+}
+
+/// JSON has no NaN: serde_json writes it as null, which reads back as NaN
+/// (a trigger with no suggestion has no time to its first one).
+fn nan_from_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,7 +112,9 @@ pub struct SuggestRecord {
     pub verdict: Option<VerdictRecord>,
     /// From the prediction request to the first suggestion complete, and
     /// to the last alternative (the context encoding not included).
+    #[serde(deserialize_with = "nan_from_null")]
     pub first_ms: f64,
+    #[serde(deserialize_with = "nan_from_null")]
     pub total_ms: f64,
 }
 
@@ -621,6 +630,16 @@ mod tests {
             first_ms: 1.0,
             total_ms: 2.0,
         }
+    }
+
+    #[test]
+    fn a_trigger_without_a_suggestion_reads_back_and_shows_nothing() {
+        let mut r = record("    return x", &[], "");
+        (r.first_ms, r.total_ms) = (f64::NAN, 3.0);
+        let json = serde_json::to_string(&r).unwrap();
+        let back: SuggestRecord = serde_json::from_str(&json).unwrap();
+        assert!(back.first_ms.is_nan() && back.choices.is_empty());
+        assert!(!score(&back).passes_filters);
     }
 
     #[test]
