@@ -178,6 +178,41 @@ fn a_newer_edit_cancels_a_running_prediction_between_tokens() {
 }
 
 #[test]
+fn a_stopped_prediction_ends_at_its_next_token() {
+    let h = start(false, vec!["re", "turn", " x", " + 1"], false);
+    let _doc = open(&h, "def f(x):\n    ", 14);
+    h.engine.send(Request::Predict {
+        version: 0,
+        id: 1,
+        cursor_char: 14,
+        requested_at: Instant::now(),
+    });
+    assert!(matches!(
+        next_non_state_event(&h),
+        Event::Chunk { id: 1, .. }
+    ));
+    // The editor hid it: nothing more of it is wanted.
+    h.engine.send(Request::Stop { id: 1 });
+    h.gate.send(()).unwrap();
+    let rest = wait_idle(&h, 0);
+    assert!(
+        matches!(
+            rest[0],
+            Event::Finished {
+                id: 1,
+                cancelled: true,
+                ..
+            }
+        ),
+        "{rest:?}"
+    );
+    assert!(
+        !rest.iter().any(|e| matches!(e, Event::Chunk { .. })),
+        "{rest:?}"
+    );
+}
+
+#[test]
 fn a_newer_edit_interrupts_a_prediction_inside_a_token() {
     let options = EngineOptions::default();
     let h = start_with(options, false, vec!["re"], false, false, false, true);

@@ -218,6 +218,12 @@ pub enum Request {
         cursor_char: usize,
         requested_at: Instant,
     },
+    /// Nothing will show prediction `id` any more (hidden or dismissed):
+    /// like any request waiting, it ends the running prediction at its
+    /// next token, and then does nothing.
+    Stop {
+        id: u64,
+    },
     /// Compare the engine's copy of the document with `text`, and its cache
     /// with a fresh tokenization; answered by [`Event::Verified`].
     Verify {
@@ -418,7 +424,7 @@ fn fail_and_drain(requests: &Receiver<Request>, events: &EventSender, message: S
         match request {
             Request::Shutdown => return,
             Request::Open { version: v, .. } | Request::Edits { version: v, .. } => version = v,
-            Request::Predict { .. } | Request::Saved => {}
+            Request::Predict { .. } | Request::Saved | Request::Stop { .. } => {}
             Request::Verify { .. } => {
                 let _ = events.send(Event::Verified(Err("the engine is not running".into())));
             }
@@ -575,6 +581,7 @@ impl<B: Backend> Worker<B> {
                         self.opened = true;
                     }
                     Request::Saved => self.persist(Persist::Save)?,
+                    Request::Stop { .. } => {}
                     Request::Edits { version, edits } => {
                         for edit in &edits {
                             edit.apply_to(&mut self.doc);

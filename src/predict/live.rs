@@ -316,7 +316,7 @@ impl Predictor {
                 self.enabled = !self.enabled;
                 editor.set_ghost(None);
                 self.held = None;
-                self.streaming = None;
+                self.stop_streaming();
                 self.pause_since = None;
                 editor.set_message(format!(
                     "Predictions {}",
@@ -331,14 +331,18 @@ impl Predictor {
             && (ghost.anchor != editor.cursor() || !editor.selection().is_empty())
         {
             editor.set_ghost(None);
-            self.streaming = None;
+            self.stop_streaming();
             dirty = true;
         }
         if let Some(held) = &self.held
             && (held.anchor != editor.cursor() || !editor.selection().is_empty())
         {
             self.held = None;
-            self.streaming = None;
+            self.stop_streaming();
+        }
+        // Esc dismissed the suggestion while it was still coming.
+        if self.streaming.is_some() && self.held.is_none() && editor.ghost().is_none() {
+            self.stop_streaming();
         }
         let modified = editor.doc.is_modified();
         if self.was_modified && !modified && editor.doc.path().is_some() {
@@ -424,7 +428,7 @@ impl Predictor {
                 if verdict.is_some() || held.anchor != editor.cursor() {
                     tracing::debug!(?verdict, confidence, "suggestion not shown");
                     // Its alternatives are not shown either.
-                    self.streaming = None;
+                    self.stop_streaming();
                     return false;
                 }
                 self.shown.push(self.requested_at.elapsed());
@@ -478,6 +482,14 @@ impl Predictor {
                 self.verification_pending = false;
                 false
             }
+        }
+    }
+
+    /// Nothing will show the streaming prediction's output any more: the
+    /// engine stops it (and its alternatives) instead of decoding on.
+    fn stop_streaming(&mut self) {
+        if let Some(id) = self.streaming.take() {
+            self.engine.send(Request::Stop { id });
         }
     }
 
