@@ -95,6 +95,33 @@ fn wait_idle(h: &Harness, version: u64) -> Vec<Event> {
     }
 }
 
+/// Ask for prediction 1 of version 0 at `cursor_char` and wait for its
+/// first chunk.
+fn predict_until_its_first_chunk(h: &Harness, cursor_char: usize) {
+    h.engine.send(Request::Predict {
+        version: 0,
+        id: 1,
+        cursor_char,
+        requested_at: Instant::now(),
+    });
+    assert!(matches!(
+        next_non_state_event(h),
+        Event::Chunk { id: 1, .. }
+    ));
+}
+
+/// Prediction `id` ended first, cancelled, and sent no more text.
+fn assert_cut_short(rest: &[Event], id: u64) {
+    assert!(
+        matches!(rest[0], Event::Finished { id: i, cancelled: true, .. } if i == id),
+        "{rest:?}"
+    );
+    assert!(
+        !rest.iter().any(|e| matches!(e, Event::Chunk { .. })),
+        "{rest:?}"
+    );
+}
+
 fn typed(rope: &mut Rope, at: usize, text: &str) -> Edit {
     let edit = Edit::insert(rope, at, text);
     edit.apply_to(rope);
@@ -154,23 +181,7 @@ fn a_newer_edit_cancels_a_running_prediction_between_tokens() {
         edits: vec![edit],
     });
     h.gate.send(()).unwrap();
-    let rest = wait_idle(&h, 1);
-    assert!(
-        matches!(
-            rest[0],
-            Event::Finished {
-                version: 0,
-                id: 1,
-                cancelled: true,
-                ..
-            }
-        ),
-        "{rest:?}"
-    );
-    assert!(
-        !rest.iter().any(|e| matches!(e, Event::Chunk { .. })),
-        "{rest:?}"
-    );
+    assert_cut_short(&wait_idle(&h, 1), 1);
     assert!(h.calls.lock().unwrap().contains(&Call::Apply {
         doc: "def f(x):\n    y".into(),
         edits: 1
@@ -181,35 +192,11 @@ fn a_newer_edit_cancels_a_running_prediction_between_tokens() {
 fn a_stopped_prediction_ends_at_its_next_token() {
     let h = start(false, vec!["re", "turn", " x", " + 1"], false);
     let _doc = open(&h, "def f(x):\n    ", 14);
-    h.engine.send(Request::Predict {
-        version: 0,
-        id: 1,
-        cursor_char: 14,
-        requested_at: Instant::now(),
-    });
-    assert!(matches!(
-        next_non_state_event(&h),
-        Event::Chunk { id: 1, .. }
-    ));
+    predict_until_its_first_chunk(&h, 14);
     // The editor hid it: nothing more of it is wanted.
     h.engine.send(Request::Stop { id: 1 });
     h.gate.send(()).unwrap();
-    let rest = wait_idle(&h, 0);
-    assert!(
-        matches!(
-            rest[0],
-            Event::Finished {
-                id: 1,
-                cancelled: true,
-                ..
-            }
-        ),
-        "{rest:?}"
-    );
-    assert!(
-        !rest.iter().any(|e| matches!(e, Event::Chunk { .. })),
-        "{rest:?}"
-    );
+    assert_cut_short(&wait_idle(&h, 0), 1);
 }
 
 #[test]
@@ -217,16 +204,7 @@ fn a_newer_edit_interrupts_a_prediction_inside_a_token() {
     let options = EngineOptions::default();
     let h = start_with(options, false, vec!["re"], false, false, false, true);
     let mut doc = open(&h, "def f(x):\n    ", 14);
-    h.engine.send(Request::Predict {
-        version: 0,
-        id: 1,
-        cursor_char: 14,
-        requested_at: Instant::now(),
-    });
-    assert!(matches!(
-        next_non_state_event(&h),
-        Event::Chunk { id: 1, .. }
-    ));
+    predict_until_its_first_chunk(&h, 14);
     // The backend is now inside a token's computation and never reaches
     // the next token on its own: only the interrupt can end it.
     let edit = typed(&mut doc, 14, "y");

@@ -259,21 +259,36 @@ fn a_confident_verdict_brings_the_suggestion_into_view_and_it_streams_on() {
     assert_eq!(row(&terminal, 1), "  2     return sum(xs)");
 }
 
-#[test]
-fn an_unsure_verdict_hides_the_suggestion_before_it_is_complete() {
-    use pie_edit::predict::suggest::Hidden;
-    let (mut app, mut terminal, gate) =
-        judged_early("def total(xs):\n", vec!["return", " sum(xs)"], 0.3);
+/// Enter at the end of the header in `text`; the verdict (`confidence`)
+/// comes after the first of two tokens. Returns why it was hidden then,
+/// and the app once both tokens have come.
+fn hidden_at_the_verdict(
+    text: &str,
+    confidence: f32,
+) -> (
+    Option<pie_edit::predict::suggest::Hidden>,
+    App,
+    Terminal<TestBackend>,
+) {
+    let (mut app, mut terminal, gate) = judged_early(text, vec!["return", " sum(xs)"], confidence);
     run(
         &mut app,
         &mut terminal,
         "<wait-idle><End><Enter><wait:300ms>",
     );
-    assert_eq!(hidden_because(&app), Some(Hidden::Unsure));
+    let why = hidden_because(&app);
     for _ in 0..2 {
         gate.send(()).unwrap();
     }
     run(&mut app, &mut terminal, "<wait-idle>");
+    (why, app, terminal)
+}
+
+#[test]
+fn an_unsure_verdict_hides_the_suggestion_before_it_is_complete() {
+    use pie_edit::predict::suggest::Hidden;
+    let (why, app, terminal) = hidden_at_the_verdict("def total(xs):\n", 0.3);
+    assert_eq!(why, Some(Hidden::Unsure));
     assert_eq!(shown(&app), None);
     assert!(
         !screen(&terminal).contains("return"),
@@ -285,21 +300,8 @@ fn an_unsure_verdict_hides_the_suggestion_before_it_is_complete() {
 #[test]
 fn a_suggestion_judged_on_its_way_to_repeating_the_line_below_is_hidden() {
     use pie_edit::predict::suggest::Hidden;
-    let (mut app, mut terminal, gate) = judged_early(
-        "def total(xs):\n    return sum(xs)\n",
-        vec!["return", " sum(xs)"],
-        0.9,
-    );
-    run(
-        &mut app,
-        &mut terminal,
-        "<wait-idle><End><Enter><wait:300ms>",
-    );
-    assert_eq!(hidden_because(&app), Some(Hidden::Repeats));
-    for _ in 0..2 {
-        gate.send(()).unwrap();
-    }
-    run(&mut app, &mut terminal, "<wait-idle>");
+    let (why, app, _) = hidden_at_the_verdict("def total(xs):\n    return sum(xs)\n", 0.9);
+    assert_eq!(why, Some(Hidden::Repeats));
     assert_eq!(shown(&app), None);
 }
 
