@@ -10,6 +10,7 @@ use super::engine::EngineOptions;
 use crate::model::UpdateMode;
 use crate::model::kv_store::Storage;
 use crate::model::source::DEFAULT_PRESET;
+use crate::syntax::Language;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -162,6 +163,20 @@ impl PredictConfig {
             .min_confidence_for
             .iter()
             .map(|(language, &t)| (format!("min_confidence_for.{language}"), t));
+        let known: Vec<String> = Language::ALL
+            .iter()
+            .map(|l| l.name().to_lowercase())
+            .collect();
+        if let Some(unknown) = self
+            .min_confidence_for
+            .keys()
+            .find(|l| !known.contains(&l.to_lowercase()))
+        {
+            return Err(format!(
+                "[predict.min_confidence_for] has no language {unknown:?} (known: {})",
+                known.join(", ")
+            ));
+        }
         for (key, threshold) in thresholds.chain(per_language) {
             if !(0.0..=1.0).contains(&threshold) {
                 return Err(format!("[predict] {key} = {threshold} is outside 0..=1"));
@@ -215,7 +230,12 @@ impl PredictConfig {
         let language = language.map(str::to_lowercase);
         language
             .as_deref()
-            .and_then(|l| self.min_confidence_for.get(l).copied())
+            .and_then(|l| {
+                self.min_confidence_for
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case(l))
+                    .map(|(_, &t)| t)
+            })
             .or(self.min_confidence)
             .unwrap_or_else(|| {
                 language
@@ -270,8 +290,15 @@ mod tests {
         let rust = parse("min_confidence = 0.1\n[min_confidence_for]\nrust = 0.9").unwrap();
         assert_eq!(rust.min_confidence_in(Some("rust")), 0.9);
         assert_eq!(rust.min_confidence_in(Some("python")), 0.1);
+        let capital = parse("[min_confidence_for]\nRust = 0.8").unwrap();
+        assert_eq!(capital.min_confidence_in(Some("Rust")), 0.8);
         let err = parse("[min_confidence_for]\nrust = 2").unwrap_err();
         assert!(err.contains("min_confidence_for.rust"), "{err}");
+        let err = parse("[min_confidence_for]\npyhton = 0.5").unwrap_err();
+        assert!(
+            err.contains("\"pyhton\"") && err.contains("python, rust"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub enum Language {
 }
 
 impl Language {
+    pub const ALL: [Language; 2] = [Language::Python, Language::Rust];
+
     pub fn from_path(path: &Path) -> Option<Language> {
         match path.extension()?.to_str()? {
             "py" | "pyi" => Some(Language::Python),
