@@ -53,19 +53,40 @@ impl Term {
         let _ = Command::new("tmux")
             .args(["kill-session", "-t", &name])
             .output();
-        tmux(&[
+        let (cols, rows) = (size.0.to_string(), size.1.to_string());
+        let new_session = [
             "new-session",
             "-d",
             "-s",
             &name,
             "-x",
-            &size.0.to_string(),
+            &cols,
             "-y",
-            &size.1.to_string(),
+            &rows,
             "sh",
             "-c",
             &script,
-        ]);
+        ];
+        // Tests share the default tmux server, which exits with its last
+        // session: a new session asked for just then is refused by the
+        // exiting server. Ask again, as a user would.
+        let mut tries = 0;
+        loop {
+            let created = Command::new("tmux")
+                .args(new_session)
+                .output()
+                .expect("tmux runs");
+            tries += 1;
+            if created.status.success() {
+                break;
+            }
+            assert!(
+                tries < 10,
+                "tmux new-session failed: {}",
+                String::from_utf8_lossy(&created.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         Term {
             name,
             home: home.to_path_buf(),
