@@ -153,21 +153,7 @@ fn run(args: Args) -> Result<()> {
     if args.report_only {
         return write_report(&args.out, &read_jsonl::<SampleRecord>(&samples_path)?);
     }
-    // candle sizes its thread pool on first use.
-    unsafe {
-        std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
-        std::env::set_var("CANDLE_NUM_THREADS", args.threads.to_string());
-    }
-    let mut corpora = Vec::new();
-    if let Some(dir) = &args.python {
-        corpora.push(Corpus::scan(dir, Language::Python)?);
-    }
-    if let Some(dir) = &args.rust {
-        corpora.push(Corpus::scan(dir, Language::Rust)?);
-    }
-    if corpora.is_empty() {
-        bail!("give at least one corpus: --python DIR and/or --rust DIR");
-    }
+    let corpora = threads_and_corpora(&args)?;
     let kinds = args
         .kinds
         .iter()
@@ -273,20 +259,7 @@ fn run_suggest(args: &Args) -> Result<()> {
     let path = args.out.join("suggest.jsonl");
     let mut records: Vec<SuggestRecord> = read_jsonl(&path)?;
     if !args.report_only {
-        unsafe {
-            std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
-            std::env::set_var("CANDLE_NUM_THREADS", args.threads.to_string());
-        }
-        let mut corpora = Vec::new();
-        if let Some(dir) = &args.python {
-            corpora.push(Corpus::scan(dir, Language::Python)?);
-        }
-        if let Some(dir) = &args.rust {
-            corpora.push(Corpus::scan(dir, Language::Rust)?);
-        }
-        if corpora.is_empty() {
-            bail!("give at least one corpus: --python DIR and/or --rust DIR");
-        }
+        let mut corpora = threads_and_corpora(args)?;
         for corpus in &mut corpora {
             args.half.restrict(corpus);
         }
@@ -365,6 +338,26 @@ fn run_suggest(args: &Args) -> Result<()> {
     std::fs::write(args.out.join("suggest.md"), &table)?;
     println!("{table}");
     Ok(())
+}
+
+/// Size candle's thread pool (it does so on first use) and scan the
+/// corpora asked for.
+fn threads_and_corpora(args: &Args) -> Result<Vec<Corpus>> {
+    unsafe {
+        std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", args.threads.to_string());
+    }
+    let mut corpora = Vec::new();
+    if let Some(dir) = &args.python {
+        corpora.push(Corpus::scan(dir, Language::Python)?);
+    }
+    if let Some(dir) = &args.rust {
+        corpora.push(Corpus::scan(dir, Language::Rust)?);
+    }
+    if corpora.is_empty() {
+        bail!("give at least one corpus: --python DIR and/or --rust DIR");
+    }
+    Ok(corpora)
 }
 
 fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
