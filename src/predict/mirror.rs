@@ -20,7 +20,8 @@ use super::kv_disk::KvDisk;
 use super::suggest::{self, Confidence, ConfidenceMeter};
 use crate::model::kv_store::{self, ModelIdentity, Storage, Tag};
 use crate::model::{
-    Flow, ForkAt, GenerateOptions, Sampling, Session, TokenInfo, Tokenizer, UpdateMode, UpdateStats,
+    Branches, Flow, ForkAt, GenerateOptions, Sampling, Session, TokenInfo, Tokenizer, UpdateMode,
+    UpdateStats,
 };
 use crate::text::Edit;
 
@@ -43,6 +44,10 @@ pub struct MirrorConfig {
     /// How many tokens of the first suggestion its verdict waits for (see
     /// [`Choice::Verdict`]).
     pub verdict_tokens: usize,
+    /// Lines drawn whole at random (at `sample_temperature`) to find
+    /// alternatives, besides the branches.
+    pub samples: usize,
+    pub sample_temperature: f32,
 }
 
 /// Where alternatives branch off the first suggestion's generation.
@@ -105,6 +110,8 @@ impl Default for MirrorConfig {
             pool: 4,
             rank: Rank::default(),
             verdict_tokens: 8,
+            samples: 0,
+            sample_temperature: 0.8,
         }
     }
 }
@@ -464,10 +471,17 @@ impl Mirror {
         // Whether generation should stop for good.
         let mut enough = false;
         let fork = self.config.fork;
-        let pool = if wanted > 1 {
-            self.config.pool.max(wanted - 1)
+        let branches = if wanted > 1 {
+            Branches {
+                runner_ups: self.config.pool.max(wanted - 1),
+                samples: self.config.samples,
+                temperature: self.config.sample_temperature,
+                top_p: 0.95,
+                // The same text draws the same lines: pie-eval repeats.
+                seed: cursor as u64,
+            }
         } else {
-            0
+            Branches::default()
         };
         let finish =
             |branch: &mut Branch,
@@ -506,6 +520,7 @@ impl Mirror {
                     confidence,
                     deficit: branch.deficit,
                     at_first_code: branch.at_first_code,
+                    sampled: branch.sampled,
                 })?;
                 candidates.push(Candidate {
                     line: line.to_string(),
@@ -517,7 +532,7 @@ impl Mirror {
         self.session.generate_branching(
             plan.keep_tokens,
             &options,
-            pool,
+            &branches,
             &mut |so_far, logits| filter.apply(so_far, logits),
             &mut |so_far, token| {
                 let mut with = so_far.to_vec();
@@ -531,7 +546,8 @@ impl Mirror {
                     _ => ForkAt::No,
                 }
             },
-            &mut |index, generated, info| {
+            &mut |id, generated, info| {
+                let index = id.index;
                 if index != branch.index {
                     // A branch that ended without a line break (end of
                     // sequence, token limit) is finished when the next
@@ -550,8 +566,11 @@ impl Mirror {
                     branch = Branch {
                         index,
                         meter,
-                        deficit: first_infos[at].0.logprob - info.logprob,
+                        deficit: first_infos
+                            .get(at)
+                            .map_or(f32::NAN, |first| first.0.logprob - info.logprob),
                         at_first_code: first_infos.iter().position(|&(_, code)| code) == Some(at),
+                        sampled: id.sampled,
                         ..Branch::default()
                     };
                 }
@@ -698,6 +717,8 @@ pub enum Choice<'a> {
         confidence: Confidence,
         deficit: f32,
         at_first_code: bool,
+        /// Drawn at random from the start, not forked.
+        sampled: bool,
     },
 }
 
@@ -713,6 +734,7 @@ struct Branch {
     reported: bool,
     deficit: f32,
     at_first_code: bool,
+    sampled: bool,
 }
 
 /// The first suggestion, as [`Mirror::generate_choices`] follows it.
