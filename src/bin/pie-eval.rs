@@ -109,13 +109,6 @@ struct Args {
     /// With --suggest: the order alternatives are offered in.
     #[arg(long, value_enum, default_value_t = Rank::default())]
     rank: Rank,
-    /// With --suggest: lines drawn whole at random per trigger to find
-    /// alternatives, besides the branches.
-    #[arg(long, default_value_t = MirrorConfig::default().samples)]
-    sampled: usize,
-    /// With --suggest: the temperature those lines are drawn at.
-    #[arg(long, default_value_t = MirrorConfig::default().sample_temperature)]
-    temperature: f32,
     /// With --suggest: the threshold the headline table applies (default:
     /// the editor's for each language).
     #[arg(long)]
@@ -302,8 +295,6 @@ fn run_suggest(args: &Args) -> Result<()> {
                 fork: args.fork,
                 pool: args.pool,
                 rank: args.rank,
-                samples: args.sampled,
-                sample_temperature: args.temperature,
                 ..MirrorConfig::default()
             };
             let load = LoadOptions {

@@ -73,8 +73,6 @@ pub struct CandidateRecord {
     pub confidence: Confidence,
     pub deficit: f32,
     pub at_first_code: bool,
-    #[serde(default)]
-    pub sampled: bool,
 }
 
 /// The verdict on the first suggestion (see `Choice::Verdict`): what it
@@ -231,13 +229,11 @@ pub fn run_sample(
                     confidence,
                     deficit,
                     at_first_code,
-                    sampled,
                 } => candidates.push(CandidateRecord {
                     text: text.to_string(),
                     confidence,
                     deficit,
                     at_first_code,
-                    sampled,
                 }),
             }
             ControlFlow::Continue(())

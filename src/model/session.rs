@@ -41,28 +41,6 @@ pub enum Sampling {
     TopP { temperature: f32, p: f32, seed: u64 },
 }
 
-/// The branches [`Session::generate_branching`] decodes after its first.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Branches {
-    /// Runner-up tokens noted per fork point (see [`ForkAt`]).
-    pub runner_ups: usize,
-    /// Continuations drawn whole from the start, each token sampled at
-    /// `temperature` from the top-`top_p` nucleus.
-    pub samples: usize,
-    pub temperature: f32,
-    pub top_p: f32,
-    pub seed: u64,
-}
-
-/// Which branch a token of [`Session::generate_branching`] belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BranchId {
-    /// 0: the first branch; forks, then samples, count on from 1.
-    pub index: usize,
-    /// Drawn at random from the start, not forked off the first branch.
-    pub sampled: bool,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GenerateOptions {
     pub max_tokens: usize,
@@ -608,7 +586,7 @@ impl Session {
         self.generate_branching(
             prefix_len,
             options,
-            &Branches::default(),
+            0,
             logit_filter,
             &mut |_, _| ForkAt::No,
             &mut |_, so_far, _| {
@@ -644,10 +622,10 @@ impl Session {
         &mut self,
         prefix_len: usize,
         options: &GenerateOptions,
-        branches: &Branches,
+        alternatives: usize,
         logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
         fork_here: &mut dyn FnMut(&[u32], u32) -> ForkAt,
-        on_token: &mut dyn FnMut(BranchId, &[u32], TokenInfo) -> Flow,
+        on_token: &mut dyn FnMut(usize, &[u32], TokenInfo) -> Flow,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<()> {
         if options.max_tokens == 0 {
@@ -666,9 +644,7 @@ impl Session {
             Sampling::Greedy => None,
         };
         let eos = self.model.config().eos_id;
-        let alternatives = branches.runner_ups;
         let mut forks: Vec<Fork> = Vec::new();
-        let start_logits = (branches.samples > 0).then(|| logits.clone());
         let start = Cursor {
             logits,
             base_len,
@@ -681,10 +657,7 @@ impl Session {
             _ => argmax(logits),
         };
         let flow = self.decode(
-            BranchId {
-                index: 0,
-                sampled: false,
-            },
+            0,
             start,
             None,
             options,
@@ -725,7 +698,7 @@ impl Session {
             on_token,
             interrupted,
         )?;
-        if flow == Flow::EndAll || interrupted() {
+        if flow == Flow::EndAll || interrupted() || forks.is_empty() {
             return Ok(());
         }
         let (mut forks, mut ranked): (Vec<Fork>, Vec<Fork>) =
@@ -736,7 +709,6 @@ impl Session {
         // Latest fork point first: each branch then only drops scratch
         // entries that no later branch needs.
         forks.sort_by_key(|f| std::cmp::Reverse(f.generated.len()));
-        let forked = forks.len();
         for (branch, fork) in forks.into_iter().enumerate() {
             self.scratch.truncate(fork.scratch_len);
             let at = Cursor {
@@ -745,46 +717,12 @@ impl Session {
                 generated: fork.generated,
             };
             let flow = self.decode(
-                BranchId {
-                    index: branch + 1,
-                    sampled: false,
-                },
+                branch + 1,
                 at,
                 Some((fork.token, fork.info)),
                 options,
                 logit_filter,
                 &mut argmax,
-                &mut |_, _, _, _| {},
-                on_token,
-                interrupted,
-            )?;
-            if flow == Flow::EndAll || interrupted() {
-                return Ok(());
-            }
-        }
-        let Some(start_logits) = start_logits else {
-            return Ok(());
-        };
-        let mut rng = StdRng::seed_from_u64(branches.seed);
-        let mut sampler =
-            |logits: &[f32]| sample_top_p(logits, branches.temperature, branches.top_p, &mut rng);
-        for sample in 0..branches.samples {
-            self.scratch.clear();
-            let at = Cursor {
-                logits: start_logits.clone(),
-                base_len,
-                generated: Vec::new(),
-            };
-            let flow = self.decode(
-                BranchId {
-                    index: forked + 1 + sample,
-                    sampled: true,
-                },
-                at,
-                None,
-                options,
-                logit_filter,
-                &mut sampler,
                 &mut |_, _, _, _| {},
                 on_token,
                 interrupted,
@@ -803,14 +741,14 @@ impl Session {
     #[allow(clippy::too_many_arguments)]
     fn decode(
         &mut self,
-        branch: BranchId,
+        branch: usize,
         mut at: Cursor,
         mut forced: Option<(u32, TokenInfo)>,
         options: &GenerateOptions,
         logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
         choose: &mut dyn FnMut(&[f32]) -> Result<u32>,
         seen: &mut SeenStep<'_>,
-        on_token: &mut dyn FnMut(BranchId, &[u32], TokenInfo) -> Flow,
+        on_token: &mut dyn FnMut(usize, &[u32], TokenInfo) -> Flow,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<Flow> {
         let eos = self.model.config().eos_id;

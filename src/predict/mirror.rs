@@ -20,8 +20,7 @@ use super::kv_disk::KvDisk;
 use super::suggest::{self, Confidence, ConfidenceMeter};
 use crate::model::kv_store::{self, ModelIdentity, Storage, Tag};
 use crate::model::{
-    Branches, Flow, ForkAt, GenerateOptions, Sampling, Session, TokenInfo, Tokenizer, UpdateMode,
-    UpdateStats,
+    Flow, ForkAt, GenerateOptions, Sampling, Session, TokenInfo, Tokenizer, UpdateMode, UpdateStats,
 };
 use crate::text::Edit;
 
@@ -44,10 +43,6 @@ pub struct MirrorConfig {
     /// How many tokens of the first suggestion its verdict waits for (see
     /// [`Choice::Verdict`]).
     pub verdict_tokens: usize,
-    /// Lines drawn whole at random (at `sample_temperature`) to find
-    /// alternatives, besides the branches.
-    pub samples: usize,
-    pub sample_temperature: f32,
 }
 
 /// Where alternatives branch off the first suggestion's generation.
@@ -110,8 +105,6 @@ impl Default for MirrorConfig {
             pool: 4,
             rank: Rank::default(),
             verdict_tokens: 8,
-            samples: 0,
-            sample_temperature: 0.8,
         }
     }
 }
@@ -471,17 +464,10 @@ impl Mirror {
         // Whether generation should stop for good.
         let mut enough = false;
         let fork = self.config.fork;
-        let branches = if wanted > 1 {
-            Branches {
-                runner_ups: self.config.pool.max(wanted - 1),
-                samples: self.config.samples,
-                temperature: self.config.sample_temperature,
-                top_p: 0.95,
-                // The same text draws the same lines: pie-eval repeats.
-                seed: cursor as u64,
-            }
+        let pool = if wanted > 1 {
+            self.config.pool.max(wanted - 1)
         } else {
-            Branches::default()
+            0
         };
         let finish =
             |branch: &mut Branch,
@@ -520,7 +506,6 @@ impl Mirror {
                     confidence,
                     deficit: branch.deficit,
                     at_first_code: branch.at_first_code,
-                    sampled: branch.sampled,
                 })?;
                 candidates.push(Candidate {
                     line: line.to_string(),
@@ -532,7 +517,7 @@ impl Mirror {
         self.session.generate_branching(
             plan.keep_tokens,
             &options,
-            &branches,
+            pool,
             &mut |so_far, logits| filter.apply(so_far, logits),
             &mut |so_far, token| {
                 let mut with = so_far.to_vec();
@@ -546,8 +531,7 @@ impl Mirror {
                     _ => ForkAt::No,
                 }
             },
-            &mut |id, generated, info| {
-                let index = id.index;
+            &mut |index, generated, info| {
                 if index != branch.index {
                     // A branch that ended without a line break (end of
                     // sequence, token limit) is finished when the next
@@ -566,11 +550,8 @@ impl Mirror {
                     branch = Branch {
                         index,
                         meter,
-                        deficit: first_infos
-                            .get(at)
-                            .map_or(f32::NAN, |first| first.0.logprob - info.logprob),
+                        deficit: first_infos[at].0.logprob - info.logprob,
                         at_first_code: first_infos.iter().position(|&(_, code)| code) == Some(at),
-                        sampled: id.sampled,
                         ..Branch::default()
                     };
                 }
@@ -717,8 +698,6 @@ pub enum Choice<'a> {
         confidence: Confidence,
         deficit: f32,
         at_first_code: bool,
-        /// Drawn at random from the start, not forked.
-        sampled: bool,
     },
 }
 
@@ -734,7 +713,6 @@ struct Branch {
     reported: bool,
     deficit: f32,
     at_first_code: bool,
-    sampled: bool,
 }
 
 /// The first suggestion, as [`Mirror::generate_choices`] follows it.
