@@ -28,7 +28,7 @@ use pie_edit::eval::simulate::EditKind;
 use pie_edit::eval::suggest::{self, Half, SuggestRecord};
 use pie_edit::model::{LoadOptions, Sampling, SlowQuant, UpdateMode};
 use pie_edit::predict::config::PredictConfig;
-use pie_edit::predict::mirror::{self, ForkPolicy, MirrorConfig, Rank};
+use pie_edit::predict::mirror::{self, MirrorConfig};
 use serde::{Deserialize, Serialize};
 
 #[global_allocator]
@@ -99,16 +99,9 @@ struct Args {
     /// With --suggest: suggestions per trigger, the first one included.
     #[arg(long, default_value_t = 3)]
     choices: usize,
-    /// With --suggest: where alternatives branch off the first suggestion.
-    #[arg(long, value_enum, default_value_t = ForkPolicy::default())]
-    fork: ForkPolicy,
-    /// With --suggest: runner-up tokens noted per kind of fork point (the
-    /// branches decoded to find the alternatives).
-    #[arg(long, default_value_t = MirrorConfig::default().pool)]
-    pool: usize,
-    /// With --suggest: the order alternatives are offered in.
-    #[arg(long, value_enum, default_value_t = Rank::default())]
-    rank: Rank,
+    /// With --suggest: width of the beam search for alternatives.
+    #[arg(long, default_value_t = MirrorConfig::default().beam)]
+    beam: usize,
     /// With --suggest: the threshold the headline table applies (default:
     /// the editor's for each language).
     #[arg(long)]
@@ -292,9 +285,7 @@ fn run_suggest(args: &Args) -> Result<()> {
                 max_lines: 1,
                 max_tokens: 48,
                 sampling: Sampling::Greedy,
-                fork: args.fork,
-                pool: args.pool,
-                rank: args.rank,
+                beam: args.beam,
                 ..MirrorConfig::default()
             };
             let load = LoadOptions {
