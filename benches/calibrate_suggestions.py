@@ -84,8 +84,8 @@ def em_at_3(records, rank, pool):
         target = r["target"]["text"]
         lines = [first_line(r["choices"][0]["text"]).strip()] if r["choices"] else [""]
         cands = r.get("candidates", [])
-        at_first = sorted((c for c in cands if c.get("at_first_code")), key=lambda c: c.get("deficit", 0))
-        elsewhere = sorted((c for c in cands if not c.get("at_first_code")), key=lambda c: c.get("deficit", 0))
+        at_first = sorted((c for c in cands if c["at_first_code"]), key=lambda c: c["deficit"])
+        elsewhere = sorted((c for c in cands if not c["at_first_code"]), key=lambda c: c["deficit"])
         for c in sorted(at_first[:pool] + elsewhere[:pool], key=RANKS[rank]):
             line = first_line(c["text"]).strip()
             if len(lines) < 3 and line and line not in lines:

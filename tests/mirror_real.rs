@@ -211,30 +211,30 @@ fn an_open_encodes_up_to_the_cursor_and_the_rest_on_demand() {
     );
 }
 
-/// Issue 15: alternatives come from a beam search after the first
-/// suggestion, which they leave as it was; they are distinct, each carries
-/// a confidence, and they are offered the most likely first.
+/// Issue 15: alternatives branch off the first suggestion without
+/// changing it, are distinct, and each carries a confidence.
 #[test]
 fn alternatives_leave_the_first_suggestion_as_it_was_and_differ_from_it() {
+    use pie_edit::predict::mirror::ForkPolicy;
     let mut doc = Rope::from_str(CODE);
     let at = doc.len_chars();
     let typed = "\n\ndef add(a, b):\n    ";
     doc.insert(at, typed);
     let cursor = doc.len_chars();
-    for beam in [2, 4] {
+    for fork in [ForkPolicy::FirstCode, ForkPolicy::Closest, ForkPolicy::Both] {
         let mut mirror = load(MirrorConfig {
-            beam,
+            fork,
             ..MirrorConfig::default()
         });
         mirror.reset(&doc, cursor).unwrap();
         let alone = predict(&mut mirror, &doc, cursor);
         let choices = mirror.choices_at(&doc, cursor, 3).unwrap();
-        println!("beam {beam}: {choices:?}");
+        println!("{fork:?}: {choices:?}");
         assert_eq!(
             choices[0].0, alone,
             "alternatives change nothing before them"
         );
-        assert!(choices.len() >= 2, "beam {beam}: {choices:?}");
+        assert!(choices.len() >= 2, "{fork:?}: {choices:?}");
         let firsts: std::collections::HashSet<&str> = choices
             .iter()
             .map(|(text, _)| text.trim().lines().next().unwrap_or(""))
@@ -245,21 +245,13 @@ fn alternatives_leave_the_first_suggestion_as_it_was_and_differ_from_it() {
             assert!(score > 0.0 && score <= 1.0, "{text:?}: {confidence:?}");
             assert!(confidence.min <= score && confidence.tokens > 0);
         }
+        // Offered by the log-probability of their whole line (Rank::Sum).
         let line_logprob =
             |c: &pie_edit::predict::suggest::Confidence| c.mean_logprob * c.tokens as f32;
         for pair in choices[1..].windows(2) {
             assert!(
                 line_logprob(&pair[0].1) >= line_logprob(&pair[1].1),
-                "beam {beam}: {choices:?}"
-            );
-        }
-        // Read back, each alternative is as likely as the search found it:
-        // the search's scratch copies attend to what the cache holds.
-        for (text, confidence) in &choices[1..] {
-            let read = mirror.read_line(cursor, text).unwrap().expect("short line");
-            assert!(
-                (line_logprob(&read) - line_logprob(confidence)).abs() < 0.05,
-                "{text:?}: searched {confidence:?}, read {read:?}"
+                "{fork:?}: {choices:?}"
             );
         }
         // The cache is the mirror's still: a second run gives the same.

@@ -28,7 +28,7 @@ use pie_edit::eval::simulate::EditKind;
 use pie_edit::eval::suggest::{self, Half, SuggestRecord};
 use pie_edit::model::{LoadOptions, Sampling, SlowQuant, UpdateMode};
 use pie_edit::predict::config::PredictConfig;
-use pie_edit::predict::mirror::{self, MirrorConfig};
+use pie_edit::predict::mirror::{self, ForkPolicy, MirrorConfig, Rank};
 use serde::{Deserialize, Serialize};
 
 #[global_allocator]
@@ -99,9 +99,16 @@ struct Args {
     /// With --suggest: suggestions per trigger, the first one included.
     #[arg(long, default_value_t = 3)]
     choices: usize,
-    /// With --suggest: width of the beam search for alternatives.
-    #[arg(long, default_value_t = MirrorConfig::default().beam)]
-    beam: usize,
+    /// With --suggest: where alternatives branch off the first suggestion.
+    #[arg(long, value_enum, default_value_t = ForkPolicy::default())]
+    fork: ForkPolicy,
+    /// With --suggest: runner-up tokens noted per kind of fork point (the
+    /// branches decoded to find the alternatives).
+    #[arg(long, default_value_t = MirrorConfig::default().pool)]
+    pool: usize,
+    /// With --suggest: the order alternatives are offered in.
+    #[arg(long, value_enum, default_value_t = Rank::default())]
+    rank: Rank,
     /// With --suggest: the threshold the headline table applies (default:
     /// the editor's for each language).
     #[arg(long)]
@@ -285,7 +292,9 @@ fn run_suggest(args: &Args) -> Result<()> {
                 max_lines: 1,
                 max_tokens: 48,
                 sampling: Sampling::Greedy,
-                beam: args.beam,
+                fork: args.fork,
+                pool: args.pool,
+                rank: args.rank,
                 ..MirrorConfig::default()
             };
             let load = LoadOptions {

@@ -66,12 +66,13 @@ pub struct Suggestion {
     pub confidence: Confidence,
 }
 
-/// A line the beam search found for the alternatives, before they are
-/// de-duplicated.
+/// A branch decoded for the alternatives, before ranking.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CandidateRecord {
     pub text: String,
     pub confidence: Confidence,
+    pub deficit: f32,
+    pub at_first_code: bool,
 }
 
 /// The verdict on the first suggestion (see `Choice::Verdict`): what it
@@ -103,17 +104,12 @@ pub struct SuggestRecord {
     pub line_below: Option<String>,
     /// The first suggestion, then its alternatives.
     pub choices: Vec<Suggestion>,
-    /// Every line the beam search found for the alternatives.
+    /// Every branch decoded for the alternatives.
     #[serde(default)]
     pub candidates: Vec<CandidateRecord>,
     /// Absent in records from before verdicts: the whole was judged.
     #[serde(default)]
     pub verdict: Option<VerdictRecord>,
-    /// The model's confidence in the target line itself, read whole: is a
-    /// miss the search's fault (the model finds the target more likely than
-    /// what it offered) or the model's?
-    #[serde(default)]
-    pub target_read: Option<Confidence>,
     /// From the prediction request to the first suggestion complete, and
     /// to the last alternative (the context encoding not included).
     #[serde(deserialize_with = "nan_from_null")]
@@ -228,17 +224,22 @@ pub fn run_sample(
                         confidence,
                     });
                 }
-                Choice::Candidate { text, confidence } => candidates.push(CandidateRecord {
+                Choice::Candidate {
+                    text,
+                    confidence,
+                    deficit,
+                    at_first_code,
+                } => candidates.push(CandidateRecord {
                     text: text.to_string(),
                     confidence,
+                    deficit,
+                    at_first_code,
                 }),
             }
             ControlFlow::Continue(())
         },
         &|| false,
     )?;
-    let total_ms = started.elapsed().as_secs_f64() * 1e3;
-    let target_read = mirror.read_line(doc.len_chars(), &target.text)?;
     Ok(SuggestRecord {
         id: sample_id(corpus, half, index),
         half,
@@ -248,9 +249,8 @@ pub fn run_sample(
         choices: out,
         candidates,
         verdict,
-        target_read,
         first_ms,
-        total_ms,
+        total_ms: started.elapsed().as_secs_f64() * 1e3,
     })
 }
 
@@ -627,7 +627,6 @@ mod tests {
                 .collect(),
             candidates: Vec::new(),
             verdict: None,
-            target_read: None,
             first_ms: 1.0,
             total_ms: 2.0,
         }

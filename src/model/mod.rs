@@ -92,7 +92,8 @@ pub use kernels::{
 pub use kv_cache::{KvCache, Segment};
 pub use rope::Rope;
 pub use session::{
-    GenerateOptions, RepairStats, Sampling, Session, Staleness, TokenInfo, UpdateMode, UpdateStats,
+    Flow, ForkAt, GenerateOptions, RepairStats, Sampling, Session, Staleness, TokenInfo,
+    UpdateMode, UpdateStats,
 };
 pub use token_edit::TokenEdit;
 pub use tokenizer::Tokenizer;

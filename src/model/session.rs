@@ -583,29 +583,49 @@ impl Session {
         interrupted: &dyn Fn() -> bool,
     ) -> Result<Vec<u32>> {
         let mut generated = Vec::new();
-        self.generate_scored(
+        self.generate_branching(
             prefix_len,
             options,
+            0,
             logit_filter,
-            &mut |so_far, _| {
+            &mut |_, _| ForkAt::No,
+            &mut |_, so_far, _| {
                 let token = so_far[so_far.len() - 1];
                 generated.push(token);
-                on_token(token)
+                match on_token(token) {
+                    ControlFlow::Continue(()) => Flow::Continue,
+                    ControlFlow::Break(()) => Flow::EndAll,
+                }
             },
             interrupted,
         )?;
         Ok(generated)
     }
 
-    /// [`Session::generate_interruptible`] that shows `on_token` the whole
-    /// generation so far (the token last) and what decoding knew about the
-    /// token: the raw material of a suggestion's confidence.
-    pub fn generate_scored(
+    /// Generation that forks. Branch 0 is the ordinary generation. At each
+    /// of its steps where `fork_here(generated_so_far, chosen_token)` is not
+    /// [`ForkAt::No`], the `alternatives` runner-up tokens are noted; once
+    /// branch 0 ends, more branches run, each taking one noted runner-up
+    /// instead of the chosen token and greedy after it: every runner-up of a
+    /// [`ForkAt::Kept`] step, and the `alternatives` of the
+    /// [`ForkAt::Ranked`] steps whose log-probability is closest to the
+    /// chosen token's at its step (the most likely sequences that differ
+    /// from branch 0 in one token). The
+    /// prompt is never re-encoded: a branch only drops the scratch entries
+    /// made after its fork point, so branches run from the latest fork
+    /// point to the earliest. `on_token(branch, generated, info)` sees every
+    /// token, with the branch's whole generation so far (the token last);
+    /// `Flow::EndBranch` ends that branch, `Flow::EndAll` everything. A
+    /// branch also ends at end-of-sequence and at `options.max_tokens`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn generate_branching(
         &mut self,
         prefix_len: usize,
         options: &GenerateOptions,
+        alternatives: usize,
         logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
-        on_token: &mut dyn FnMut(&[u32], TokenInfo) -> ControlFlow<()>,
+        fork_here: &mut dyn FnMut(&[u32], u32) -> ForkAt,
+        on_token: &mut dyn FnMut(usize, &[u32], TokenInfo) -> Flow,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<()> {
         if options.max_tokens == 0 {
@@ -615,7 +635,7 @@ impl Session {
             return Ok(());
         }
         let stopped = |e: &anyhow::Error| e.is::<Interrupted>();
-        let (mut logits, mut base_len) = match self.first_logits(prefix_len, interrupted) {
+        let (logits, base_len) = match self.first_logits(prefix_len, interrupted) {
             Err(e) if stopped(&e) => return Ok(()),
             other => other?,
         };
@@ -624,205 +644,162 @@ impl Session {
             Sampling::Greedy => None,
         };
         let eos = self.model.config().eos_id;
-        let mut generated = Vec::new();
-        loop {
-            logit_filter(&generated, &mut logits);
-            let token = match (options.sampling, rng.as_mut()) {
-                (Sampling::TopP { temperature, p, .. }, Some(rng)) if temperature > 0.0 => {
-                    sample_top_p(&logits, temperature, p, rng)?
-                }
-                _ => argmax(&logits)?,
-            };
-            if Some(token) == eos {
-                return Ok(());
+        let mut forks: Vec<Fork> = Vec::new();
+        let start = Cursor {
+            logits,
+            base_len,
+            generated: Vec::new(),
+        };
+        let mut chooser = |logits: &[f32]| match (options.sampling, rng.as_mut()) {
+            (Sampling::TopP { temperature, p, .. }, Some(rng)) if temperature > 0.0 => {
+                sample_top_p(logits, temperature, p, rng)
             }
-            let info = token_info(&logits, token);
-            generated.push(token);
-            if on_token(&generated, info).is_break() || generated.len() >= options.max_tokens {
-                return Ok(());
+            _ => argmax(logits),
+        };
+        let flow = self.decode(
+            0,
+            start,
+            None,
+            options,
+            logit_filter,
+            &mut chooser,
+            &mut |generated, token, at, scratch_len| {
+                if alternatives == 0 {
+                    return;
+                }
+                let class = fork_here(generated, token);
+                if class == ForkAt::No {
+                    return;
+                }
+                let chosen = at.logits[token as usize];
+                let mut runners: Vec<(u32, f32)> = Vec::with_capacity(alternatives + 1);
+                for (i, &l) in at.logits.iter().enumerate() {
+                    if !l.is_finite() || i as u32 == token || Some(i as u32) == eos {
+                        continue;
+                    }
+                    if runners.len() < alternatives || l > runners[runners.len() - 1].1 {
+                        let at = runners.partition_point(|r| r.1 >= l);
+                        runners.insert(at, (i as u32, l));
+                        runners.truncate(alternatives);
+                    }
+                }
+                for (runner, logit) in runners {
+                    forks.push(Fork {
+                        base_len: at.base_len,
+                        scratch_len,
+                        generated: generated.to_vec(),
+                        token: runner,
+                        info: token_info(&at.logits, runner),
+                        deficit: chosen - logit,
+                        kept: class == ForkAt::Kept,
+                    });
+                }
+            },
+            on_token,
+            interrupted,
+        )?;
+        if flow == Flow::EndAll || interrupted() || forks.is_empty() {
+            return Ok(());
+        }
+        let (mut forks, mut ranked): (Vec<Fork>, Vec<Fork>) =
+            forks.into_iter().partition(|f| f.kept);
+        ranked.sort_by(|a, b| a.deficit.total_cmp(&b.deficit));
+        ranked.truncate(alternatives);
+        forks.extend(ranked);
+        // Latest fork point first: each branch then only drops scratch
+        // entries that no later branch needs.
+        forks.sort_by_key(|f| std::cmp::Reverse(f.generated.len()));
+        for (branch, fork) in forks.into_iter().enumerate() {
+            self.scratch.truncate(fork.scratch_len);
+            let at = Cursor {
+                logits: Vec::new(),
+                base_len: fork.base_len,
+                generated: fork.generated,
+            };
+            let flow = self.decode(
+                branch + 1,
+                at,
+                Some((fork.token, fork.info)),
+                options,
+                logit_filter,
+                &mut argmax,
+                &mut |_, _, _, _| {},
+                on_token,
+                interrupted,
+            )?;
+            if flow == Flow::EndAll || interrupted() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Decode one branch from `at` until it ends; returns how it ended.
+    /// `forced` is its first token when it is chosen already (a fork).
+    /// `seen(generated_before, token, state_before, scratch_len_before)`
+    /// runs before each chosen token is fed, so a caller can note the state.
+    #[allow(clippy::too_many_arguments)]
+    fn decode(
+        &mut self,
+        branch: usize,
+        mut at: Cursor,
+        mut forced: Option<(u32, TokenInfo)>,
+        options: &GenerateOptions,
+        logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
+        choose: &mut dyn FnMut(&[f32]) -> Result<u32>,
+        seen: &mut SeenStep<'_>,
+        on_token: &mut dyn FnMut(usize, &[u32], TokenInfo) -> Flow,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Flow> {
+        let eos = self.model.config().eos_id;
+        let stopped = |e: &anyhow::Error| e.is::<Interrupted>();
+        loop {
+            let (token, info) = match forced.take() {
+                Some(chosen) => chosen,
+                None => {
+                    logit_filter(&at.generated, &mut at.logits);
+                    let token = choose(&at.logits)?;
+                    if Some(token) == eos {
+                        return Ok(Flow::EndBranch);
+                    }
+                    seen(&at.generated, token, &at, self.scratch.len());
+                    (token, token_info(&at.logits, token))
+                }
+            };
+            at.generated.push(token);
+            let flow = on_token(branch, &at.generated, info);
+            if flow != Flow::Continue {
+                return Ok(flow);
+            }
+            if at.generated.len() >= options.max_tokens {
+                return Ok(Flow::EndBranch);
             }
             // While the generation repeats the cached tokens that follow
             // (healing re-typing the token it backed off, or the text after
             // the cursor), their entries are the ones a scratch pass would
             // compute: take the next logits from the cache.
             if self.scratch.is_empty()
-                && base_len < self.exact_len()
-                && self.tokens[base_len] == token
+                && at.base_len < self.exact_len()
+                && self.tokens[at.base_len] == token
             {
-                logits = self.stored_logits(base_len)?;
-                base_len += 1;
+                at.logits = self.stored_logits(at.base_len)?;
+                at.base_len += 1;
                 continue;
             }
-            logits = match self.scratch_step(token, base_len, interrupted) {
-                Err(e) if stopped(&e) => return Ok(()),
+            at.logits = match self.scratch_step(token, at.base_len, interrupted) {
+                Err(e) if stopped(&e) => return Ok(Flow::EndAll),
                 other => other?,
             };
         }
     }
+}
 
-    /// Beam search after the first `prefix_len` tokens, for the `width`
-    /// most likely continuations by the sum of their tokens'
-    /// log-probabilities. Greedy decoding takes the best token at each step
-    /// and often misses a line the model finds more likely, whose first
-    /// token was only second best. Each step extends every hypothesis by its
-    /// `width` best tokens (under `logit_filter`) and keeps the `width` best
-    /// of all; one that `finished` accepts leaves the beam and goes to
-    /// `on_found` with its token infos, the most likely first. The search
-    /// stops once `width` are found and no hypothesis left can beat them
-    /// (log-probabilities only fall), or at `options.max_tokens`. Each
-    /// hypothesis has its own copy of the scratch area: the prompt is never
-    /// re-encoded and the cache is not changed.
-    #[allow(clippy::too_many_arguments)]
-    pub fn beam_search(
-        &mut self,
-        prefix_len: usize,
-        options: &GenerateOptions,
-        width: usize,
-        logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
-        finished: &mut dyn FnMut(&[u32]) -> bool,
-        on_found: &mut dyn FnMut(&[u32], &[TokenInfo]),
-        interrupted: &dyn Fn() -> bool,
-    ) -> Result<()> {
-        if width == 0 || options.max_tokens == 0 {
-            return Ok(());
-        }
-        let stopped = |e: &anyhow::Error| e.is::<Interrupted>();
-        if !self.encode_before(prefix_len, interrupted)? {
-            return Ok(());
-        }
-        let (logits, base_len) = match self.first_logits(prefix_len, interrupted) {
-            Err(e) if stopped(&e) => return Ok(()),
-            other => other?,
-        };
-        let eos = self.model.config().eos_id;
-        let mut beam = vec![Hypothesis {
-            tokens: Vec::new(),
-            infos: Vec::new(),
-            score: 0.0,
-            scratch: self.scratch.deep_copy()?,
-            logits,
-        }];
-        // Scores of the hypotheses found so far, the best first.
-        let mut found: Vec<f32> = Vec::new();
-        while !beam.is_empty() {
-            if interrupted() {
-                return Ok(());
-            }
-            // Every hypothesis's `width` best next tokens.
-            let mut extensions: Vec<(usize, u32, TokenInfo, f32)> = Vec::new();
-            for (parent, hyp) in beam.iter_mut().enumerate() {
-                logit_filter(&hyp.tokens, &mut hyp.logits);
-                for token in top_tokens(&hyp.logits, width, eos) {
-                    let info = token_info(&hyp.logits, token);
-                    extensions.push((parent, token, info, hyp.score + info.logprob));
-                }
-            }
-            extensions.sort_by(|a, b| b.3.total_cmp(&a.3));
-            extensions.truncate(width);
-            let mut next = Vec::with_capacity(width);
-            for (parent, token, info, score) in extensions {
-                if found.len() >= width && score < found[width - 1] {
-                    break;
-                }
-                let hyp = &beam[parent];
-                let mut tokens = hyp.tokens.clone();
-                tokens.push(token);
-                let mut infos = hyp.infos.clone();
-                infos.push(info);
-                if finished(&tokens) {
-                    let at = found.partition_point(|&f| f >= score);
-                    found.insert(at, score);
-                    on_found(&tokens, &infos);
-                    continue;
-                }
-                if tokens.len() >= options.max_tokens {
-                    continue;
-                }
-                let mut scratch = hyp.scratch.deep_copy()?;
-                let logits = match self.model.forward_interruptible(
-                    &[token],
-                    Attend::Scratch {
-                        base: &self.cache,
-                        base_len,
-                        scratch: &mut scratch,
-                    },
-                    Logits::Last,
-                    interrupted,
-                ) {
-                    Err(e) if stopped(&e) => return Ok(()),
-                    other => other?.expect("last logits requested").to_vec1::<f32>()?,
-                };
-                next.push(Hypothesis {
-                    tokens,
-                    infos,
-                    score,
-                    scratch,
-                    logits,
-                });
-            }
-            beam = next;
-        }
-        Ok(())
-    }
-
-    /// What the model makes of `tokens` as the continuation of the first
-    /// `prefix_len` tokens, read rather than generated (pie-eval reads the
-    /// line that really follows): each token's [`TokenInfo`] under
-    /// `logit_filter`, and last that of the most likely token in `ends`
-    /// after them (how the continuation would end). One forward pass in the
-    /// scratch area; the cache is not changed. `None` when interrupted.
-    pub fn read_continuation(
-        &mut self,
-        prefix_len: usize,
-        tokens: &[u32],
-        ends: &[u32],
-        logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
-        interrupted: &dyn Fn() -> bool,
-    ) -> Result<Option<Vec<TokenInfo>>> {
-        let Some(&first) = tokens.first() else {
-            return Ok(Some(Vec::new()));
-        };
-        let stopped = |e: &anyhow::Error| e.is::<Interrupted>();
-        if !self.encode_before(prefix_len, interrupted)? {
-            return Ok(None);
-        }
-        let (mut start, base_len) = match self.first_logits(prefix_len, interrupted) {
-            Err(e) if stopped(&e) => return Ok(None),
-            other => other?,
-        };
-        logit_filter(&[], &mut start);
-        let rows = match self.model.forward_interruptible(
-            tokens,
-            Attend::Scratch {
-                base: &self.cache,
-                base_len,
-                scratch: &mut self.scratch,
-            },
-            Logits::All,
-            interrupted,
-        ) {
-            Err(e) if stopped(&e) => return Ok(None),
-            other => other?.expect("all logits requested").to_vec2::<f32>()?,
-        };
-        self.scratch.clear();
-        let mut infos = vec![token_info(&start, first)];
-        for (at, mut logits) in rows.into_iter().enumerate() {
-            logit_filter(&tokens[..=at], &mut logits);
-            let next = match tokens.get(at + 1) {
-                Some(&next) => next,
-                None => match ends
-                    .iter()
-                    .copied()
-                    .max_by(|&a, &b| logits[a as usize].total_cmp(&logits[b as usize]))
-                {
-                    Some(end) => end,
-                    None => break,
-                },
-            };
-            infos.push(token_info(&logits, next));
-        }
-        Ok(Some(infos))
-    }
+/// How a branch of [`Session::generate_branching`] goes on after a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    EndBranch,
+    EndAll,
 }
 
 /// What decoding knew about a token when it chose it: the raw material of
@@ -836,33 +813,42 @@ pub struct TokenInfo {
     pub margin: f32,
 }
 
-/// A partial continuation in [`Session::beam_search`].
-struct Hypothesis {
-    tokens: Vec<u32>,
-    infos: Vec<TokenInfo>,
-    /// Sum of its tokens' log-probabilities.
-    score: f32,
-    /// Its own generated entries, after those the prefix needs.
-    scratch: KvCache,
-    /// Next-token logits after it.
+/// Sees a branch's state before each chosen token is fed: the tokens so
+/// far, the token, the state, the scratch length.
+type SeenStep<'a> = dyn FnMut(&[u32], u32, &Cursor, usize) + 'a;
+
+/// Where a branch stands: the next-token logits, how many cache slots it
+/// attends to before its scratch entries, what it generated.
+struct Cursor {
     logits: Vec<f32>,
+    base_len: usize,
+    generated: Vec<u32>,
 }
 
-/// The `n` tokens with the highest logits, best first, skipping filtered
-/// ones and `skip`.
-fn top_tokens(logits: &[f32], n: usize, skip: Option<u32>) -> Vec<u32> {
-    let mut top: Vec<(u32, f32)> = Vec::with_capacity(n + 1);
-    for (i, &l) in logits.iter().enumerate() {
-        if !l.is_finite() || Some(i as u32) == skip {
-            continue;
-        }
-        if top.len() < n || l > top[top.len() - 1].1 {
-            let at = top.partition_point(|t| t.1 >= l);
-            top.insert(at, (i as u32, l));
-            top.truncate(n);
-        }
-    }
-    top.into_iter().map(|(i, _)| i).collect()
+/// A runner-up token noted during the first branch, to start another
+/// branch from.
+struct Fork {
+    base_len: usize,
+    scratch_len: usize,
+    /// The first branch's tokens before it.
+    generated: Vec<u32>,
+    token: u32,
+    info: TokenInfo,
+    /// How much less likely it was than the token chosen there (logits).
+    deficit: f32,
+    /// Run whatever its deficit ([`ForkAt::Kept`]).
+    kept: bool,
+}
+
+/// Whether [`Session::generate_branching`] forks at a step of its first
+/// branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForkAt {
+    No,
+    /// Its runner-ups compete with those of the other ranked steps.
+    Ranked,
+    /// Its runner-ups all run.
+    Kept,
 }
 
 fn token_info(logits: &[f32], token: u32) -> TokenInfo {

@@ -19,7 +19,9 @@ use super::healing::{self, HealingFilter};
 use super::kv_disk::KvDisk;
 use super::suggest::{self, Confidence, ConfidenceMeter};
 use crate::model::kv_store::{self, ModelIdentity, Storage, Tag};
-use crate::model::{GenerateOptions, Sampling, Session, Tokenizer, UpdateMode, UpdateStats};
+use crate::model::{
+    Flow, ForkAt, GenerateOptions, Sampling, Session, TokenInfo, Tokenizer, UpdateMode, UpdateStats,
+};
 use crate::text::Edit;
 
 /// How the mirror predicts and keeps its window.
@@ -31,11 +33,64 @@ pub struct MirrorConfig {
     pub max_lines: usize,
     pub max_tokens: usize,
     pub sampling: Sampling,
+    /// Where alternatives branch off the first suggestion.
+    pub fork: ForkPolicy,
+    /// Runner-up tokens noted per kind of fork point: how many branches
+    /// are decoded to find the alternatives.
+    pub pool: usize,
+    /// The order the alternatives are offered in.
+    pub rank: Rank,
     /// How many tokens of the first suggestion its verdict waits for (see
     /// [`Choice::Verdict`]).
     pub verdict_tokens: usize,
-    /// Width of the beam search that finds the alternatives (0: none).
-    pub beam: usize,
+}
+
+/// Where alternatives branch off the first suggestion's generation.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForkPolicy {
+    /// At its first token of code, with the runner-up tokens there.
+    FirstCode,
+    /// At any of its tokens of code: the runner-ups closest in probability
+    /// to the token chosen at their step.
+    Closest,
+    /// Every runner-up at its first token of code, and those closest in
+    /// probability anywhere else.
+    #[default]
+    Both,
+}
+
+/// The order alternatives are offered in.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rank {
+    /// As decoded: the latest fork point first.
+    Decoded,
+    /// By mean token log-probability, the highest first.
+    Mean,
+    /// By the log-probability of the whole line, the highest first.
+    #[default]
+    Sum,
 }
 
 impl Default for MirrorConfig {
@@ -46,8 +101,10 @@ impl Default for MirrorConfig {
             max_lines: 1,
             max_tokens: 48,
             sampling: Sampling::Greedy,
+            fork: ForkPolicy::default(),
+            pool: 4,
+            rank: Rank::default(),
             verdict_tokens: 8,
-            beam: 4,
         }
     }
 }
@@ -352,13 +409,13 @@ impl Mirror {
 
     /// Predict at document char `cursor`: the first suggestion streams as
     /// `Choice::Text` (trailing whitespace held back, so it never flickers
-    /// in and out), is judged by `Choice::Verdict`, then comes whole with
-    /// its confidence as `Choice::Done`. Then up to `choices - 1`
-    /// alternatives, distinct by their first line, come as `Choice::Done`
-    /// too, the most likely first: the lines a beam search finds most
-    /// likely ([`Session::beam_search`], from the same cache, once the first
-    /// is complete). Every line the search finds is reported as
-    /// `Choice::Candidate` first.
+    /// in and out) with its confidence so far, then comes whole with its
+    /// confidence as `Choice::Done`. Then up to `choices - 1` alternatives,
+    /// distinct by their first line, come as `Choice::Done` too, the most
+    /// likely first. They branch off the first suggestion's generation (see
+    /// [`ForkPolicy`]) from the same cache ([`Session::generate_branching`])
+    /// once it is complete; every branch decoded is reported as
+    /// `Choice::Candidate` before they are ranked.
     pub fn generate_choices(
         &mut self,
         cursor: usize,
@@ -390,184 +447,189 @@ impl Mirror {
         };
         let tokenizer = self.tokenizer.clone();
         let max_lines = self.config.max_lines;
+        let wanted = choices.max(1);
         let has_code = |generated: &[u32]| {
             !healing::visible_text(&tokenizer, &plan.required, generated)
                 .trim()
                 .is_empty()
         };
-        // What the generated tokens show after the cursor, and whether the
-        // suggestion's lines are complete.
-        let shaped = |generated: &[u32]| {
-            let visible = healing::visible_text(&tokenizer, &plan.required, generated);
-            suggest::shape(&visible, &line_before, max_lines)
-        };
+        // The branch in progress.
+        let mut branch = Branch::default();
+        // The first branch's token infos: another branch's meter starts
+        // from the ones before its fork point.
+        let mut first_infos: Vec<(TokenInfo, bool)> = Vec::new();
+        let mut first = First::default();
         let verdict_tokens = self.config.verdict_tokens.max(1);
-        let mut meter = ConfidenceMeter::default();
-        let mut shown = String::new();
-        let mut sent = 0;
-        let mut judged = false;
-        // Whether the caller asked to stop.
+        let mut candidates: Vec<Candidate> = Vec::new();
+        // Whether generation should stop for good.
         let mut enough = false;
-        self.session.generate_scored(
-            plan.keep_tokens,
-            &options,
-            &mut |so_far, logits| filter.apply(so_far, logits),
-            &mut |generated, info| {
-                meter.push(info, has_code(generated));
-                let done;
-                (shown, done) = shaped(generated);
-                if shown.len() > sent && shown.is_char_boundary(sent) {
-                    if on_choice(Choice::Text(&shown[sent..])).is_break() {
-                        enough = true;
+        let fork = self.config.fork;
+        let pool = if wanted > 1 {
+            self.config.pool.max(wanted - 1)
+        } else {
+            0
+        };
+        let finish =
+            |branch: &mut Branch,
+             first: &mut First,
+             candidates: &mut Vec<Candidate>,
+             on_choice: &mut dyn FnMut(Choice<'_>) -> ControlFlow<()>| {
+                branch.reported = true;
+                let line = branch.shown.trim().split('\n').next().unwrap_or("").trim();
+                let confidence = branch.meter.confidence();
+                if branch.index == 0 {
+                    // Without a first suggestion there is nothing to offer
+                    // others of.
+                    if line.is_empty() {
                         return ControlFlow::Break(());
                     }
-                    sent = shown.len();
+                    first.line = Some(line.to_string());
+                    if !std::mem::replace(&mut first.judged, true) {
+                        on_choice(Choice::Verdict {
+                            confidence,
+                            complete: true,
+                        })?;
+                    }
+                    on_choice(Choice::Done {
+                        index: 0,
+                        text: &branch.shown,
+                        confidence,
+                    })?;
+                    return if wanted > 1 {
+                        ControlFlow::Continue(())
+                    } else {
+                        ControlFlow::Break(())
+                    };
                 }
-                if !judged && !done && meter.tokens() >= verdict_tokens {
-                    judged = true;
+                on_choice(Choice::Candidate {
+                    text: &branch.shown,
+                    confidence,
+                    deficit: branch.deficit,
+                    at_first_code: branch.at_first_code,
+                })?;
+                candidates.push(Candidate {
+                    line: line.to_string(),
+                    text: branch.shown.clone(),
+                    confidence,
+                });
+                ControlFlow::Continue(())
+            };
+        self.session.generate_branching(
+            plan.keep_tokens,
+            &options,
+            pool,
+            &mut |so_far, logits| filter.apply(so_far, logits),
+            &mut |so_far, token| {
+                let mut with = so_far.to_vec();
+                with.push(token);
+                let first_code = has_code(&with) && !has_code(so_far);
+                match fork {
+                    ForkPolicy::FirstCode if first_code => ForkAt::Ranked,
+                    ForkPolicy::Closest if has_code(&with) => ForkAt::Ranked,
+                    ForkPolicy::Both if first_code => ForkAt::Kept,
+                    ForkPolicy::Both if has_code(&with) => ForkAt::Ranked,
+                    _ => ForkAt::No,
+                }
+            },
+            &mut |index, generated, info| {
+                if index != branch.index {
+                    // A branch that ended without a line break (end of
+                    // sequence, token limit) is finished when the next
+                    // one starts.
+                    if !branch.reported
+                        && finish(&mut branch, &mut first, &mut candidates, on_choice).is_break()
+                    {
+                        enough = true;
+                        return Flow::EndAll;
+                    }
+                    let at = generated.len() - 1;
+                    let mut meter = ConfidenceMeter::default();
+                    for &(info, code) in &first_infos[..at] {
+                        meter.push(info, code);
+                    }
+                    branch = Branch {
+                        index,
+                        meter,
+                        deficit: first_infos[at].0.logprob - info.logprob,
+                        at_first_code: first_infos.iter().position(|&(_, code)| code) == Some(at),
+                        ..Branch::default()
+                    };
+                }
+                branch.generated = generated.to_vec();
+                let code = has_code(generated);
+                branch.meter.push(info, code);
+                if index == 0 {
+                    first_infos.push((info, code));
+                }
+                let visible = healing::visible_text(&tokenizer, &plan.required, generated);
+                let (shown, done) = suggest::shape(&visible, &line_before, max_lines);
+                if index == 0 && shown.len() > branch.sent && shown.is_char_boundary(branch.sent) {
+                    if on_choice(Choice::Text(&shown[branch.sent..])).is_break() {
+                        enough = true;
+                        return Flow::EndAll;
+                    }
+                    branch.sent = shown.len();
+                }
+                branch.shown = shown;
+                let judged = index > 0 || first.judged;
+                if !judged && !done && branch.meter.tokens() >= verdict_tokens {
+                    first.judged = true;
                     let verdict = Choice::Verdict {
-                        confidence: meter.confidence(),
+                        confidence: branch.meter.confidence(),
                         complete: false,
                     };
                     if on_choice(verdict).is_break() {
                         enough = true;
-                        return ControlFlow::Break(());
+                        return Flow::EndAll;
                     }
                 }
-                if done {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
+                if !done {
+                    return Flow::Continue;
                 }
+                if finish(&mut branch, &mut first, &mut candidates, on_choice).is_break() {
+                    enough = true;
+                    return Flow::EndAll;
+                }
+                Flow::EndBranch
             },
             interrupted,
         )?;
-        // A suggestion that ended without a line break (end of sequence,
-        // token limit) is complete too.
-        let first_line = shown
-            .trim()
-            .split('\n')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        if enough || interrupted() || first_line.is_empty() {
-            return Ok(());
+        if !enough && !branch.reported && !interrupted() {
+            enough = finish(&mut branch, &mut first, &mut candidates, on_choice).is_break();
         }
-        let confidence = meter.confidence();
-        if !judged
-            && on_choice(Choice::Verdict {
-                confidence,
-                complete: true,
-            })
-            .is_break()
+        let mut found = 0;
+        if !enough
+            && !interrupted()
+            && let Some(first_line) = first.line
         {
-            return Ok(());
-        }
-        let first = Choice::Done {
-            index: 0,
-            text: &shown,
-            confidence,
-        };
-        if on_choice(first).is_break() || choices <= 1 || self.config.beam == 0 {
-            return Ok(());
-        }
-        let mut found: Vec<(String, Confidence)> = Vec::new();
-        self.session.beam_search(
-            plan.keep_tokens,
-            &options,
-            self.config.beam.max(choices - 1),
-            &mut |so_far, logits| filter.apply(so_far, logits),
-            &mut |tokens| shaped(tokens).1,
-            &mut |tokens, infos| {
-                let mut meter = ConfidenceMeter::default();
-                for (at, &info) in infos.iter().enumerate() {
-                    meter.push(info, has_code(&tokens[..=at]));
+            let mut lines = vec![first_line];
+            for candidate in rank(candidates, self.config.rank) {
+                if found + 1 >= wanted {
+                    break;
                 }
-                found.push((shaped(tokens).0, meter.confidence()));
-            },
-            interrupted,
-        )?;
-        if interrupted() {
-            return Ok(());
-        }
-        // The most likely first; ties keep the order they were found in.
-        let line_logprob = |c: &Confidence| c.mean_logprob as f64 * c.tokens as f64;
-        found.sort_by(|a, b| line_logprob(&b.1).total_cmp(&line_logprob(&a.1)));
-        for (text, confidence) in &found {
-            if on_choice(Choice::Candidate {
-                text,
-                confidence: *confidence,
-            })
-            .is_break()
-            {
-                return Ok(());
+                if candidate.line.is_empty() || lines.contains(&candidate.line) {
+                    continue;
+                }
+                found += 1;
+                let choice = Choice::Done {
+                    index: found,
+                    text: &candidate.text,
+                    confidence: candidate.confidence,
+                };
+                if on_choice(choice).is_break() {
+                    break;
+                }
+                lines.push(candidate.line);
             }
-        }
-        let mut lines = vec![first_line];
-        for (text, confidence) in &found {
-            if lines.len() >= choices {
-                break;
-            }
-            let line = text.trim().split('\n').next().unwrap_or("").trim();
-            if line.is_empty() || lines.iter().any(|l| l == line) {
-                continue;
-            }
-            let choice = Choice::Done {
-                index: lines.len(),
-                text,
-                confidence: *confidence,
-            };
-            if on_choice(choice).is_break() {
-                break;
-            }
-            lines.push(line.to_string());
         }
         tracing::debug!(
             // Counts only, never text: the log must not hold what the
             // buffer holds (people edit `.env` files).
-            alternatives = lines.len() - 1,
+            alternatives = found,
             ms = started.elapsed().as_millis(),
             "prediction finished"
         );
         Ok(())
-    }
-
-    /// The model's confidence in `text` as what follows document char
-    /// `cursor`, read rather than generated ([`Session::read_continuation`]):
-    /// pie-eval reads the line that really follows. `None` for text longer
-    /// than a suggestion may be.
-    pub fn read_line(&mut self, cursor: usize, text: &str) -> Result<Option<Confidence>> {
-        let cursor_byte = self.window.char_to_byte(cursor - self.start);
-        let plan = healing::plan(&self.aligned, &self.tokenizer, cursor_byte)?;
-        if plan.keep_tokens == 0 {
-            return Ok(None);
-        }
-        let filter = HealingFilter::new(&self.tokenizer, &plan);
-        let required = String::from_utf8_lossy(&plan.required);
-        let tokens = self.tokenizer.encode(&format!("{required}{text}"));
-        if tokens.len() > self.config.max_tokens {
-            return Ok(None);
-        }
-        let Some(infos) = self.session.read_continuation(
-            plan.keep_tokens,
-            &tokens,
-            self.tokenizer.tokens_starting_with(b"\n"),
-            &mut |so_far, logits| filter.apply(so_far, logits),
-            &|| false,
-        )?
-        else {
-            return Ok(None);
-        };
-        let mut meter = ConfidenceMeter::default();
-        for (at, &info) in infos.iter().enumerate() {
-            let so_far = &tokens[..(at + 1).min(tokens.len())];
-            let code = !healing::visible_text(&self.tokenizer, &plan.required, so_far)
-                .trim()
-                .is_empty();
-            meter.push(info, code);
-        }
-        Ok(Some(meter.confidence()))
     }
 
     /// [`Mirror::generate_choices`] from the outside: the suggestions at
@@ -598,6 +660,18 @@ impl Mirror {
     }
 }
 
+/// The alternatives in the order they are offered.
+fn rank(mut candidates: Vec<Candidate>, rank: Rank) -> Vec<Candidate> {
+    let key = |c: &Candidate| match rank {
+        Rank::Decoded => 0.0,
+        Rank::Mean => -c.confidence.mean_logprob as f64,
+        Rank::Sum => -(c.confidence.mean_logprob as f64) * c.confidence.tokens as f64,
+    };
+    // Stable: ties keep the order of decoding.
+    candidates.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    candidates
+}
+
 /// What [`Mirror::generate_choices`] reports.
 #[derive(Debug)]
 pub enum Choice<'a> {
@@ -616,12 +690,45 @@ pub enum Choice<'a> {
         text: &'a str,
         confidence: Confidence,
     },
-    /// A line the beam search found, before the alternatives are
-    /// de-duplicated (pie-eval).
+    /// A branch decoded for the alternatives, before they are ranked and
+    /// de-duplicated (pie-eval). `deficit`: how much less likely its first
+    /// own token was than the first suggestion's there (log-probability).
     Candidate {
         text: &'a str,
         confidence: Confidence,
+        deficit: f32,
+        at_first_code: bool,
     },
+}
+
+/// One branch of generation, as the mirror follows it.
+#[derive(Default)]
+struct Branch {
+    index: usize,
+    generated: Vec<u32>,
+    meter: ConfidenceMeter,
+    shown: String,
+    /// Bytes of `shown` already streamed (the first branch only).
+    sent: usize,
+    reported: bool,
+    deficit: f32,
+    at_first_code: bool,
+}
+
+/// The first suggestion, as [`Mirror::generate_choices`] follows it.
+#[derive(Default)]
+struct First {
+    /// Its first line, once complete.
+    line: Option<String>,
+    /// Its verdict was sent.
+    judged: bool,
+}
+
+/// A finished branch, waiting to be ranked among the alternatives.
+struct Candidate {
+    line: String,
+    text: String,
+    confidence: Confidence,
 }
 
 impl Backend for Mirror {
