@@ -259,6 +259,86 @@ fn alternatives_leave_the_first_suggestion_as_it_was_and_differ_from_it() {
     }
 }
 
+/// The lines a beam search found, as `generate_choices` reports them.
+fn beam_lines(mirror: &mut Mirror, doc: &Rope, cursor: usize) -> (String, Vec<(String, f32)>) {
+    use pie_edit::predict::mirror::{Choice, Source};
+    mirror.reset(doc, cursor).unwrap();
+    let (mut first, mut found) = (String::new(), Vec::new());
+    mirror
+        .generate_choices(
+            cursor,
+            3,
+            &mut |choice| {
+                match choice {
+                    Choice::Done { index: 0, text, .. } => first = text.to_string(),
+                    Choice::Candidate {
+                        text,
+                        confidence,
+                        source: Source::Beam,
+                        ..
+                    } => found.push((
+                        text.to_string(),
+                        confidence.mean_logprob * confidence.tokens as f32,
+                    )),
+                    _ => {}
+                }
+                ControlFlow::Continue(())
+            },
+            &|| false,
+        )
+        .unwrap();
+    (first, found)
+}
+
+/// A beam one wide is greedy decoding: it finds the first suggestion.
+#[test]
+fn a_beam_of_one_finds_the_first_suggestion() {
+    let doc = Rope::from_str(&format!("{CODE}\n\ndef add(a, b):\n    "));
+    let cursor = doc.len_chars();
+    let mut mirror = load(MirrorConfig {
+        fork: mirror::ForkPolicy::None,
+        beam: 1,
+        ..MirrorConfig::default()
+    });
+    let (first, found) = beam_lines(&mut mirror, &doc, cursor);
+    assert!(!first.is_empty());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, first);
+}
+
+/// A wider beam reports its lines the most likely first, and each is as
+/// likely as the model finds it when it reads the line back: the
+/// hypotheses' own scratch copies attend to what the cache holds.
+#[test]
+fn beam_lines_are_as_likely_as_the_model_reads_them() {
+    let doc = Rope::from_str(&format!("{CODE}\n\ndef add(a, b):\n    "));
+    let cursor = doc.len_chars();
+    let mut mirror = load(MirrorConfig {
+        fork: mirror::ForkPolicy::None,
+        beam: 4,
+        ..MirrorConfig::default()
+    });
+    let (_, found) = beam_lines(&mut mirror, &doc, cursor);
+    assert!(found.len() >= 2, "{found:?}");
+    for pair in found.windows(2) {
+        assert!(pair[0].1 >= pair[1].1, "{found:?}");
+    }
+    // A line can end in more than one way (one line break or two); reading
+    // it back ends it the most likely way, so it matches its first find.
+    let mut seen = std::collections::HashSet::new();
+    for (text, logprob) in found.iter().filter(|(text, _)| seen.insert(text.clone())) {
+        let read = mirror
+            .read_line(cursor, text)
+            .unwrap()
+            .expect("a short line");
+        let read_logprob = read.mean_logprob * read.tokens as f32;
+        assert!(
+            (read_logprob - logprob).abs() < 0.05,
+            "{text:?}: found at {logprob}, read at {read_logprob}"
+        );
+    }
+}
+
 /// Leading blank lines are skipped on the real model's output: at the end
 /// of a file after a function, the model likes to start with blank lines.
 #[test]

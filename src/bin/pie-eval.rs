@@ -109,6 +109,10 @@ struct Args {
     /// With --suggest: the order alternatives are offered in.
     #[arg(long, value_enum, default_value_t = Rank::default())]
     rank: Rank,
+    /// With --suggest: width of a beam search whose lines compete with the
+    /// branches for the alternatives (0: none).
+    #[arg(long, default_value_t = MirrorConfig::default().beam)]
+    beam: usize,
     /// With --suggest: the threshold the headline table applies (default:
     /// the editor's for each language).
     #[arg(long)]
@@ -295,6 +299,7 @@ fn run_suggest(args: &Args) -> Result<()> {
                 fork: args.fork,
                 pool: args.pool,
                 rank: args.rank,
+                beam: args.beam,
                 ..MirrorConfig::default()
             };
             let load = LoadOptions {

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::corpus::Corpus;
 use super::metrics::{edit_similarity, exact_match};
 use super::simulate::{self, Target};
-use crate::predict::mirror::{Choice, Mirror};
+use crate::predict::mirror::{Choice, Mirror, Source};
 use crate::predict::suggest::{self, Confidence, Judged, Surroundings};
 
 /// Which files of a corpus a run draws from.
@@ -71,8 +71,16 @@ pub struct Suggestion {
 pub struct CandidateRecord {
     pub text: String,
     pub confidence: Confidence,
+    #[serde(deserialize_with = "nan_from_null")]
     pub deficit: f32,
     pub at_first_code: bool,
+    /// Records from before the beam search held only branches.
+    #[serde(default = "fork")]
+    pub source: Source,
+}
+
+fn fork() -> Source {
+    Source::Fork
 }
 
 /// The verdict on the first suggestion (see `Choice::Verdict`): what it
@@ -89,8 +97,12 @@ pub struct VerdictRecord {
 
 /// JSON has no NaN: serde_json writes it as null, which reads back as NaN
 /// (a trigger with no suggestion has no time to its first one).
-fn nan_from_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+fn nan_from_null<'de, D, F>(d: D) -> Result<F, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    F: Deserialize<'de> + From<f32>,
+{
+    Ok(Option::<F>::deserialize(d)?.unwrap_or(F::from(f32::NAN)))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,6 +122,11 @@ pub struct SuggestRecord {
     /// Absent in records from before verdicts: the whole was judged.
     #[serde(default)]
     pub verdict: Option<VerdictRecord>,
+    /// The model's confidence in the target line itself, read whole: is a
+    /// miss the search's fault (the model finds the target more likely than
+    /// what it offered) or the model's?
+    #[serde(default)]
+    pub target_read: Option<Confidence>,
     /// From the prediction request to the first suggestion complete, and
     /// to the last alternative (the context encoding not included).
     #[serde(deserialize_with = "nan_from_null")]
@@ -229,17 +246,21 @@ pub fn run_sample(
                     confidence,
                     deficit,
                     at_first_code,
+                    source,
                 } => candidates.push(CandidateRecord {
                     text: text.to_string(),
                     confidence,
                     deficit,
                     at_first_code,
+                    source,
                 }),
             }
             ControlFlow::Continue(())
         },
         &|| false,
     )?;
+    let total_ms = started.elapsed().as_secs_f64() * 1e3;
+    let target_read = mirror.read_line(doc.len_chars(), &target.text)?;
     Ok(SuggestRecord {
         id: sample_id(corpus, half, index),
         half,
@@ -249,8 +270,9 @@ pub fn run_sample(
         choices: out,
         candidates,
         verdict,
+        target_read,
         first_ms,
-        total_ms: started.elapsed().as_secs_f64() * 1e3,
+        total_ms,
     })
 }
 
@@ -627,6 +649,7 @@ mod tests {
                 .collect(),
             candidates: Vec::new(),
             verdict: None,
+            target_read: None,
             first_ms: 1.0,
             total_ms: 2.0,
         }

@@ -734,6 +734,170 @@ impl Session {
         Ok(())
     }
 
+    /// Beam search after the first `prefix_len` tokens, for the `width`
+    /// most likely continuations by the sum of their tokens'
+    /// log-probabilities. Greedy decoding takes the best token at each step
+    /// and often misses a line the model finds more likely, whose first
+    /// token was only second best. Each step extends every hypothesis by its
+    /// `width` best tokens (under `logit_filter`) and keeps the `width` best
+    /// of all; one that `finished` accepts leaves the beam and goes to
+    /// `on_found` with its token infos, the most likely first. The search
+    /// stops once `width` are found and no hypothesis left can beat them
+    /// (log-probabilities only fall), or at `options.max_tokens`. Each
+    /// hypothesis has its own copy of the scratch area: the prompt is never
+    /// re-encoded and the cache is not changed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn beam_search(
+        &mut self,
+        prefix_len: usize,
+        options: &GenerateOptions,
+        width: usize,
+        logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
+        finished: &mut dyn FnMut(&[u32]) -> bool,
+        on_found: &mut dyn FnMut(&[u32], &[TokenInfo]),
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        if width == 0 || options.max_tokens == 0 {
+            return Ok(());
+        }
+        let stopped = |e: &anyhow::Error| e.is::<Interrupted>();
+        if !self.encode_before(prefix_len, interrupted)? {
+            return Ok(());
+        }
+        let (logits, base_len) = match self.first_logits(prefix_len, interrupted) {
+            Err(e) if stopped(&e) => return Ok(()),
+            other => other?,
+        };
+        let eos = self.model.config().eos_id;
+        let mut beam = vec![Hypothesis {
+            tokens: Vec::new(),
+            infos: Vec::new(),
+            score: 0.0,
+            scratch: self.scratch.deep_copy()?,
+            logits,
+        }];
+        // Scores of the hypotheses found so far, the best first.
+        let mut found: Vec<f32> = Vec::new();
+        while !beam.is_empty() {
+            if interrupted() {
+                return Ok(());
+            }
+            // Every hypothesis's `width` best next tokens.
+            let mut extensions: Vec<(usize, u32, TokenInfo, f32)> = Vec::new();
+            for (parent, hyp) in beam.iter_mut().enumerate() {
+                logit_filter(&hyp.tokens, &mut hyp.logits);
+                for token in top_tokens(&hyp.logits, width, eos) {
+                    let info = token_info(&hyp.logits, token);
+                    extensions.push((parent, token, info, hyp.score + info.logprob));
+                }
+            }
+            extensions.sort_by(|a, b| b.3.total_cmp(&a.3));
+            extensions.truncate(width);
+            let mut next = Vec::with_capacity(width);
+            for (parent, token, info, score) in extensions {
+                if found.len() >= width && score < found[width - 1] {
+                    break;
+                }
+                let hyp = &beam[parent];
+                let mut tokens = hyp.tokens.clone();
+                tokens.push(token);
+                let mut infos = hyp.infos.clone();
+                infos.push(info);
+                if finished(&tokens) {
+                    let at = found.partition_point(|&f| f >= score);
+                    found.insert(at, score);
+                    on_found(&tokens, &infos);
+                    continue;
+                }
+                if tokens.len() >= options.max_tokens {
+                    continue;
+                }
+                let mut scratch = hyp.scratch.deep_copy()?;
+                let logits = match self.model.forward_interruptible(
+                    &[token],
+                    Attend::Scratch {
+                        base: &self.cache,
+                        base_len,
+                        scratch: &mut scratch,
+                    },
+                    Logits::Last,
+                    interrupted,
+                ) {
+                    Err(e) if stopped(&e) => return Ok(()),
+                    other => other?.expect("last logits requested").to_vec1::<f32>()?,
+                };
+                next.push(Hypothesis {
+                    tokens,
+                    infos,
+                    score,
+                    scratch,
+                    logits,
+                });
+            }
+            beam = next;
+        }
+        Ok(())
+    }
+
+    /// What the model makes of `tokens` as the continuation of the first
+    /// `prefix_len` tokens, read rather than generated (pie-eval reads the
+    /// line that really follows): each token's [`TokenInfo`] under
+    /// `logit_filter`, and last that of the most likely token in `ends`
+    /// after them (how the continuation would end). One forward pass in the
+    /// scratch area; the cache is not changed. `None` when interrupted.
+    pub fn read_continuation(
+        &mut self,
+        prefix_len: usize,
+        tokens: &[u32],
+        ends: &[u32],
+        logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Option<Vec<TokenInfo>>> {
+        let Some(&first) = tokens.first() else {
+            return Ok(Some(Vec::new()));
+        };
+        let stopped = |e: &anyhow::Error| e.is::<Interrupted>();
+        if !self.encode_before(prefix_len, interrupted)? {
+            return Ok(None);
+        }
+        let (mut start, base_len) = match self.first_logits(prefix_len, interrupted) {
+            Err(e) if stopped(&e) => return Ok(None),
+            other => other?,
+        };
+        logit_filter(&[], &mut start);
+        let rows = match self.model.forward_interruptible(
+            tokens,
+            Attend::Scratch {
+                base: &self.cache,
+                base_len,
+                scratch: &mut self.scratch,
+            },
+            Logits::All,
+            interrupted,
+        ) {
+            Err(e) if stopped(&e) => return Ok(None),
+            other => other?.expect("all logits requested").to_vec2::<f32>()?,
+        };
+        self.scratch.clear();
+        let mut infos = vec![token_info(&start, first)];
+        for (at, mut logits) in rows.into_iter().enumerate() {
+            logit_filter(&tokens[..=at], &mut logits);
+            let next = match tokens.get(at + 1) {
+                Some(&next) => next,
+                None => match ends
+                    .iter()
+                    .copied()
+                    .max_by(|&a, &b| logits[a as usize].total_cmp(&logits[b as usize]))
+                {
+                    Some(end) => end,
+                    None => break,
+                },
+            };
+            infos.push(token_info(&logits, next));
+        }
+        Ok(Some(infos))
+    }
+
     /// Decode one branch from `at` until it ends; returns how it ended.
     /// `forced` is its first token when it is chosen already (a fork).
     /// `seen(generated_before, token, state_before, scratch_len_before)`
@@ -849,6 +1013,35 @@ pub enum ForkAt {
     Ranked,
     /// Its runner-ups all run.
     Kept,
+}
+
+/// A partial continuation in [`Session::beam_search`].
+struct Hypothesis {
+    tokens: Vec<u32>,
+    infos: Vec<TokenInfo>,
+    /// Sum of its tokens' log-probabilities.
+    score: f32,
+    /// Its own generated entries, after those the prefix needs.
+    scratch: KvCache,
+    /// Next-token logits after it.
+    logits: Vec<f32>,
+}
+
+/// The `n` tokens with the highest logits, best first, skipping filtered
+/// ones and `skip`.
+fn top_tokens(logits: &[f32], n: usize, skip: Option<u32>) -> Vec<u32> {
+    let mut top: Vec<(u32, f32)> = Vec::with_capacity(n + 1);
+    for (i, &l) in logits.iter().enumerate() {
+        if !l.is_finite() || Some(i as u32) == skip {
+            continue;
+        }
+        if top.len() < n || l > top[top.len() - 1].1 {
+            let at = top.partition_point(|t| t.1 >= l);
+            top.insert(at, (i as u32, l));
+            top.truncate(n);
+        }
+    }
+    top.into_iter().map(|(i, _)| i).collect()
 }
 
 fn token_info(logits: &[f32], token: u32) -> TokenInfo {

@@ -43,6 +43,9 @@ pub struct MirrorConfig {
     /// How many tokens of the first suggestion its verdict waits for (see
     /// [`Choice::Verdict`]).
     pub verdict_tokens: usize,
+    /// Width of a beam search whose lines compete with the branches for
+    /// the alternatives (0: none).
+    pub beam: usize,
 }
 
 /// Where alternatives branch off the first suggestion's generation.
@@ -59,6 +62,8 @@ pub struct MirrorConfig {
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum ForkPolicy {
+    /// Nowhere: no branches.
+    None,
     /// At its first token of code, with the runner-up tokens there.
     FirstCode,
     /// At any of its tokens of code: the runner-ups closest in probability
@@ -105,6 +110,7 @@ impl Default for MirrorConfig {
             pool: 4,
             rank: Rank::default(),
             verdict_tokens: 8,
+            beam: 4,
         }
     }
 }
@@ -464,7 +470,7 @@ impl Mirror {
         // Whether generation should stop for good.
         let mut enough = false;
         let fork = self.config.fork;
-        let pool = if wanted > 1 {
+        let pool = if wanted > 1 && fork != ForkPolicy::None {
             self.config.pool.max(wanted - 1)
         } else {
             0
@@ -506,6 +512,7 @@ impl Mirror {
                     confidence,
                     deficit: branch.deficit,
                     at_first_code: branch.at_first_code,
+                    source: Source::Fork,
                 })?;
                 candidates.push(Candidate {
                     line: line.to_string(),
@@ -597,6 +604,59 @@ impl Mirror {
         if !enough && !branch.reported && !interrupted() {
             enough = finish(&mut branch, &mut first, &mut candidates, on_choice).is_break();
         }
+        if !enough && !interrupted() && wanted > 1 && self.config.beam > 0 && first.line.is_some() {
+            let shaped = |generated: &[u32]| {
+                let visible = healing::visible_text(&tokenizer, &plan.required, generated);
+                suggest::shape(&visible, &line_before, max_lines)
+            };
+            let mut found: Vec<(String, Confidence)> = Vec::new();
+            self.session.beam_search(
+                plan.keep_tokens,
+                &options,
+                self.config.beam,
+                &mut |so_far, logits| filter.apply(so_far, logits),
+                &mut |generated| shaped(generated).1,
+                &mut |generated, infos| {
+                    let mut meter = ConfidenceMeter::default();
+                    for (at, &info) in infos.iter().enumerate() {
+                        meter.push(info, has_code(&generated[..=at]));
+                    }
+                    found.push((shaped(generated).0, meter.confidence()));
+                },
+                interrupted,
+            )?;
+            // The most likely first (the search finds them in the order
+            // they end).
+            let line_logprob = |c: &Confidence| c.mean_logprob as f64 * c.tokens as f64;
+            found.sort_by(|a, b| line_logprob(&b.1).total_cmp(&line_logprob(&a.1)));
+            for (text, confidence) in found {
+                if interrupted() {
+                    break;
+                }
+                let choice = Choice::Candidate {
+                    text: &text,
+                    confidence,
+                    deficit: f32::NAN,
+                    at_first_code: false,
+                    source: Source::Beam,
+                };
+                if on_choice(choice).is_break() {
+                    enough = true;
+                    break;
+                }
+                candidates.push(Candidate {
+                    line: text
+                        .trim()
+                        .split('\n')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_string(),
+                    text,
+                    confidence,
+                });
+            }
+        }
         let mut found = 0;
         if !enough
             && !interrupted()
@@ -630,6 +690,43 @@ impl Mirror {
             "prediction finished"
         );
         Ok(())
+    }
+
+    /// The model's confidence in `text` as what follows document char
+    /// `cursor`, read rather than generated ([`Session::read_continuation`]):
+    /// pie-eval reads the line that really follows. `None` for text longer
+    /// than a suggestion may be.
+    pub fn read_line(&mut self, cursor: usize, text: &str) -> Result<Option<Confidence>> {
+        let cursor_byte = self.window.char_to_byte(cursor - self.start);
+        let plan = healing::plan(&self.aligned, &self.tokenizer, cursor_byte)?;
+        if plan.keep_tokens == 0 {
+            return Ok(None);
+        }
+        let filter = HealingFilter::new(&self.tokenizer, &plan);
+        let required = String::from_utf8_lossy(&plan.required);
+        let tokens = self.tokenizer.encode(&format!("{required}{text}"));
+        if tokens.len() > self.config.max_tokens {
+            return Ok(None);
+        }
+        let Some(infos) = self.session.read_continuation(
+            plan.keep_tokens,
+            &tokens,
+            self.tokenizer.tokens_starting_with(b"\n"),
+            &mut |so_far, logits| filter.apply(so_far, logits),
+            &|| false,
+        )?
+        else {
+            return Ok(None);
+        };
+        let mut meter = ConfidenceMeter::default();
+        for (at, &info) in infos.iter().enumerate() {
+            let so_far = &tokens[..(at + 1).min(tokens.len())];
+            let code = !healing::visible_text(&self.tokenizer, &plan.required, so_far)
+                .trim()
+                .is_empty();
+            meter.push(info, code);
+        }
+        Ok(Some(meter.confidence()))
     }
 
     /// [`Mirror::generate_choices`] from the outside: the suggestions at
@@ -698,7 +795,19 @@ pub enum Choice<'a> {
         confidence: Confidence,
         deficit: f32,
         at_first_code: bool,
+        /// A branch or a line of the beam search (whose `deficit` is NaN).
+        source: Source,
     },
+}
+
+/// Where a candidate alternative came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// A branch off the first suggestion.
+    Fork,
+    /// The beam search.
+    Beam,
 }
 
 /// One branch of generation, as the mirror follows it.
