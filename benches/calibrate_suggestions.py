@@ -83,7 +83,8 @@ def em_at_3(records, rank, pool):
     for r in records:
         target = r["target"]["text"]
         lines = [first_line(r["choices"][0]["text"]).strip()] if r["choices"] else [""]
-        cands = r.get("candidates", [])
+        # The branches only (records from 7b4a2e1 on also hold beam lines).
+        cands = [c for c in r.get("candidates", []) if c.get("source", "fork") == "fork"]
         at_first = sorted((c for c in cands if c["at_first_code"]), key=lambda c: c["deficit"])
         elsewhere = sorted((c for c in cands if not c["at_first_code"]), key=lambda c: c["deficit"])
         for c in sorted(at_first[:pool] + elsewhere[:pool], key=RANKS[rank]):
@@ -136,6 +137,9 @@ def main():
             for pool in (1, 2, 3, 4):
                 e1, e3 = em_at_3(group, rank, pool)
                 print(f"| {rank} | {pool} | {e1:.1f} | {e3:.1f} | {e3 / e1:.2f} |")
+        if not any(r.get("stream") for r in group):
+            print("\n(no streams recorded: the verdict table needs records from 4e8d95c)\n")
+            continue
         print("\n| verdict after tokens | threshold (45% shown) | shown % | EM shown / EM all | verdict ms p50 | p95 |")
         print("|---:|---:|---:|---:|---:|---:|")
         for k in (4, 6, 8, 10, 12, 48):

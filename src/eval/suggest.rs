@@ -71,8 +71,8 @@ pub struct Suggestion {
 pub struct CandidateRecord {
     pub text: String,
     pub confidence: Confidence,
-    #[serde(deserialize_with = "nan_from_null")]
-    pub deficit: f32,
+    /// None for a line of the beam search.
+    pub deficit: Option<f32>,
     pub at_first_code: bool,
     /// Records from before the beam search held only branches.
     #[serde(default = "fork")]
@@ -97,12 +97,8 @@ pub struct VerdictRecord {
 
 /// JSON has no NaN: serde_json writes it as null, which reads back as NaN
 /// (a trigger with no suggestion has no time to its first one).
-fn nan_from_null<'de, D, F>(d: D) -> Result<F, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    F: Deserialize<'de> + From<f32>,
-{
-    Ok(Option::<F>::deserialize(d)?.unwrap_or(F::from(f32::NAN)))
+fn nan_from_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -510,7 +510,7 @@ impl Mirror {
                 on_choice(Choice::Candidate {
                     text: &branch.shown,
                     confidence,
-                    deficit: branch.deficit,
+                    deficit: Some(branch.deficit),
                     at_first_code: branch.at_first_code,
                     source: Source::Fork,
                 })?;
@@ -636,7 +636,7 @@ impl Mirror {
                 let choice = Choice::Candidate {
                     text: &text,
                     confidence,
-                    deficit: f32::NAN,
+                    deficit: None,
                     at_first_code: false,
                     source: Source::Beam,
                 };
@@ -787,15 +787,16 @@ pub enum Choice<'a> {
         text: &'a str,
         confidence: Confidence,
     },
-    /// A branch decoded for the alternatives, before they are ranked and
-    /// de-duplicated (pie-eval). `deficit`: how much less likely its first
-    /// own token was than the first suggestion's there (log-probability).
+    /// A line found for the alternatives, before they are ranked and
+    /// de-duplicated (pie-eval). `deficit`: how much less likely a branch's
+    /// first own token was than the first suggestion's there
+    /// (log-probability).
     Candidate {
         text: &'a str,
         confidence: Confidence,
-        deficit: f32,
+        deficit: Option<f32>,
         at_first_code: bool,
-        /// A branch or a line of the beam search (whose `deficit` is NaN).
+        /// A branch, or a line of the beam search (which has no `deficit`).
         source: Source,
     },
 }

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Compare where the alternatives come from, on the same triggers.
+
+Reads pie-eval --suggest records made with `--beam N` beside the branches
+(from 7b4a2e1 on, every candidate carries its `source`: "fork" or "beam"),
+ranks each pool as the editor does (line log-probability, distinct first
+lines, the first suggestion first), and prints EM@1, EM@3 and EM@3 / EM@1
+per pool, and each pool's difference from the branches in triggers with a
+paired bootstrap 95% interval. The files given are pooled: pass calibrate
+runs to choose, report runs to report.
+
+    python3 benches/compare_alternatives.py c4-rs/suggest.jsonl c4-py/suggest.jsonl
+"""
+import json
+import random
+import sys
+
+POOLS = {"branches": {"fork"}, "beam": {"beam"}, "both": {"fork", "beam"}}
+
+
+def first_line(text):
+    return text.strip("\n").split("\n")[0]
+
+
+def exact(a, b):
+    return a.strip() == b.strip()
+
+
+def line_logprob(candidate):
+    c = candidate["confidence"]
+    return c["mean_logprob"] * c["tokens"]
+
+
+def offered(record, sources):
+    """The lines the editor would offer from these sources, the first one first."""
+    if not record["choices"]:
+        return [""]
+    lines = [first_line(record["choices"][0]["text"]).strip()]
+    pool = [c for c in record["candidates"] if c.get("source", "fork") in sources]
+    for c in sorted(pool, key=lambda c: -line_logprob(c)):
+        line = first_line(c["text"]).strip()
+        if len(lines) < 3 and line and line not in lines:
+            lines.append(line)
+    return lines
+
+
+def main():
+    records = [json.loads(line) for path in sys.argv[1:] for line in open(path)]
+    n = len(records)
+    hits = {}
+    for name, sources in POOLS.items():
+        hits[name] = []
+        for r in records:
+            lines = offered(r, sources)
+            target = r["target"]["text"]
+            hits[name].append((exact(lines[0], target), any(exact(l, target) for l in lines)))
+    em1 = sum(h[0] for h in hits["branches"])
+    print(f"{n} triggers, EM@1 {100 * em1 / n:.1f}%\n")
+    print("| alternatives from | EM@3 % | EM@3 / EM@1 | against the branches (95% CI) |\n|---|---:|---:|---|")
+    rng = random.Random(0)
+    for name in POOLS:
+        em3 = sum(h[1] for h in hits[name])
+        diff = [int(a[1]) - int(b[1]) for a, b in zip(hits[name], hits["branches"])]
+        boots = sorted(sum(diff[rng.randrange(n)] for _ in range(n)) for _ in range(2000))
+        against = "" if name == "branches" else f"{sum(diff):+d} [{boots[50]:+d}, {boots[1949]:+d}]"
+        print(f"| {name} | {100 * em3 / n:.1f} | {em3 / max(em1, 1):.2f} | {against} |")
+
+
+if __name__ == "__main__":
+    main()
