@@ -259,10 +259,22 @@ fn alternatives_leave_the_first_suggestion_as_it_was_and_differ_from_it() {
     }
 }
 
-/// The lines a beam search found, as `generate_choices` reports them.
-fn beam_lines(mirror: &mut Mirror, doc: &Rope, cursor: usize) -> (String, Vec<(String, f32)>) {
+/// What a beam `width` wide, without branches, finds at the start of a
+/// function body, as `generate_choices` reports it: the mirror, the
+/// cursor, the first suggestion, and each line found with its line
+/// log-probability.
+type BeamRun = (Mirror, usize, String, Vec<(String, f32)>);
+
+fn beam_lines(width: usize) -> BeamRun {
     use pie_edit::predict::mirror::{Choice, Source};
-    mirror.reset(doc, cursor).unwrap();
+    let doc = Rope::from_str(&format!("{CODE}\n\ndef add(a, b):\n    "));
+    let cursor = doc.len_chars();
+    let mut mirror = load(MirrorConfig {
+        fork: mirror::ForkPolicy::None,
+        beam: width,
+        ..MirrorConfig::default()
+    });
+    mirror.reset(&doc, cursor).unwrap();
     let (mut first, mut found) = (String::new(), Vec::new());
     mirror
         .generate_choices(
@@ -287,20 +299,13 @@ fn beam_lines(mirror: &mut Mirror, doc: &Rope, cursor: usize) -> (String, Vec<(S
             &|| false,
         )
         .unwrap();
-    (first, found)
+    (mirror, cursor, first, found)
 }
 
 /// A beam one wide is greedy decoding: it finds the first suggestion.
 #[test]
 fn a_beam_of_one_finds_the_first_suggestion() {
-    let doc = Rope::from_str(&format!("{CODE}\n\ndef add(a, b):\n    "));
-    let cursor = doc.len_chars();
-    let mut mirror = load(MirrorConfig {
-        fork: mirror::ForkPolicy::None,
-        beam: 1,
-        ..MirrorConfig::default()
-    });
-    let (first, found) = beam_lines(&mut mirror, &doc, cursor);
+    let (_, _, first, found) = beam_lines(1);
     assert!(!first.is_empty());
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].0, first);
@@ -311,14 +316,7 @@ fn a_beam_of_one_finds_the_first_suggestion() {
 /// hypotheses' own scratch copies attend to what the cache holds.
 #[test]
 fn beam_lines_are_as_likely_as_the_model_reads_them() {
-    let doc = Rope::from_str(&format!("{CODE}\n\ndef add(a, b):\n    "));
-    let cursor = doc.len_chars();
-    let mut mirror = load(MirrorConfig {
-        fork: mirror::ForkPolicy::None,
-        beam: 4,
-        ..MirrorConfig::default()
-    });
-    let (_, found) = beam_lines(&mut mirror, &doc, cursor);
+    let (mut mirror, cursor, _, found) = beam_lines(4);
     assert!(found.len() >= 2, "{found:?}");
     for pair in found.windows(2) {
         assert!(pair[0].1 >= pair[1].1, "{found:?}");
