@@ -418,10 +418,11 @@ impl Mirror {
     /// in and out) with its confidence so far, then comes whole with its
     /// confidence as `Choice::Done`. Then up to `choices - 1` alternatives,
     /// distinct by their first line, come as `Choice::Done` too, the most
-    /// likely first. They branch off the first suggestion's generation (see
-    /// [`ForkPolicy`]) from the same cache ([`Session::generate_branching`])
-    /// once it is complete; every branch decoded is reported as
-    /// `Choice::Candidate` before they are ranked.
+    /// likely first. Two searches find them once the first is complete, from
+    /// the same cache: branches off the first suggestion's generation (see
+    /// [`ForkPolicy`], [`Session::generate_branching`]) and a beam search
+    /// ([`MirrorConfig::beam`], [`Session::beam_search`]). Every line either
+    /// finds is reported as `Choice::Candidate` before they are ranked.
     pub fn generate_choices(
         &mut self,
         cursor: usize,
