@@ -672,25 +672,18 @@ impl Session {
                     return;
                 }
                 let chosen = at.logits[token as usize];
-                let mut runners: Vec<(u32, f32)> = Vec::with_capacity(alternatives + 1);
-                for (i, &l) in at.logits.iter().enumerate() {
-                    if !l.is_finite() || i as u32 == token || Some(i as u32) == eos {
-                        continue;
-                    }
-                    if runners.len() < alternatives || l > runners[runners.len() - 1].1 {
-                        let at = runners.partition_point(|r| r.1 >= l);
-                        runners.insert(at, (i as u32, l));
-                        runners.truncate(alternatives);
-                    }
-                }
-                for (runner, logit) in runners {
+                // The best `alternatives` tokens other than the one chosen.
+                let mut runners = top_tokens(&at.logits, alternatives + 1, eos);
+                runners.retain(|&runner| runner != token);
+                runners.truncate(alternatives);
+                for runner in runners {
                     forks.push(Fork {
                         base_len: at.base_len,
                         scratch_len,
                         generated: generated.to_vec(),
                         token: runner,
                         info: token_info(&at.logits, runner),
-                        deficit: chosen - logit,
+                        deficit: chosen - at.logits[runner as usize],
                         kept: class == ForkAt::Kept,
                     });
                 }

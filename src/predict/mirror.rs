@@ -455,11 +455,7 @@ impl Mirror {
         let tokenizer = self.tokenizer.clone();
         let max_lines = self.config.max_lines;
         let wanted = choices.max(1);
-        let has_code = |generated: &[u32]| {
-            !healing::visible_text(&tokenizer, &plan.required, generated)
-                .trim()
-                .is_empty()
-        };
+        let has_code = |generated: &[u32]| brings_code(&tokenizer, &plan.required, generated);
         // The branch in progress.
         let mut branch = Branch::default();
         // The first branch's token infos: another branch's meter starts
@@ -482,7 +478,7 @@ impl Mirror {
              candidates: &mut Vec<Candidate>,
              on_choice: &mut dyn FnMut(Choice<'_>) -> ControlFlow<()>| {
                 branch.reported = true;
-                let line = branch.shown.trim().split('\n').next().unwrap_or("").trim();
+                let line = first_line(&branch.shown);
                 let confidence = branch.meter.confidence();
                 if branch.index == 0 {
                     // Without a first suggestion there is nothing to offer
@@ -618,11 +614,8 @@ impl Mirror {
                 &mut |so_far, logits| filter.apply(so_far, logits),
                 &mut |generated| shaped(generated).1,
                 &mut |generated, infos| {
-                    let mut meter = ConfidenceMeter::default();
-                    for (at, &info) in infos.iter().enumerate() {
-                        meter.push(info, has_code(&generated[..=at]));
-                    }
-                    found.push((shaped(generated).0, meter.confidence()));
+                    let confidence = confidence_of(&tokenizer, &plan.required, generated, infos);
+                    found.push((shaped(generated).0, confidence));
                 },
                 interrupted,
             )?;
@@ -646,13 +639,7 @@ impl Mirror {
                     break;
                 }
                 candidates.push(Candidate {
-                    line: text
-                        .trim()
-                        .split('\n')
-                        .next()
-                        .unwrap_or("")
-                        .trim()
-                        .to_string(),
+                    line: first_line(&text).to_string(),
                     text,
                     confidence,
                 });
@@ -719,15 +706,12 @@ impl Mirror {
         else {
             return Ok(None);
         };
-        let mut meter = ConfidenceMeter::default();
-        for (at, &info) in infos.iter().enumerate() {
-            let so_far = &tokens[..(at + 1).min(tokens.len())];
-            let code = !healing::visible_text(&self.tokenizer, &plan.required, so_far)
-                .trim()
-                .is_empty();
-            meter.push(info, code);
-        }
-        Ok(Some(meter.confidence()))
+        Ok(Some(confidence_of(
+            &self.tokenizer,
+            &plan.required,
+            &tokens,
+            &infos,
+        )))
     }
 
     /// [`Mirror::generate_choices`] from the outside: the suggestions at
@@ -768,6 +752,35 @@ fn rank(mut candidates: Vec<Candidate>, rank: Rank) -> Vec<Candidate> {
     // Stable: ties keep the order of decoding.
     candidates.sort_by(|a, b| key(a).total_cmp(&key(b)));
     candidates
+}
+
+/// A suggestion's first line of code, trimmed: what tells alternatives
+/// apart.
+fn first_line(text: &str) -> &str {
+    text.trim().split('\n').next().unwrap_or("").trim()
+}
+
+/// Whether the generated tokens show code after the cursor yet.
+fn brings_code(tokenizer: &Tokenizer, required: &[u8], generated: &[u32]) -> bool {
+    !healing::visible_text(tokenizer, required, generated)
+        .trim()
+        .is_empty()
+}
+
+/// The confidence of a line from its tokens' infos. `infos` may hold one
+/// more than `tokens`: how the line ends, read after its last token.
+fn confidence_of(
+    tokenizer: &Tokenizer,
+    required: &[u8],
+    tokens: &[u32],
+    infos: &[TokenInfo],
+) -> Confidence {
+    let mut meter = ConfidenceMeter::default();
+    for (at, &info) in infos.iter().enumerate() {
+        let so_far = &tokens[..(at + 1).min(tokens.len())];
+        meter.push(info, brings_code(tokenizer, required, so_far));
+    }
+    meter.confidence()
 }
 
 /// What [`Mirror::generate_choices`] reports.
