@@ -311,20 +311,23 @@ fn a_beam_of_one_finds_the_first_suggestion() {
     assert_eq!(found[0].0, first);
 }
 
-/// A wider beam reports its lines the most likely first, and each is as
-/// likely as the model finds it when it reads the line back: the
-/// hypotheses' own scratch copies attend to what the cache holds.
+/// A wider beam reports at least `width` distinct lines, the most likely first, and
+/// each is as likely as the model finds it when it reads the line back:
+/// the hypotheses' own scratch copies attend to what the cache holds. A
+/// line can end in more than one way (one line break or two); the search
+/// keeps the likelier, the one reading it back finds, and looks on for
+/// another line instead of spending a place on it.
 #[test]
-fn beam_lines_are_as_likely_as_the_model_reads_them() {
+fn beam_lines_are_distinct_and_as_likely_as_the_model_reads_them() {
     let (mut mirror, cursor, _, found) = beam_lines(4);
-    assert!(found.len() >= 2, "{found:?}");
+    let lines: std::collections::HashSet<&str> =
+        found.iter().map(|(text, _)| text.trim()).collect();
+    assert_eq!(lines.len(), found.len(), "{found:?}");
+    assert!(found.len() >= 4, "{found:?}");
     for pair in found.windows(2) {
         assert!(pair[0].1 >= pair[1].1, "{found:?}");
     }
-    // A line can end in more than one way (one line break or two); reading
-    // it back ends it the most likely way, so it matches its first find.
-    let mut seen = std::collections::HashSet::new();
-    for (text, logprob) in found.iter().filter(|(text, _)| seen.insert(text.clone())) {
+    for (text, logprob) in &found {
         let read = mirror
             .read_line(cursor, text)
             .unwrap()

@@ -1081,3 +1081,91 @@ fn a_lazy_reset_encodes_on_demand_and_ends_equal_to_a_fresh_encoding() {
         }
     }
 }
+
+/// A beam search steps its hypotheses in one pass; each row must come out
+/// as its own scratch pass would, whatever the other rows hold.
+#[test]
+fn a_rows_pass_equals_one_scratch_pass_per_row() {
+    for variant in VARIANTS {
+        let (_dir, model) = tiny_model(variant);
+        let mut s = Session::new(model.clone()).unwrap();
+        s.reset(&tokens(40, 5)).unwrap();
+        let base_len = 37;
+        // Three scratch areas that already hold 0, 1 and 3 entries.
+        let histories: [&[u32]; 3] = [&[], &[9], &[4, 17, 2]];
+        let scratches: Vec<_> = histories
+            .iter()
+            .map(|history| {
+                let mut scratch = model.new_cache(2).unwrap();
+                if !history.is_empty() {
+                    model
+                        .forward(
+                            history,
+                            Attend::Scratch {
+                                base: s.cache(),
+                                base_len,
+                                scratch: &mut scratch,
+                            },
+                            Logits::None,
+                        )
+                        .unwrap();
+                }
+                scratch
+            })
+            .collect();
+        let next = [3u32, 30, 7];
+        let mut together: Vec<_> = scratches.iter().map(|c| c.deep_copy().unwrap()).collect();
+        let rows = model
+            .forward(
+                &next,
+                Attend::Rows {
+                    base: s.cache(),
+                    base_len,
+                    scratches: &mut together,
+                },
+                Logits::All,
+            )
+            .unwrap()
+            .unwrap();
+        for (i, scratch) in scratches.iter().enumerate() {
+            let mut alone = scratch.deep_copy().unwrap();
+            let one = model
+                .forward(
+                    &[next[i]],
+                    Attend::Scratch {
+                        base: s.cache(),
+                        base_len,
+                        scratch: &mut alone,
+                    },
+                    Logits::Last,
+                )
+                .unwrap()
+                .unwrap();
+            let d = max_diff(&one, &rows.get(i).unwrap());
+            assert!(d < 1e-5, "{variant:?}: row {i} logits differ by {d}");
+            assert_eq!(together[i].len(), histories[i].len() + 1);
+            for layer in [0, LAYERS - 1] {
+                let (k1, v1) = alone.view(layer, alone.len()).unwrap();
+                let (k2, v2) = together[i].view(layer, together[i].len()).unwrap();
+                let (dk, dv) = (max_diff(&k1, &k2), max_diff(&v1, &v2));
+                assert!(
+                    dk < 1e-5 && dv < 1e-5,
+                    "{variant:?}: row {i} layer {layer} k {dk} v {dv}"
+                );
+            }
+        }
+        // A row for each scratch area, no more and no fewer.
+        let err = model
+            .forward(
+                &next[..2],
+                Attend::Rows {
+                    base: s.cache(),
+                    base_len,
+                    scratches: &mut together,
+                },
+                Logits::All,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("one each"), "{err}");
+    }
+}

@@ -734,11 +734,15 @@ impl Session {
     /// token was only second best. Each step extends every hypothesis by its
     /// `width` best tokens (under `logit_filter`) and keeps the `width` best
     /// of all; one that `finished` accepts leaves the beam and goes to
-    /// `on_found` with its token infos, the most likely first. The search
-    /// stops once `width` are found and no hypothesis left can beat them
+    /// `on_found` with its token infos, the most likely first within a step.
+    /// `on_found` says whether it is a new result: one that only spells an
+    /// earlier one differently (another end token, another tokenization)
+    /// does not take a place among the `width`. The search stops once
+    /// `width` are found and no hypothesis left can beat them
     /// (log-probabilities only fall), or at `options.max_tokens`. Each
-    /// hypothesis has its own copy of the scratch area: the prompt is never
-    /// re-encoded and the cache is not changed.
+    /// hypothesis has its own copy of the scratch area, and one forward pass
+    /// ([`Attend::Rows`]) steps them all: the prompt is never re-encoded,
+    /// the weights are read once per step, and the cache is not changed.
     #[allow(clippy::too_many_arguments)]
     pub fn beam_search(
         &mut self,
@@ -747,7 +751,7 @@ impl Session {
         width: usize,
         logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
         finished: &mut dyn FnMut(&[u32]) -> bool,
-        on_found: &mut dyn FnMut(&[u32], &[TokenInfo]),
+        on_found: &mut dyn FnMut(&[u32], &[TokenInfo]) -> bool,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<()> {
         if width == 0 || options.max_tokens == 0 {
@@ -769,7 +773,7 @@ impl Session {
             scratch: self.scratch.deep_copy()?,
             logits,
         }];
-        // Scores of the hypotheses found so far, the best first.
+        // Scores of the results found so far, the best first.
         let mut found: Vec<f32> = Vec::new();
         while !beam.is_empty() {
             if interrupted() {
@@ -786,7 +790,8 @@ impl Session {
             }
             extensions.sort_by(|a, b| b.3.total_cmp(&a.3));
             extensions.truncate(width);
-            let mut next = Vec::with_capacity(width);
+            // The extensions that stay in the beam, by parent.
+            let mut kept: Vec<(usize, Vec<u32>, Vec<TokenInfo>, f32)> = Vec::new();
             for (parent, token, info, score) in extensions {
                 if found.len() >= width && score < found[width - 1] {
                     break;
@@ -797,37 +802,63 @@ impl Session {
                 let mut infos = hyp.infos.clone();
                 infos.push(info);
                 if finished(&tokens) {
-                    let at = found.partition_point(|&f| f >= score);
-                    found.insert(at, score);
-                    on_found(&tokens, &infos);
+                    if on_found(&tokens, &infos) {
+                        let at = found.partition_point(|&f| f >= score);
+                        found.insert(at, score);
+                    }
                     continue;
                 }
-                if tokens.len() >= options.max_tokens {
-                    continue;
+                if tokens.len() < options.max_tokens {
+                    kept.push((parent, tokens, infos, score));
                 }
-                let mut scratch = hyp.scratch.deep_copy()?;
-                let logits = match self.model.forward_interruptible(
-                    &[token],
-                    Attend::Scratch {
-                        base: &self.cache,
-                        base_len,
-                        scratch: &mut scratch,
-                    },
-                    Logits::Last,
-                    interrupted,
-                ) {
-                    Err(e) if stopped(&e) => return Ok(()),
-                    other => other?.expect("last logits requested").to_vec1::<f32>()?,
-                };
-                next.push(Hypothesis {
-                    tokens,
-                    infos,
-                    score,
-                    scratch,
-                    logits,
-                });
             }
-            beam = next;
+            if kept.is_empty() {
+                break;
+            }
+            // A parent's last child takes its scratch area, the others a copy.
+            let mut parents: Vec<Option<KvCache>> =
+                beam.into_iter().map(|hyp| Some(hyp.scratch)).collect();
+            let mut scratches = Vec::with_capacity(kept.len());
+            for (i, (parent, ..)) in kept.iter().enumerate() {
+                let shared = kept[i + 1..].iter().any(|later| later.0 == *parent);
+                let scratch = parents[*parent]
+                    .take()
+                    .expect("a parent's scratch area goes to its last child");
+                if shared {
+                    scratches.push(scratch.deep_copy()?);
+                    parents[*parent] = Some(scratch);
+                    continue;
+                }
+                scratches.push(scratch);
+            }
+            let last_tokens: Vec<u32> = kept.iter().map(|k| k.1[k.1.len() - 1]).collect();
+            let rows = match self.model.forward_interruptible(
+                &last_tokens,
+                Attend::Rows {
+                    base: &self.cache,
+                    base_len,
+                    scratches: &mut scratches,
+                },
+                Logits::All,
+                interrupted,
+            ) {
+                Err(e) if stopped(&e) => return Ok(()),
+                other => other?.expect("all logits requested").to_vec2::<f32>()?,
+            };
+            beam = kept
+                .into_iter()
+                .zip(scratches)
+                .zip(rows)
+                .map(
+                    |(((_, tokens, infos, score), scratch), logits)| Hypothesis {
+                        tokens,
+                        infos,
+                        score,
+                        scratch,
+                        logits,
+                    },
+                )
+                .collect();
         }
         Ok(())
     }

@@ -137,6 +137,17 @@ pub enum Attend<'a> {
         cache: &'a mut KvCache,
         spans: &'a [(usize, usize)],
     },
+    /// One new entry per scratch area, in one pass: token `i` is appended
+    /// to `scratches[i]` at position `base_len + scratches[i].len()` and
+    /// attends to `base[0..base_len)` and to that scratch area alone. The
+    /// same as one `Scratch` pass per token, with the weights read once: a
+    /// beam search steps all its hypotheses together. `base` is not
+    /// modified.
+    Rows {
+        base: &'a KvCache,
+        base_len: usize,
+        scratches: &'a mut [KvCache],
+    },
 }
 
 /// A forward pass into the scratch area stopped between two layers because
@@ -268,6 +279,22 @@ impl Model {
                 }
                 0
             }
+            Attend::Rows {
+                base,
+                base_len,
+                scratches,
+            } => {
+                if *base_len > base.len() {
+                    bail!(
+                        "scratch base of {base_len} exceeds cache length {}",
+                        base.len()
+                    );
+                }
+                if scratches.len() != n {
+                    bail!("{n} tokens for {} scratch areas: one each", scratches.len());
+                }
+                0
+            }
         };
         let tables = match &attend {
             Attend::Spans { spans, .. } => self.rope.tables(
@@ -275,12 +302,19 @@ impl Model {
                     .iter()
                     .flat_map(|&(at, len)| (at..at + len).map(|p| p as f64)),
             )?,
+            Attend::Rows {
+                base_len,
+                scratches,
+                ..
+            } => self
+                .rope
+                .tables(scratches.iter().map(|s| (base_len + s.len()) as f64))?,
             _ => self.rope.range_tables(start, n)?,
         };
         let ids = Tensor::new(tokens, &self.device)?;
         let mut x = self.embed.index_select(&ids, 0)?;
         let eps = self.config.rms_eps as f32;
-        let may_stop = matches!(attend, Attend::Scratch { .. });
+        let may_stop = matches!(attend, Attend::Scratch { .. } | Attend::Rows { .. });
         for (li, layer) in self.layers.iter().enumerate() {
             if may_stop && interrupted() {
                 return Err(Interrupted.into());
@@ -301,6 +335,12 @@ impl Model {
             Attend::Scratch { scratch, .. } => {
                 let end = scratch.len() + n;
                 scratch.set_len(end)?;
+            }
+            Attend::Rows { scratches, .. } => {
+                for scratch in scratches.iter_mut() {
+                    let end = scratch.len() + 1;
+                    scratch.set_len(end)?;
+                }
             }
             Attend::Spans { cache, spans } => {
                 let mut row = 0;
@@ -406,6 +446,17 @@ impl Model {
             Attend::Spans { cache, spans } => {
                 return self.span_attention(layer, li, &q, &k, &v, cache, spans);
             }
+            Attend::Rows {
+                base,
+                base_len,
+                scratches,
+            } => {
+                let base_part = match *base_len {
+                    0 => None,
+                    len => Some(base.view(li, len)?),
+                };
+                return self.row_attention(layer, li, &q, &k, &v, base_part, scratches);
+            }
         };
 
         // Grouped-query attention without copying the cache per query head:
@@ -464,6 +515,53 @@ impl Model {
         let y = Tensor::cat(&outputs, 1)?
             .transpose(0, 1)?
             .reshape((row, c.n_heads * c.head_dim))?;
+        layer.attn.o.forward(&y)
+    }
+
+    /// Attention for [`Attend::Rows`]: row `i` writes its key and value
+    /// into scratch area `i` and attends to the base part and that area.
+    #[allow(clippy::too_many_arguments)]
+    fn row_attention(
+        &self,
+        layer: &Layer,
+        li: usize,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        base: Option<(Tensor, Tensor)>,
+        scratches: &mut [KvCache],
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let group = c.n_heads / c.n_kv_heads;
+        let scale = 1.0 / (c.head_dim as f64).sqrt();
+        let mut outputs = Vec::with_capacity(scratches.len());
+        for (row, scratch) in scratches.iter_mut().enumerate() {
+            let s0 = scratch.len();
+            scratch.write(li, s0, &k.narrow(1, row, 1)?, &v.narrow(1, row, 1)?)?;
+            let (sk, sv) = scratch.view(li, s0 + 1)?;
+            let mut parts = Vec::with_capacity(2);
+            if let Some((bk, bv)) = &base {
+                parts.push(KvPart {
+                    k: bk.clone(),
+                    v: bv.clone(),
+                    causal_offset: None,
+                });
+            }
+            parts.push(KvPart {
+                k: sk,
+                v: sv,
+                causal_offset: Some(s0),
+            });
+            let qr =
+                q.narrow(1, row, 1)?
+                    .contiguous()?
+                    .reshape((c.n_kv_heads, group, c.head_dim))?;
+            let y = grouped_attention(&qr, &parts, 1, scale as f32)?;
+            outputs.push(y.reshape((c.n_heads, 1, c.head_dim))?);
+        }
+        let y = Tensor::cat(&outputs, 1)?
+            .transpose(0, 1)?
+            .reshape((scratches.len(), c.n_heads * c.head_dim))?;
         layer.attn.o.forward(&y)
     }
 

@@ -606,6 +606,7 @@ impl Mirror {
                 let visible = healing::visible_text(&tokenizer, &plan.required, generated);
                 suggest::shape(&visible, &line_before, max_lines)
             };
+            let line_logprob = |c: &Confidence| c.mean_logprob as f64 * c.tokens as f64;
             let mut found: Vec<(String, Confidence)> = Vec::new();
             self.session.beam_search(
                 plan.keep_tokens,
@@ -615,13 +616,28 @@ impl Mirror {
                 &mut |generated| shaped(generated).1,
                 &mut |generated, infos| {
                     let confidence = confidence_of(&tokenizer, &plan.required, generated, infos);
-                    found.push((shaped(generated).0, confidence));
+                    let text = shaped(generated).0;
+                    // Another spelling of a line found already (ended by
+                    // two line breaks, or tokenized otherwise): keep the
+                    // likelier, and let the search look for another line.
+                    let line = first_line(&text);
+                    match found.iter_mut().find(|(t, _)| first_line(t) == line) {
+                        Some(same) => {
+                            if line_logprob(&confidence) > line_logprob(&same.1) {
+                                *same = (text, confidence);
+                            }
+                            false
+                        }
+                        None => {
+                            found.push((text, confidence));
+                            true
+                        }
+                    }
                 },
                 interrupted,
             )?;
             // The most likely first (the search finds them in the order
             // they end).
-            let line_logprob = |c: &Confidence| c.mean_logprob as f64 * c.tokens as f64;
             found.sort_by(|a, b| line_logprob(&b.1).total_cmp(&line_logprob(&a.1)));
             for (text, confidence) in found {
                 if interrupted() {
