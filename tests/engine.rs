@@ -138,6 +138,7 @@ fn a_burst_of_edits_becomes_one_cache_update() {
         h.engine.send(Request::Edits {
             version: i as u64 + 1,
             edits: vec![edit],
+            types_over: None,
         });
     }
     h.gate.send(()).unwrap();
@@ -179,6 +180,7 @@ fn a_newer_edit_cancels_a_running_prediction_between_tokens() {
     h.engine.send(Request::Edits {
         version: 1,
         edits: vec![edit],
+        types_over: None,
     });
     h.gate.send(()).unwrap();
     assert_cut_short(&wait_idle(&h, 1), 1);
@@ -211,6 +213,7 @@ fn a_newer_edit_interrupts_a_prediction_inside_a_token() {
     h.engine.send(Request::Edits {
         version: 1,
         edits: vec![edit],
+        types_over: None,
     });
     let rest = wait_idle(&h, 1);
     assert!(
@@ -244,6 +247,7 @@ fn a_prediction_for_an_old_version_is_dropped_unrun() {
     h.engine.send(Request::Edits {
         version: 1,
         edits: vec![edit],
+        types_over: None,
     });
     h.gate.send(()).unwrap();
     let events = wait_idle(&h, 1);
@@ -292,6 +296,7 @@ fn a_panicking_backend_turns_predictions_off_and_keeps_answering() {
     h.engine.send(Request::Edits {
         version: 1,
         edits: vec![],
+        types_over: None,
     });
     wait_idle(&h, 1);
 }
@@ -346,6 +351,7 @@ fn open_and_type_a(h: &Harness, text: &str) -> Rope {
     h.engine.send(Request::Edits {
         version: 1,
         edits: vec![edit],
+        types_over: None,
     });
     doc
 }
@@ -372,6 +378,7 @@ fn idle_time_repairs_stale_entries_and_yields_to_a_new_edit() {
     h.engine.send(Request::Edits {
         version: 2,
         edits: vec![edit],
+        types_over: None,
     });
     h.gate.send(()).unwrap();
     // The edit goes next: the step in progress finished, no further step

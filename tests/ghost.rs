@@ -450,3 +450,47 @@ fn typing_over_alternatives_keeps_only_the_ones_that_still_match() {
         "typing over a suggestion asks nothing"
     );
 }
+
+/// The alternatives take a while after the first suggestion. Typing what
+/// the suggestion shows in the meantime (Enter over its line break, its
+/// first letters) must not end the search for them: they still come, and
+/// the ones that fit what was typed can be cycled to. A key that does not
+/// fit ends it as before.
+#[test]
+fn alternatives_still_come_after_typing_over_the_suggestion_while_they_are_searched() {
+    for (typed, fits) in [("ret", true), ("x", false)] {
+        let (mut backend, gate) = StandIn::new(vec!["return sum(xs)"]);
+        backend.alternatives = vec!["return 0", "pass"];
+        backend.hold_alternatives = true;
+        // The one token streams; the alternatives wait for the test.
+        gate.send(()).unwrap();
+        let config = PredictConfig {
+            debounce_ms: 0,
+            min_confidence: Some(0.5),
+            ..PredictConfig::default()
+        };
+        let mut app = app_with("def total(xs):\n", backend.spawn("stand-in"), config);
+        let mut terminal = Terminal::new(TestBackend::new(50, 8)).unwrap();
+        run(
+            &mut app,
+            &mut terminal,
+            "<wait-idle><End><Enter><wait:300ms>",
+        );
+        assert_eq!(shown(&app).as_deref(), Some("return sum(xs)"));
+        let asked = requests(&app);
+        run(&mut app, &mut terminal, &format!("{typed}<wait:100ms>"));
+        gate.send(()).unwrap();
+        run(&mut app, &mut terminal, "<wait-idle><A-]><wait-idle>");
+        if fits {
+            // `pass` does not fit `ret`; `return 0` does.
+            assert_eq!(shown(&app).as_deref(), Some("urn 0"));
+            assert!(screen(&terminal).contains("2/2"), "{}", screen(&terminal));
+            assert_eq!(requests(&app), asked, "typing over it asks nothing");
+            run(&mut app, &mut terminal, "<Tab><wait-idle>");
+            assert_eq!(app.editor.doc.text(), "def total(xs):\n    return 0\n");
+        } else {
+            assert_eq!(shown(&app), None);
+            assert!(app.editor.doc.text().contains("    x"));
+        }
+    }
+}

@@ -604,6 +604,7 @@ fn the_engine_keeps_the_cache_on_quit_and_reopens_without_reading_the_buffer() {
     engine.send(Request::Edits {
         version: 1,
         edits: vec![typed],
+        types_over: None,
     });
     events_until_idle(&engine, 1);
     drop(engine);
@@ -761,6 +762,7 @@ fn a_save_writes_the_entry_only_after_much_changed() {
     engine.send(Request::Edits {
         version: 1,
         edits: vec![small],
+        types_over: None,
     });
     engine.send(Request::Saved);
     events_until_idle(&engine, 1);
@@ -773,6 +775,7 @@ fn a_save_writes_the_entry_only_after_much_changed() {
     engine.send(Request::Edits {
         version: 2,
         edits: vec![big],
+        types_over: None,
     });
     engine.send(Request::Saved);
     events_until_idle(&engine, 2);

@@ -4,7 +4,9 @@
 //! document version it produces), prediction requests and settings over a
 //! channel; the thread applies cache updates eagerly, coalescing bursts, and
 //! streams suggestion chunks back tagged with the version they were made for.
-//! A newer message cancels a running prediction between two tokens.
+//! A newer message cancels a running prediction between two tokens, except
+//! edits that only type what its suggestion shows: its alternatives are
+//! still wanted.
 
 use std::ops::ControlFlow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -206,10 +208,14 @@ pub enum Request {
     },
     /// The document was saved to its file.
     Saved,
-    /// Edits, in order, that took the document to `version`.
+    /// Edits, in order, that took the document to `version`. `types_over`
+    /// names the prediction whose suggestion they only typed out (the
+    /// editor's ghost consumed them): they do not end it, so the
+    /// alternatives still come, and they are applied once it ends.
     Edits {
         version: u64,
         edits: Vec<Edit>,
+        types_over: Option<u64>,
     },
     /// Predict at `cursor_char` of document `version`.
     Predict {
@@ -501,19 +507,20 @@ impl<B: Backend> Worker<B> {
     /// Handle requests until shutdown. Returns Err with a message when the
     /// backend fails or panics: predictions then stop for this session.
     fn serve(&mut self, requests: &Receiver<Request>) -> Result<(), String> {
-        let mut queue: std::collections::VecDeque<Request> = Default::default();
+        // Requests a prediction took from the channel while it ran (edits
+        // typed over it), oldest first: they come before anything newer.
+        let mut carried: std::collections::VecDeque<Request> = Default::default();
         loop {
-            let request = match queue.pop_front() {
-                Some(r) => r,
-                None => match self.wait_for_request(requests)? {
-                    Some(r) => r,
+            if carried.is_empty() {
+                match self.wait_for_request(requests)? {
+                    Some(r) => carried.push_back(r),
                     None => return Ok(()),
-                },
-            };
+                }
+            }
             self.adapt_to_load();
             // Drain what is already waiting, so a burst of keystrokes becomes
             // one cache update and only the newest prediction request runs.
-            queue.push_back(request);
+            let mut queue = std::mem::take(&mut carried);
             loop {
                 match requests.try_recv() {
                     Ok(r) => queue.push_back(r),
@@ -582,7 +589,7 @@ impl<B: Backend> Worker<B> {
                     }
                     Request::Saved => self.persist(Persist::Save)?,
                     Request::Stop { .. } => {}
-                    Request::Edits { version, edits } => {
+                    Request::Edits { version, edits, .. } => {
                         for edit in &edits {
                             edit.apply_to(&mut self.doc);
                             self.cursor_char = edit.new_end_char();
@@ -608,7 +615,9 @@ impl<B: Backend> Worker<B> {
                         }
                         self.cursor_char = cursor_char;
                         self.flush_edits()?;
-                        self.predict(version, id, cursor_char, requested_at, requests)?;
+                        let typed_over =
+                            self.predict(version, id, cursor_char, requested_at, requests)?;
+                        carried.extend(typed_over);
                     }
                     Request::Verify { text } => {
                         self.flush_edits()?;
@@ -625,7 +634,7 @@ impl<B: Backend> Worker<B> {
                 }
             }
             self.flush_edits()?;
-            if requests.is_empty() {
+            if carried.is_empty() && requests.is_empty() {
                 self.send(Event::Idle {
                     version: self.version,
                 });
@@ -728,6 +737,8 @@ impl<B: Backend> Worker<B> {
         Ok(())
     }
 
+    /// Run prediction `id`; returns the requests it took from the channel
+    /// while it ran, for the caller to serve next.
     fn predict(
         &mut self,
         version: u64,
@@ -735,17 +746,35 @@ impl<B: Backend> Worker<B> {
         cursor_char: usize,
         requested_at: Instant,
         requests: &Receiver<Request>,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<Request>, String> {
         if !self.opened {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut first_token = None;
         let cancelled = std::cell::Cell::new(false);
+        let taken = std::cell::RefCell::new(Vec::new());
         let events = self.events.clone();
         // Any request waiting (a keystroke's edit, a newer prediction) makes
-        // the rest of this prediction useless.
+        // the rest of this prediction useless, unless it only types what the
+        // suggestion shows: then the alternatives still matter. Requests are
+        // taken from the channel to be looked at; the caller serves them.
         let newer_request = || {
-            let newer = !requests.is_empty();
+            let mut taken = taken.borrow_mut();
+            let mut hung_up = false;
+            loop {
+                match requests.try_recv() {
+                    Ok(request) => taken.push(request),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        hung_up = true;
+                        break;
+                    }
+                }
+            }
+            let newer = hung_up
+                || taken.iter().any(|request| {
+                    !matches!(request, Request::Edits { types_over: Some(over), .. } if *over == id)
+                });
             cancelled.set(cancelled.get() || newer);
             newer
         };
@@ -798,7 +827,7 @@ impl<B: Backend> Worker<B> {
             total: requested_at.elapsed(),
             cancelled: cancelled.get(),
         });
-        Ok(())
+        Ok(taken.into_inner())
     }
 
     /// Run a backend call; an error or a panic ends predictions (the message

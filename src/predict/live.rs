@@ -194,11 +194,6 @@ impl Predictor {
         };
         self.last_edit_at = Instant::now();
         self.sent_version = version;
-        self.engine.send(Request::Edits {
-            version,
-            edits: changes.iter().map(|(_, e)| e.clone()).collect(),
-        });
-
         // Typing (or accepting) text that the suggestion shows consumes it.
         let consumed = match (editor.ghost_mut(), changes) {
             (Some(ghost), [(_, edit)]) if edit.removed.is_empty() => {
@@ -206,6 +201,13 @@ impl Predictor {
             }
             _ => false,
         };
+        // The prediction streaming into that ghost goes on, for its
+        // alternatives.
+        self.engine.send(Request::Edits {
+            version,
+            edits: changes.iter().map(|(_, e)| e.clone()).collect(),
+            types_over: if consumed { self.streaming } else { None },
+        });
         if consumed {
             return;
         }

@@ -71,6 +71,9 @@ pub struct StandIn {
     pub verdict_after: Option<usize>,
     /// Whole alternatives sent after it (without waiting on the gate).
     pub alternatives: Vec<&'static str>,
+    /// Wait on the gate before the alternatives, as a search for them
+    /// takes time after the first suggestion.
+    pub hold_alternatives: bool,
 }
 
 impl StandIn {
@@ -94,6 +97,7 @@ impl StandIn {
             confidence: 1.0,
             verdict_after: None,
             alternatives: Vec::new(),
+            hold_alternatives: false,
         };
         (backend, open)
     }
@@ -204,6 +208,9 @@ impl Backend for StandIn {
             complete: true,
         };
         if stopped || interrupted() || verdict_after.is_none() && on_output(verdict).is_break() {
+            return Ok(());
+        }
+        if self.hold_alternatives && !self.wait_at_gate() {
             return Ok(());
         }
         for text in self.alternatives.iter().take(choices.saturating_sub(1)) {
