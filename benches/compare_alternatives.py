@@ -5,11 +5,16 @@ Reads pie-eval --suggest records made with `--beam N` beside the branches
 (from 7b4a2e1 on, every candidate carries its `source`: "fork" or "beam"),
 ranks each pool as the editor does (line log-probability, distinct first
 lines, the first suggestion first), and prints EM@1, EM@3 and EM@3 / EM@1
-per pool, and each pool's difference from the branches in triggers with a
+per pool, and each pool's difference from the best pool in triggers with a
 paired bootstrap 95% interval. The files given are pooled: pass calibrate
 runs to choose, report runs to report.
 
     python3 benches/compare_alternatives.py c4-rs/suggest.jsonl c4-py/suggest.jsonl
+
+Runs of different settings on the same triggers compare as `label=files`
+(files comma-separated), paired by record id:
+
+    python3 benches/compare_alternatives.py beam4=c4-b4-rs/suggest.jsonl beam8=c4-b8-rs/suggest.jsonl
 """
 import json
 import random
@@ -44,25 +49,40 @@ def offered(record, sources):
     return lines
 
 
+def load(arg):
+    label, _, paths = arg.rpartition("=")
+    records = {}
+    for path in paths.split(","):
+        for line in open(path):
+            r = json.loads(line)
+            records[r["id"]] = r
+    return label, records
+
+
 def main():
-    records = [json.loads(line) for path in sys.argv[1:] for line in open(path)]
-    n = len(records)
+    runs = [load(arg) for arg in sys.argv[1:]]
+    ids = sorted(set.intersection(*(set(records) for _, records in runs)))
+    n = len(ids)
     hits = {}
-    for name, sources in POOLS.items():
-        hits[name] = []
-        for r in records:
-            lines = offered(r, sources)
-            target = r["target"]["text"]
-            hits[name].append((exact(lines[0], target), any(exact(l, target) for l in lines)))
-    em1 = sum(h[0] for h in hits["branches"])
+    for label, records in runs:
+        for name, sources in POOLS.items():
+            key = f"{label} {name}".strip()
+            hits[key] = []
+            for i in ids:
+                lines = offered(records[i], sources)
+                target = records[i]["target"]["text"]
+                hits[key].append((exact(lines[0], target), any(exact(l, target) for l in lines)))
+    first = next(iter(hits.values()))
+    em1 = sum(h[0] for h in first)
     print(f"{n} triggers, EM@1 {100 * em1 / n:.1f}%\n")
-    print("| alternatives from | EM@3 % | EM@3 / EM@1 | against the branches (95% CI) |\n|---|---:|---:|---|")
+    best = max(hits, key=lambda k: sum(h[1] for h in hits[k]))
+    print(f"| alternatives from | EM@3 % | EM@3 / EM@1 | against {best} (95% CI) |\n|---|---:|---:|---|")
     rng = random.Random(0)
-    for name in POOLS:
+    for name in hits:
         em3 = sum(h[1] for h in hits[name])
-        diff = [int(a[1]) - int(b[1]) for a, b in zip(hits[name], hits["branches"])]
+        diff = [int(a[1]) - int(b[1]) for a, b in zip(hits[name], hits[best])]
         boots = sorted(sum(diff[rng.randrange(n)] for _ in range(n)) for _ in range(2000))
-        against = "" if name == "branches" else f"{sum(diff):+d} [{boots[50]:+d}, {boots[1949]:+d}]"
+        against = "" if name == best else f"{sum(diff):+d} [{boots[50]:+d}, {boots[1949]:+d}]"
         print(f"| {name} | {100 * em3 / n:.1f} | {em3 / max(em1, 1):.2f} | {against} |")
 
 
