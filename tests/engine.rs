@@ -190,6 +190,73 @@ fn a_newer_edit_cancels_a_running_prediction_between_tokens() {
     }));
 }
 
+/// Edits that only type what the suggestion shows leave the prediction
+/// running (its alternatives are still wanted); they are applied once it
+/// ends, and then the engine is idle at their version.
+#[test]
+fn edits_typed_over_the_suggestion_let_the_prediction_finish() {
+    let h = start(false, vec!["re", "turn", " x"], false);
+    let mut doc = open(&h, "def f(x):\n    ", 14);
+    predict_until_its_first_chunk(&h, 14);
+    let edit = typed(&mut doc, 14, "r");
+    h.engine.send(Request::Edits {
+        version: 1,
+        edits: vec![edit],
+        types_over: Some(1),
+    });
+    for _ in 0..3 {
+        h.gate.send(()).unwrap();
+    }
+    let rest = wait_idle(&h, 1);
+    let texts: Vec<&str> = rest
+        .iter()
+        .filter_map(|e| match e {
+            Event::Chunk { id: 1, text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, ["turn", " x"], "{rest:?}");
+    assert!(
+        rest.iter().any(|e| matches!(
+            e,
+            Event::Finished {
+                id: 1,
+                cancelled: false,
+                ..
+            }
+        )),
+        "{rest:?}"
+    );
+    let calls = h.calls.lock().unwrap().clone();
+    let predicted = calls.iter().position(|c| *c == Call::Predict(14)).unwrap();
+    let applied = calls
+        .iter()
+        .position(|c| {
+            *c == Call::Apply {
+                doc: "def f(x):\n    r".into(),
+                edits: 1,
+            }
+        })
+        .expect("the typed edit is applied");
+    assert!(predicted < applied, "{calls:?}");
+}
+
+/// Typing over prediction 1 does not spare prediction 2.
+#[test]
+fn edits_typed_over_another_prediction_cancel_this_one() {
+    let h = start(false, vec!["re", "turn", " x"], false);
+    let mut doc = open(&h, "def f(x):\n    ", 14);
+    predict_until_its_first_chunk(&h, 14);
+    let edit = typed(&mut doc, 14, "r");
+    h.engine.send(Request::Edits {
+        version: 1,
+        edits: vec![edit],
+        types_over: Some(7),
+    });
+    h.gate.send(()).unwrap();
+    assert_cut_short(&wait_idle(&h, 1), 1);
+}
+
 #[test]
 fn a_stopped_prediction_ends_at_its_next_token() {
     let h = start(false, vec!["re", "turn", " x", " + 1"], false);

@@ -601,6 +601,7 @@ impl Mirror {
         if !enough && !branch.reported && !interrupted() {
             enough = finish(&mut branch, &mut first, &mut candidates, on_choice).is_break();
         }
+        let branches_done = started.elapsed();
         if !enough && !interrupted() && wanted > 1 && self.config.beam > 0 && first.line.is_some() {
             let shaped = |generated: &[u32]| {
                 let visible = healing::visible_text(&tokenizer, &plan.required, generated);
@@ -691,6 +692,7 @@ impl Mirror {
             // buffer holds (people edit `.env` files).
             alternatives = found,
             ms = started.elapsed().as_millis(),
+            beam_ms = (started.elapsed() - branches_done).as_millis(),
             "prediction finished"
         );
         Ok(())
