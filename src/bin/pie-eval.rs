@@ -28,7 +28,7 @@ use pie_edit::eval::simulate::EditKind;
 use pie_edit::eval::suggest::{self, Half, SuggestRecord};
 use pie_edit::model::{LoadOptions, Sampling, SlowQuant, UpdateMode};
 use pie_edit::predict::config::PredictConfig;
-use pie_edit::predict::mirror::{self, ForkPolicy, MirrorConfig, Rank};
+use pie_edit::predict::mirror::{self, ForkPolicy, Mirror, MirrorConfig, Rank};
 use serde::{Deserialize, Serialize};
 
 #[global_allocator]
@@ -181,16 +181,7 @@ fn run(args: Args) -> Result<()> {
         }
     }
 
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let key = RunKey {
-        seed: args.seed,
-        context: args.context,
-        model: args.model.clone(),
-        weights: args.weights,
-        repair_budget: args.repair_budget,
-    };
-    check_run_key(&args.out.join("run.json"), &key)?;
+    start_run(&args, args.repair_budget)?;
     let mut records = read_jsonl::<SampleRecord>(&samples_path)?;
     let done: HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
     let todo: Vec<_> = plan
@@ -198,13 +189,7 @@ fn run(args: Args) -> Result<()> {
         .filter(|&(c, setting, i)| !done.contains(&sample_id(&corpora[c], setting, i)))
         .collect();
 
-    let bar = ProgressBar::new(todo.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} samples, {elapsed} elapsed, ETA {eta} {msg}",
-        )
-        .expect("valid template"),
-    );
+    let bar = progress_bar(todo.len(), " {msg}");
     bar.println(format!(
         "{} samples to run ({} already in {})",
         todo.len(),
@@ -212,21 +197,7 @@ fn run(args: Args) -> Result<()> {
         samples_path.display()
     ));
     if !todo.is_empty() {
-        let config = MirrorConfig {
-            // Room for the edits: the window must never slide here.
-            max_context: args.context * 2,
-            mode: UpdateMode::Pie,
-            max_lines: 1,
-            max_tokens: 48,
-            sampling: Sampling::Greedy,
-            ..MirrorConfig::default()
-        };
-        let load = LoadOptions {
-            slow_quant: args.weights,
-            ..LoadOptions::default()
-        };
-        let (mirror, name) =
-            mirror::load_with(&args.model, config, &load, &|msg| bar.println(msg))?;
+        let (mirror, name) = load_mirror(&args, MirrorConfig::default(), &bar)?;
         bar.println(format!(
             "model: {name} ({:?} weights), {} threads",
             args.weights, args.threads
@@ -239,11 +210,7 @@ fn run(args: Args) -> Result<()> {
                 repair_budget: args.repair_budget,
             },
         );
-        let mut out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&samples_path)
-            .with_context(|| format!("opening {}", samples_path.display()))?;
+        let mut out = append_to(&samples_path)?;
         for (c, setting, i) in todo {
             let record = evaluator
                 .run(&corpora[c], setting, i)
@@ -267,53 +234,24 @@ fn run_suggest(args: &Args) -> Result<()> {
         for corpus in &mut corpora {
             args.half.restrict(corpus);
         }
-        std::fs::create_dir_all(&args.out)
-            .with_context(|| format!("creating {}", args.out.display()))?;
-        let key = RunKey {
-            seed: args.seed,
-            context: args.context,
-            model: args.model.clone(),
-            weights: args.weights,
-            repair_budget: None,
-        };
-        check_run_key(&args.out.join("run.json"), &key)?;
+        start_run(args, None)?;
         let done: HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
         let todo: Vec<(usize, usize)> = (0..corpora.len())
             .flat_map(|c| (0..args.samples).map(move |i| (c, i)))
             .filter(|&(c, i)| !done.contains(&suggest::sample_id(&corpora[c], args.half, i)))
             .collect();
-        let bar = ProgressBar::new(todo.len() as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} samples, {elapsed} elapsed, ETA {eta}",
-            )
-            .expect("valid template"),
-        );
+        let bar = progress_bar(todo.len(), "");
         if !todo.is_empty() {
-            let config = MirrorConfig {
-                max_context: args.context * 2,
-                mode: UpdateMode::Pie,
-                max_lines: 1,
-                max_tokens: 48,
-                sampling: Sampling::Greedy,
+            let alternatives = MirrorConfig {
                 fork: args.fork,
                 pool: args.pool,
                 rank: args.rank,
                 beam: args.beam,
                 ..MirrorConfig::default()
             };
-            let load = LoadOptions {
-                slow_quant: args.weights,
-                ..LoadOptions::default()
-            };
-            let (mut mirror, name) =
-                mirror::load_with(&args.model, config, &load, &|msg| bar.println(msg))?;
+            let (mut mirror, name) = load_mirror(args, alternatives, &bar)?;
             bar.println(format!("model: {name}, {} threads", args.threads));
-            let mut out = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .with_context(|| format!("opening {}", path.display()))?;
+            let mut out = append_to(&path)?;
             for (c, i) in todo {
                 let record = suggest::run_sample(
                     &mut mirror,
@@ -343,6 +281,60 @@ fn run_suggest(args: &Args) -> Result<()> {
     std::fs::write(args.out.join("suggest.md"), &table)?;
     println!("{table}");
     Ok(())
+}
+
+/// Create the output folder; a run resumed there must have been made with
+/// the same settings.
+fn start_run(args: &Args, repair_budget: Option<usize>) -> Result<()> {
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let key = RunKey {
+        seed: args.seed,
+        context: args.context,
+        model: args.model.clone(),
+        weights: args.weights,
+        repair_budget,
+    };
+    check_run_key(&args.out.join("run.json"), &key)
+}
+
+fn progress_bar(len: usize, message: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{bar:30}} {{pos}}/{{len}} samples, {{elapsed}} elapsed, ETA {{eta}}{message}"
+        ))
+        .expect("valid template"),
+    );
+    bar
+}
+
+/// The model as both evaluations run it, with `settings`' alternatives:
+/// greedy, one line, and room for the edits (the window must never slide
+/// here).
+fn load_mirror(args: &Args, settings: MirrorConfig, bar: &ProgressBar) -> Result<(Mirror, String)> {
+    let config = MirrorConfig {
+        max_context: args.context * 2,
+        mode: UpdateMode::Pie,
+        max_lines: 1,
+        max_tokens: 48,
+        sampling: Sampling::Greedy,
+        ..settings
+    };
+    let load = LoadOptions {
+        slow_quant: args.weights,
+        ..LoadOptions::default()
+    };
+    mirror::load_with(&args.model, config, &load, &|msg| bar.println(msg))
+}
+
+/// Records are appended as they come, so a stopped run resumes.
+fn append_to(path: &Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
 }
 
 /// Size candle's thread pool (it does so on first use) and scan the
