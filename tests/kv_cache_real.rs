@@ -2,7 +2,9 @@
 //! warm reopen gives the same first suggestion as a cold open, and a
 //! reopen after the file changed is realigned to it.
 
-use std::ops::ControlFlow;
+mod common;
+
+use common::predict;
 use std::path::Path;
 
 use pie_edit::model::kv_store::Storage;
@@ -18,21 +20,6 @@ fn load(cache: &Path) -> Mirror {
     m.enable_disk_cache(cache.to_path_buf(), 1 << 30, Storage::F32);
     assert!(m.disk_cache().is_some(), "the disk cache is on");
     m
-}
-
-fn predict(m: &mut Mirror, doc: &Rope, cursor: usize) -> String {
-    let mut out = String::new();
-    m.predict(
-        doc,
-        cursor,
-        &mut |chunk| {
-            out.push_str(chunk);
-            ControlFlow::Continue(())
-        },
-        &|| false,
-    )
-    .unwrap();
-    out
 }
 
 /// A prediction point: after the indentation of the first method body's

@@ -2,6 +2,9 @@
 //! follows document edits (anywhere, and through window slides) and predicts
 //! sensible next lines at the cursor.
 
+mod common;
+
+use common::predict;
 use std::ops::ControlFlow;
 
 use pie_edit::model::source;
@@ -38,22 +41,6 @@ fn check(mirror: &Mirror, doc: &Rope) {
     let text = doc.slice(window.clone()).to_string();
     assert_eq!(mirror.aligned().text(), text, "window {window:?} text");
     assert_eq!(mirror.tokens(), mirror.aligned().tokens(), "cache tokens");
-}
-
-fn predict(mirror: &mut Mirror, doc: &Rope, cursor: usize) -> String {
-    let mut out = String::new();
-    mirror
-        .predict(
-            doc,
-            cursor,
-            &mut |chunk| {
-                out.push_str(chunk);
-                ControlFlow::Continue(())
-            },
-            &|| false,
-        )
-        .unwrap();
-    out
 }
 
 const CODE: &str = "import os\n\n\ndef read_lines(path):\n    with open(path) as f:\n        return f.read().splitlines()\n\n\ndef count_words(lines):\n    total = 0\n    for line in lines:\n        total += len(line.split())\n    return total\n\n\nclass Greeter:\n    def __init__(self, name):\n        self.name = name\n\n    def greet(self):\n        return f\"Hello, {self.name}!\"\n";

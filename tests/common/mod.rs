@@ -36,3 +36,25 @@ pub fn stdlib_source(name: &str) -> String {
     let path = python_stdlib().join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
+
+/// The mirror's first suggestion at `cursor`, as its chunks stream.
+pub fn predict(
+    mirror: &mut pie_edit::predict::mirror::Mirror,
+    doc: &ropey::Rope,
+    cursor: usize,
+) -> String {
+    use pie_edit::predict::engine::Backend;
+    let mut out = String::new();
+    mirror
+        .predict(
+            doc,
+            cursor,
+            &mut |chunk| {
+                out.push_str(chunk);
+                std::ops::ControlFlow::Continue(())
+            },
+            &|| false,
+        )
+        .unwrap();
+    out
+}
