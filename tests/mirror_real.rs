@@ -198,8 +198,9 @@ fn an_open_encodes_up_to_the_cursor_and_the_rest_on_demand() {
     );
 }
 
-/// Issue 15: alternatives branch off the first suggestion without
-/// changing it, are distinct, and each carries a confidence.
+/// Issue 15: alternatives (from the beam alone, the default, or with
+/// branches off the first suggestion) leave the first suggestion as it
+/// was, are distinct, and each carries a confidence.
 #[test]
 fn alternatives_leave_the_first_suggestion_as_it_was_and_differ_from_it() {
     use pie_edit::predict::mirror::ForkPolicy;
@@ -208,7 +209,12 @@ fn alternatives_leave_the_first_suggestion_as_it_was_and_differ_from_it() {
     let typed = "\n\ndef add(a, b):\n    ";
     doc.insert(at, typed);
     let cursor = doc.len_chars();
-    for fork in [ForkPolicy::FirstCode, ForkPolicy::Closest, ForkPolicy::Both] {
+    for fork in [
+        ForkPolicy::None,
+        ForkPolicy::FirstCode,
+        ForkPolicy::Closest,
+        ForkPolicy::Both,
+    ] {
         let mut mirror = load(MirrorConfig {
             fork,
             ..MirrorConfig::default()

@@ -99,7 +99,8 @@ struct Args {
     /// With --suggest: suggestions per trigger, the first one included.
     #[arg(long, default_value_t = 3)]
     choices: usize,
-    /// With --suggest: where alternatives branch off the first suggestion.
+    /// With --suggest: where branches off the first suggestion add lines
+    /// to the beam's alternatives (default: nowhere).
     #[arg(long, value_enum, default_value_t = ForkPolicy::default())]
     fork: ForkPolicy,
     /// With --suggest: runner-up tokens noted per kind of fork point (the
@@ -109,8 +110,8 @@ struct Args {
     /// With --suggest: the order alternatives are offered in.
     #[arg(long, value_enum, default_value_t = Rank::default())]
     rank: Rank,
-    /// With --suggest: width of a beam search whose lines compete with the
-    /// branches for the alternatives (0: none).
+    /// With --suggest: width of the beam search that finds the
+    /// alternatives (0: none; then only branches do).
     #[arg(long, default_value_t = MirrorConfig::default().beam)]
     beam: usize,
     /// With --suggest: the threshold the headline table applies (default:

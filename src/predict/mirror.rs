@@ -43,8 +43,8 @@ pub struct MirrorConfig {
     /// How many tokens of the first suggestion its verdict waits for (see
     /// [`Choice::Verdict`]).
     pub verdict_tokens: usize,
-    /// Width of a beam search whose lines compete with the branches for
-    /// the alternatives (0: none).
+    /// Width of the beam search that finds the alternatives (0: none),
+    /// with any branches' lines.
     pub beam: usize,
 }
 
@@ -62,7 +62,10 @@ pub struct MirrorConfig {
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum ForkPolicy {
-    /// Nowhere: no branches.
+    /// Nowhere: no branches, the beam search alone finds the alternatives.
+    /// On calibrate the branches added nothing the beam did not find
+    /// (BENCHMARKS.md), and they took most of the alternatives' time.
+    #[default]
     None,
     /// At its first token of code, with the runner-up tokens there.
     FirstCode,
@@ -71,7 +74,6 @@ pub enum ForkPolicy {
     Closest,
     /// Every runner-up at its first token of code, and those closest in
     /// probability anywhere else.
-    #[default]
     Both,
 }
 
@@ -418,11 +420,12 @@ impl Mirror {
     /// in and out) with its confidence so far, then comes whole with its
     /// confidence as `Choice::Done`. Then up to `choices - 1` alternatives,
     /// distinct by their first line, come as `Choice::Done` too, the most
-    /// likely first. Two searches find them once the first is complete, from
-    /// the same cache: branches off the first suggestion's generation (see
-    /// [`ForkPolicy`], [`Session::generate_branching`]) and a beam search
-    /// ([`MirrorConfig::beam`], [`Session::beam_search`]). Every line either
-    /// finds is reported as `Choice::Candidate` before they are ranked.
+    /// likely first. A beam search ([`MirrorConfig::beam`],
+    /// [`Session::beam_search`]) finds them once the first is complete, from
+    /// the same cache; branches off the first suggestion's generation can
+    /// add lines (see [`ForkPolicy`], [`Session::generate_branching`]; off
+    /// by default). Every line found is reported as `Choice::Candidate`
+    /// before they are ranked.
     pub fn generate_choices(
         &mut self,
         cursor: usize,
