@@ -12,7 +12,7 @@ runs to choose, report runs to report.
     python3 benches/compare_alternatives.py c4-rs/suggest.jsonl c4-py/suggest.jsonl
 
 Runs of different settings on the same triggers compare as `label=files`
-(files comma-separated), paired by record id:
+(files comma-separated), paired by record id and target:
 
     python3 benches/compare_alternatives.py beam4=c4-b4-rs/suggest.jsonl beam8=c4-b8-rs/suggest.jsonl
 """
@@ -49,18 +49,23 @@ def offered(record, sources):
     return lines
 
 
-def load(arg):
-    label, _, paths = arg.rpartition("=")
+def load(label, paths):
     records = {}
-    for path in paths.split(","):
+    for path in paths:
         for line in open(path):
             r = json.loads(line)
-            records[r["id"]] = r
+            # Ids restart with each draw (seed): the target tells draws apart.
+            t = r["target"]
+            records[(r["id"], t["file"], t["line"])] = r
     return label, records
 
 
 def main():
-    runs = [load(arg) for arg in sys.argv[1:]]
+    labelled = [arg.split("=", 1) for arg in sys.argv[1:] if "=" in arg]
+    pooled = [arg for arg in sys.argv[1:] if "=" not in arg]
+    runs = [load(label, paths.split(",")) for label, paths in labelled]
+    if pooled:
+        runs.insert(0, load("", pooled))
     ids = sorted(set.intersection(*(set(records) for _, records in runs)))
     n = len(ids)
     hits = {}
