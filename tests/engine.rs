@@ -190,11 +190,9 @@ fn a_newer_edit_cancels_a_running_prediction_between_tokens() {
     }));
 }
 
-/// Edits that only type what the suggestion shows leave the prediction
-/// running (its alternatives are still wanted); they are applied once it
-/// ends, and then the engine is idle at their version.
-#[test]
-fn edits_typed_over_the_suggestion_let_the_prediction_finish() {
+/// Prediction 1 streams "re" of "return x"; then an `r` is typed at the
+/// cursor, marked as typed over prediction `over`.
+fn type_over_prediction_1(over: Option<u64>) -> Harness {
     let h = start(false, vec!["re", "turn", " x"], false);
     let mut doc = open(&h, "def f(x):\n    ", 14);
     predict_until_its_first_chunk(&h, 14);
@@ -202,8 +200,17 @@ fn edits_typed_over_the_suggestion_let_the_prediction_finish() {
     h.engine.send(Request::Edits {
         version: 1,
         edits: vec![edit],
-        types_over: Some(1),
+        types_over: over,
     });
+    h
+}
+
+/// Edits that only type what the suggestion shows leave the prediction
+/// running (its alternatives are still wanted); they are applied once it
+/// ends, and then the engine is idle at their version.
+#[test]
+fn edits_typed_over_the_suggestion_let_the_prediction_finish() {
+    let h = type_over_prediction_1(Some(1));
     for _ in 0..3 {
         h.gate.send(()).unwrap();
     }
@@ -244,15 +251,7 @@ fn edits_typed_over_the_suggestion_let_the_prediction_finish() {
 /// Typing over prediction 1 does not spare prediction 2.
 #[test]
 fn edits_typed_over_another_prediction_cancel_this_one() {
-    let h = start(false, vec!["re", "turn", " x"], false);
-    let mut doc = open(&h, "def f(x):\n    ", 14);
-    predict_until_its_first_chunk(&h, 14);
-    let edit = typed(&mut doc, 14, "r");
-    h.engine.send(Request::Edits {
-        version: 1,
-        edits: vec![edit],
-        types_over: Some(7),
-    });
+    let h = type_over_prediction_1(Some(7));
     h.gate.send(()).unwrap();
     assert_cut_short(&wait_idle(&h, 1), 1);
 }

@@ -1093,60 +1093,17 @@ fn a_rows_pass_equals_one_scratch_pass_per_row() {
         let base_len = 37;
         // Three scratch areas that already hold 0, 1 and 3 entries.
         let histories: [&[u32]; 3] = [&[], &[9], &[4, 17, 2]];
-        let scratches: Vec<_> = histories
-            .iter()
-            .map(|history| {
-                let mut scratch = model.new_cache(2).unwrap();
-                if !history.is_empty() {
-                    model
-                        .forward(
-                            history,
-                            Attend::Scratch {
-                                base: s.cache(),
-                                base_len,
-                                scratch: &mut scratch,
-                            },
-                            Logits::None,
-                        )
-                        .unwrap();
-                }
-                scratch
-            })
-            .collect();
         let next = [3u32, 30, 7];
-        let mut together: Vec<_> = scratches.iter().map(|c| c.deep_copy().unwrap()).collect();
-        let rows = model
-            .forward(
-                &next,
-                Attend::Rows {
-                    base: s.cache(),
-                    base_len,
-                    scratches: &mut together,
-                },
-                Logits::All,
-            )
-            .unwrap()
-            .unwrap();
-        for (i, scratch) in scratches.iter().enumerate() {
-            let mut alone = scratch.deep_copy().unwrap();
-            let one = model
-                .forward(
-                    &[next[i]],
-                    Attend::Scratch {
-                        base: s.cache(),
-                        base_len,
-                        scratch: &mut alone,
-                    },
-                    Logits::Last,
-                )
-                .unwrap()
-                .unwrap();
-            let d = max_diff(&one, &rows.get(i).unwrap());
+        let run =
+            common::rows_beside_scratch_passes(&model, s.cache(), base_len, &histories, &next);
+        for (i, history) in histories.iter().enumerate() {
+            let d = common::max_abs_diff(&run.alone[i], &run.together[i]);
             assert!(d < 1e-5, "{variant:?}: row {i} logits differ by {d}");
-            assert_eq!(together[i].len(), histories[i].len() + 1);
+            let (alone, together) = (&run.alone_caches[i], &run.together_caches[i]);
+            assert_eq!(together.len(), history.len() + 1);
             for layer in [0, LAYERS - 1] {
                 let (k1, v1) = alone.view(layer, alone.len()).unwrap();
-                let (k2, v2) = together[i].view(layer, together[i].len()).unwrap();
+                let (k2, v2) = together.view(layer, together.len()).unwrap();
                 let (dk, dv) = (max_diff(&k1, &k2), max_diff(&v1, &v2));
                 assert!(
                     dk < 1e-5 && dv < 1e-5,
@@ -1155,13 +1112,14 @@ fn a_rows_pass_equals_one_scratch_pass_per_row() {
             }
         }
         // A row for each scratch area, no more and no fewer.
+        let mut scratches = run.together_caches;
         let err = model
             .forward(
                 &next[..2],
                 Attend::Rows {
                     base: s.cache(),
                     base_len,
-                    scratches: &mut together,
+                    scratches: &mut scratches,
                 },
                 Logits::All,
             )

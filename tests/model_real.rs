@@ -2,6 +2,8 @@
 //! default preset, fetched when missing. A model that cannot be had is a
 //! failure, not a skip.
 
+mod common;
+
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -420,7 +422,6 @@ fn both_tile_kernels_give_the_same_logits_and_tokens() {
 /// the quantized kernels each row must come out as its own pass would.
 #[test]
 fn a_rows_pass_gives_each_row_the_logits_of_its_own_pass() {
-    use pie_edit::model::{Attend, Logits};
     let (model, tok) = load();
     let mut s = Session::new(model.clone()).unwrap();
     let prompt = encode(
@@ -428,73 +429,21 @@ fn a_rows_pass_gives_each_row_the_logits_of_its_own_pass() {
         "fn main() {\n    let total = values.iter().sum::<u32>();\n",
     );
     s.reset(&prompt).unwrap();
-    let base_len = prompt.len();
     let histories = [
         encode(&tok, "    println"),
         Vec::new(),
         encode(&tok, "    let"),
     ];
-    let scratches: Vec<_> = histories
-        .iter()
-        .map(|history| {
-            let mut scratch = model.new_cache(4).unwrap();
-            if !history.is_empty() {
-                model
-                    .forward(
-                        history,
-                        Attend::Scratch {
-                            base: s.cache(),
-                            base_len,
-                            scratch: &mut scratch,
-                        },
-                        Logits::None,
-                    )
-                    .unwrap();
-            }
-            scratch
-        })
-        .collect();
+    let histories: Vec<&[u32]> = histories.iter().map(Vec::as_slice).collect();
     let next = [
         encode(&tok, "!")[0],
         encode(&tok, "    ")[0],
         encode(&tok, " count")[0],
     ];
-    let mut together: Vec<_> = scratches.iter().map(|c| c.deep_copy().unwrap()).collect();
-    let rows = model
-        .forward(
-            &next,
-            Attend::Rows {
-                base: s.cache(),
-                base_len,
-                scratches: &mut together,
-            },
-            Logits::All,
-        )
-        .unwrap()
-        .unwrap()
-        .to_vec2::<f32>()
-        .unwrap();
-    for (i, scratch) in scratches.iter().enumerate() {
-        let mut alone = scratch.deep_copy().unwrap();
-        let one = model
-            .forward(
-                &[next[i]],
-                Attend::Scratch {
-                    base: s.cache(),
-                    base_len,
-                    scratch: &mut alone,
-                },
-                Logits::Last,
-            )
-            .unwrap()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let d = one
-            .iter()
-            .zip(&rows[i])
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+    let run =
+        common::rows_beside_scratch_passes(&model, s.cache(), prompt.len(), &histories, &next);
+    for i in 0..next.len() {
+        let d = common::max_abs_diff(&run.alone[i], &run.together[i]);
         // The kernels compute each activation row alike however many rows
         // a call has (0 here on the tile kernels); the bound leaves room
         // for a backend that blocks rows otherwise.
