@@ -198,72 +198,58 @@ fn an_open_encodes_up_to_the_cursor_and_the_rest_on_demand() {
     );
 }
 
-/// Issue 15: alternatives (from the beam alone, the default, or with
-/// branches off the first suggestion) leave the first suggestion as it
-/// was, are distinct, and each carries a confidence.
+/// Issue 15: the alternatives leave the first suggestion as it was, are
+/// distinct, and each carries a confidence.
 #[test]
 fn alternatives_leave_the_first_suggestion_as_it_was_and_differ_from_it() {
-    use pie_edit::predict::mirror::ForkPolicy;
     let mut doc = Rope::from_str(CODE);
     let at = doc.len_chars();
     let typed = "\n\ndef add(a, b):\n    ";
     doc.insert(at, typed);
     let cursor = doc.len_chars();
-    for fork in [
-        ForkPolicy::None,
-        ForkPolicy::FirstCode,
-        ForkPolicy::Closest,
-        ForkPolicy::Both,
-    ] {
-        let mut mirror = load(MirrorConfig {
-            fork,
-            ..MirrorConfig::default()
-        });
-        mirror.reset(&doc, cursor).unwrap();
-        let alone = predict(&mut mirror, &doc, cursor);
-        let choices = mirror.choices_at(&doc, cursor, 3).unwrap();
-        println!("{fork:?}: {choices:?}");
-        assert_eq!(
-            choices[0].0, alone,
-            "alternatives change nothing before them"
-        );
-        assert!(choices.len() >= 2, "{fork:?}: {choices:?}");
-        let firsts: std::collections::HashSet<&str> = choices
-            .iter()
-            .map(|(text, _)| text.trim().lines().next().unwrap_or(""))
-            .collect();
-        assert_eq!(firsts.len(), choices.len(), "distinct: {choices:?}");
-        for (text, confidence) in &choices {
-            let score = confidence.score();
-            assert!(score > 0.0 && score <= 1.0, "{text:?}: {confidence:?}");
-            assert!(confidence.min <= score && confidence.tokens > 0);
-        }
-        // Offered by the log-probability of their whole line (Rank::Sum).
-        let line_logprob =
-            |c: &pie_edit::predict::suggest::Confidence| c.mean_logprob * c.tokens as f32;
-        for pair in choices[1..].windows(2) {
-            assert!(
-                line_logprob(&pair[0].1) >= line_logprob(&pair[1].1),
-                "{fork:?}: {choices:?}"
-            );
-        }
-        // The cache is the mirror's still: a second run gives the same.
-        assert_eq!(mirror.choices_at(&doc, cursor, 3).unwrap(), choices);
+    let mut mirror = load(MirrorConfig::default());
+    mirror.reset(&doc, cursor).unwrap();
+    let alone = predict(&mut mirror, &doc, cursor);
+    let choices = mirror.choices_at(&doc, cursor, 3).unwrap();
+    assert_eq!(
+        choices[0].0, alone,
+        "alternatives change nothing before them"
+    );
+    assert!(choices.len() >= 2, "{choices:?}");
+    let firsts: std::collections::HashSet<&str> = choices
+        .iter()
+        .map(|(text, _)| text.trim().lines().next().unwrap_or(""))
+        .collect();
+    assert_eq!(firsts.len(), choices.len(), "distinct: {choices:?}");
+    for (text, confidence) in &choices {
+        let score = confidence.score();
+        assert!(score > 0.0 && score <= 1.0, "{text:?}: {confidence:?}");
+        assert!(confidence.min <= score && confidence.tokens > 0);
     }
+    // Offered by the log-probability of their whole line (Rank::Sum).
+    let line_logprob =
+        |c: &pie_edit::predict::suggest::Confidence| c.mean_logprob * c.tokens as f32;
+    for pair in choices[1..].windows(2) {
+        assert!(
+            line_logprob(&pair[0].1) >= line_logprob(&pair[1].1),
+            "{choices:?}"
+        );
+    }
+    // The cache is the mirror's still: a second run gives the same.
+    assert_eq!(mirror.choices_at(&doc, cursor, 3).unwrap(), choices);
 }
 
-/// What a beam `width` wide, without branches, finds at the start of a
+/// What a beam `width` wide finds at the start of a
 /// function body, as `generate_choices` reports it: the mirror, the
 /// cursor, the first suggestion, and each line found with its line
 /// log-probability.
 type BeamRun = (Mirror, usize, String, Vec<(String, f32)>);
 
 fn beam_lines(width: usize) -> BeamRun {
-    use pie_edit::predict::mirror::{Choice, Source};
+    use pie_edit::predict::mirror::Choice;
     let doc = Rope::from_str(&format!("{CODE}\n\ndef add(a, b):\n    "));
     let cursor = doc.len_chars();
     let mut mirror = load(MirrorConfig {
-        fork: mirror::ForkPolicy::None,
         beam: width,
         ..MirrorConfig::default()
     });
@@ -276,12 +262,7 @@ fn beam_lines(width: usize) -> BeamRun {
             &mut |choice| {
                 match choice {
                     Choice::Done { index: 0, text, .. } => first = text.to_string(),
-                    Choice::Candidate {
-                        text,
-                        confidence,
-                        source: Source::Beam,
-                        ..
-                    } => found.push((
+                    Choice::Candidate { text, confidence } => found.push((
                         text.to_string(),
                         confidence.mean_logprob * confidence.tokens as f32,
                     )),

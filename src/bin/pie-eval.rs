@@ -28,7 +28,7 @@ use pie_edit::eval::simulate::EditKind;
 use pie_edit::eval::suggest::{self, Half, SuggestRecord};
 use pie_edit::model::{LoadOptions, Sampling, SlowQuant, UpdateMode};
 use pie_edit::predict::config::PredictConfig;
-use pie_edit::predict::mirror::{self, ForkPolicy, Mirror, MirrorConfig, Rank};
+use pie_edit::predict::mirror::{self, Mirror, MirrorConfig, Rank};
 use serde::{Deserialize, Serialize};
 
 #[global_allocator]
@@ -99,19 +99,11 @@ struct Args {
     /// With --suggest: suggestions per trigger, the first one included.
     #[arg(long, default_value_t = 3)]
     choices: usize,
-    /// With --suggest: where branches off the first suggestion add lines
-    /// to the beam's alternatives (default: nowhere).
-    #[arg(long, value_enum, default_value_t = ForkPolicy::default())]
-    fork: ForkPolicy,
-    /// With --suggest: runner-up tokens noted per kind of fork point (the
-    /// branches decoded to find the alternatives).
-    #[arg(long, default_value_t = MirrorConfig::default().pool)]
-    pool: usize,
     /// With --suggest: the order alternatives are offered in.
     #[arg(long, value_enum, default_value_t = Rank::default())]
     rank: Rank,
     /// With --suggest: width of the beam search that finds the
-    /// alternatives (0: none; then only branches do).
+    /// alternatives (0: none).
     #[arg(long, default_value_t = MirrorConfig::default().beam)]
     beam: usize,
     /// With --suggest: the threshold the headline table applies (default:
@@ -244,8 +236,6 @@ fn run_suggest(args: &Args) -> Result<()> {
         let bar = progress_bar(todo.len(), "");
         if !todo.is_empty() {
             let alternatives = MirrorConfig {
-                fork: args.fork,
-                pool: args.pool,
                 rank: args.rank,
                 beam: args.beam,
                 ..MirrorConfig::default()

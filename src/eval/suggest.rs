@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::corpus::Corpus;
 use super::metrics::{edit_similarity, exact_match};
 use super::simulate::{self, Target};
-use crate::predict::mirror::{Choice, Mirror, Source};
+use crate::predict::mirror::{Choice, Mirror};
 use crate::predict::suggest::{self, Confidence, Judged, Surroundings};
 
 /// Which files of a corpus a run draws from.
@@ -66,17 +66,27 @@ pub struct Suggestion {
     pub confidence: Confidence,
 }
 
-/// A branch decoded for the alternatives, before ranking.
+/// A line found for the alternatives, before ranking.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CandidateRecord {
     pub text: String,
     pub confidence: Confidence,
-    /// None for a line of the beam search.
-    pub deficit: Option<f32>,
-    pub at_first_code: bool,
-    /// Records from before the beam search held only branches.
+    /// Records from before the beam search (7b4a2e1) held only branches.
     #[serde(default = "fork")]
     pub source: Source,
+}
+
+/// Where a candidate alternative came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// A branch off the first suggestion: records made before the beam
+    /// search found the alternatives alone (a8aca2a and earlier). They also
+    /// carry each branch's `deficit` and `at_first_code`, which
+    /// benches/calibrate_suggestions.py reads.
+    Fork,
+    /// The beam search.
+    Beam,
 }
 
 fn fork() -> Source {
@@ -237,18 +247,10 @@ pub fn run_sample(
                         confidence,
                     });
                 }
-                Choice::Candidate {
-                    text,
-                    confidence,
-                    deficit,
-                    at_first_code,
-                    source,
-                } => candidates.push(CandidateRecord {
+                Choice::Candidate { text, confidence } => candidates.push(CandidateRecord {
                     text: text.to_string(),
                     confidence,
-                    deficit,
-                    at_first_code,
-                    source,
+                    source: Source::Beam,
                 }),
             }
             ControlFlow::Continue(())

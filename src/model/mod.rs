@@ -92,8 +92,7 @@ pub use kernels::{
 pub use kv_cache::{KvCache, Segment};
 pub use rope::Rope;
 pub use session::{
-    Flow, ForkAt, GenerateOptions, RepairStats, Sampling, Session, Staleness, TokenInfo,
-    UpdateMode, UpdateStats,
+    GenerateOptions, RepairStats, Sampling, Session, Staleness, TokenInfo, UpdateMode, UpdateStats,
 };
 pub use token_edit::TokenEdit;
 pub use tokenizer::Tokenizer;

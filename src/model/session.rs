@@ -583,49 +583,29 @@ impl Session {
         interrupted: &dyn Fn() -> bool,
     ) -> Result<Vec<u32>> {
         let mut generated = Vec::new();
-        self.generate_branching(
+        self.generate_with_infos(
             prefix_len,
             options,
-            0,
             logit_filter,
-            &mut |_, _| ForkAt::No,
-            &mut |_, so_far, _| {
+            &mut |so_far, _| {
                 let token = so_far[so_far.len() - 1];
                 generated.push(token);
-                match on_token(token) {
-                    ControlFlow::Continue(()) => Flow::Continue,
-                    ControlFlow::Break(()) => Flow::EndAll,
-                }
+                on_token(token)
             },
             interrupted,
         )?;
         Ok(generated)
     }
 
-    /// Generation that forks. Branch 0 is the ordinary generation. At each
-    /// of its steps where `fork_here(generated_so_far, chosen_token)` is not
-    /// [`ForkAt::No`], the `alternatives` runner-up tokens are noted; once
-    /// branch 0 ends, more branches run, each taking one noted runner-up
-    /// instead of the chosen token and greedy after it: every runner-up of a
-    /// [`ForkAt::Kept`] step, and the `alternatives` of the
-    /// [`ForkAt::Ranked`] steps whose log-probability is closest to the
-    /// chosen token's at its step (the most likely sequences that differ
-    /// from branch 0 in one token). The
-    /// prompt is never re-encoded: a branch only drops the scratch entries
-    /// made after its fork point, so branches run from the latest fork
-    /// point to the earliest. `on_token(branch, generated, info)` sees every
-    /// token, with the branch's whole generation so far (the token last);
-    /// `Flow::EndBranch` ends that branch, `Flow::EndAll` everything. A
-    /// branch also ends at end-of-sequence and at `options.max_tokens`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn generate_branching(
+    /// [`Session::generate_interruptible`] that shows `on_token` the whole
+    /// generation so far (the token last) and what decoding knew about the
+    /// token, the raw material of a suggestion's confidence.
+    pub fn generate_with_infos(
         &mut self,
         prefix_len: usize,
         options: &GenerateOptions,
-        alternatives: usize,
         logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
-        fork_here: &mut dyn FnMut(&[u32], u32) -> ForkAt,
-        on_token: &mut dyn FnMut(usize, &[u32], TokenInfo) -> Flow,
+        on_token: &mut dyn FnMut(&[u32], TokenInfo) -> ControlFlow<()>,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<()> {
         if options.max_tokens == 0 {
@@ -635,7 +615,7 @@ impl Session {
             return Ok(());
         }
         let stopped = |e: &anyhow::Error| e.is::<Interrupted>();
-        let (logits, base_len) = match self.first_logits(prefix_len, interrupted) {
+        let (mut logits, mut base_len) = match self.first_logits(prefix_len, interrupted) {
             Err(e) if stopped(&e) => return Ok(()),
             other => other?,
         };
@@ -644,87 +624,41 @@ impl Session {
             Sampling::Greedy => None,
         };
         let eos = self.model.config().eos_id;
-        let mut forks: Vec<Fork> = Vec::new();
-        let start = Cursor {
-            logits,
-            base_len,
-            generated: Vec::new(),
-        };
-        let mut chooser = |logits: &[f32]| match (options.sampling, rng.as_mut()) {
-            (Sampling::TopP { temperature, p, .. }, Some(rng)) if temperature > 0.0 => {
-                sample_top_p(logits, temperature, p, rng)
-            }
-            _ => argmax(logits),
-        };
-        let flow = self.decode(
-            0,
-            start,
-            None,
-            options,
-            logit_filter,
-            &mut chooser,
-            &mut |generated, token, at, scratch_len| {
-                if alternatives == 0 {
-                    return;
+        let mut generated = Vec::new();
+        loop {
+            logit_filter(&generated, &mut logits);
+            let token = match (options.sampling, rng.as_mut()) {
+                (Sampling::TopP { temperature, p, .. }, Some(rng)) if temperature > 0.0 => {
+                    sample_top_p(&logits, temperature, p, rng)?
                 }
-                let class = fork_here(generated, token);
-                if class == ForkAt::No {
-                    return;
-                }
-                let chosen = at.logits[token as usize];
-                // The best `alternatives` tokens other than the one chosen.
-                let mut runners = top_tokens(&at.logits, alternatives + 1, eos);
-                runners.retain(|&runner| runner != token);
-                runners.truncate(alternatives);
-                for runner in runners {
-                    forks.push(Fork {
-                        base_len: at.base_len,
-                        scratch_len,
-                        generated: generated.to_vec(),
-                        token: runner,
-                        info: token_info(&at.logits, runner),
-                        deficit: chosen - at.logits[runner as usize],
-                        kept: class == ForkAt::Kept,
-                    });
-                }
-            },
-            on_token,
-            interrupted,
-        )?;
-        if flow == Flow::EndAll || interrupted() || forks.is_empty() {
-            return Ok(());
-        }
-        let (mut forks, mut ranked): (Vec<Fork>, Vec<Fork>) =
-            forks.into_iter().partition(|f| f.kept);
-        ranked.sort_by(|a, b| a.deficit.total_cmp(&b.deficit));
-        ranked.truncate(alternatives);
-        forks.extend(ranked);
-        // Latest fork point first: each branch then only drops scratch
-        // entries that no later branch needs.
-        forks.sort_by_key(|f| std::cmp::Reverse(f.generated.len()));
-        for (branch, fork) in forks.into_iter().enumerate() {
-            self.scratch.truncate(fork.scratch_len);
-            let at = Cursor {
-                logits: Vec::new(),
-                base_len: fork.base_len,
-                generated: fork.generated,
+                _ => argmax(&logits)?,
             };
-            let flow = self.decode(
-                branch + 1,
-                at,
-                Some((fork.token, fork.info)),
-                options,
-                logit_filter,
-                &mut argmax,
-                &mut |_, _, _, _| {},
-                on_token,
-                interrupted,
-            )?;
-            if flow == Flow::EndAll || interrupted() {
-                break;
+            if Some(token) == eos {
+                return Ok(());
             }
+            generated.push(token);
+            if on_token(&generated, token_info(&logits, token)).is_break()
+                || generated.len() >= options.max_tokens
+            {
+                return Ok(());
+            }
+            // While the generation repeats the cached tokens that follow
+            // (healing re-typing the token it backed off, or the text after
+            // the cursor), their entries are the ones a scratch pass would
+            // compute: take the next logits from the cache.
+            if self.scratch.is_empty()
+                && base_len < self.exact_len()
+                && self.tokens[base_len] == token
+            {
+                logits = self.stored_logits(base_len)?;
+                base_len += 1;
+                continue;
+            }
+            logits = match self.scratch_step(token, base_len, interrupted) {
+                Err(e) if stopped(&e) => return Ok(()),
+                other => other?,
+            };
         }
-        Ok(())
     }
 
     /// Beam search after the first `prefix_len` tokens, for the `width`
@@ -921,73 +855,6 @@ impl Session {
         }
         Ok(Some(infos))
     }
-
-    /// Decode one branch from `at` until it ends; returns how it ended.
-    /// `forced` is its first token when it is chosen already (a fork).
-    /// `seen(generated_before, token, state_before, scratch_len_before)`
-    /// runs before each chosen token is fed, so a caller can note the state.
-    #[allow(clippy::too_many_arguments)]
-    fn decode(
-        &mut self,
-        branch: usize,
-        mut at: Cursor,
-        mut forced: Option<(u32, TokenInfo)>,
-        options: &GenerateOptions,
-        logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
-        choose: &mut dyn FnMut(&[f32]) -> Result<u32>,
-        seen: &mut SeenStep<'_>,
-        on_token: &mut dyn FnMut(usize, &[u32], TokenInfo) -> Flow,
-        interrupted: &dyn Fn() -> bool,
-    ) -> Result<Flow> {
-        let eos = self.model.config().eos_id;
-        let stopped = |e: &anyhow::Error| e.is::<Interrupted>();
-        loop {
-            let (token, info) = match forced.take() {
-                Some(chosen) => chosen,
-                None => {
-                    logit_filter(&at.generated, &mut at.logits);
-                    let token = choose(&at.logits)?;
-                    if Some(token) == eos {
-                        return Ok(Flow::EndBranch);
-                    }
-                    seen(&at.generated, token, &at, self.scratch.len());
-                    (token, token_info(&at.logits, token))
-                }
-            };
-            at.generated.push(token);
-            let flow = on_token(branch, &at.generated, info);
-            if flow != Flow::Continue {
-                return Ok(flow);
-            }
-            if at.generated.len() >= options.max_tokens {
-                return Ok(Flow::EndBranch);
-            }
-            // While the generation repeats the cached tokens that follow
-            // (healing re-typing the token it backed off, or the text after
-            // the cursor), their entries are the ones a scratch pass would
-            // compute: take the next logits from the cache.
-            if self.scratch.is_empty()
-                && at.base_len < self.exact_len()
-                && self.tokens[at.base_len] == token
-            {
-                at.logits = self.stored_logits(at.base_len)?;
-                at.base_len += 1;
-                continue;
-            }
-            at.logits = match self.scratch_step(token, at.base_len, interrupted) {
-                Err(e) if stopped(&e) => return Ok(Flow::EndAll),
-                other => other?,
-            };
-        }
-    }
-}
-
-/// How a branch of [`Session::generate_branching`] goes on after a token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
-    Continue,
-    EndBranch,
-    EndAll,
 }
 
 /// What decoding knew about a token when it chose it: the raw material of
@@ -999,44 +866,6 @@ pub struct TokenInfo {
     /// Log-probability of the most likely token minus that of the runner-up
     /// (infinite when only one token was allowed).
     pub margin: f32,
-}
-
-/// Sees a branch's state before each chosen token is fed: the tokens so
-/// far, the token, the state, the scratch length.
-type SeenStep<'a> = dyn FnMut(&[u32], u32, &Cursor, usize) + 'a;
-
-/// Where a branch stands: the next-token logits, how many cache slots it
-/// attends to before its scratch entries, what it generated.
-struct Cursor {
-    logits: Vec<f32>,
-    base_len: usize,
-    generated: Vec<u32>,
-}
-
-/// A runner-up token noted during the first branch, to start another
-/// branch from.
-struct Fork {
-    base_len: usize,
-    scratch_len: usize,
-    /// The first branch's tokens before it.
-    generated: Vec<u32>,
-    token: u32,
-    info: TokenInfo,
-    /// How much less likely it was than the token chosen there (logits).
-    deficit: f32,
-    /// Run whatever its deficit ([`ForkAt::Kept`]).
-    kept: bool,
-}
-
-/// Whether [`Session::generate_branching`] forks at a step of its first
-/// branch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ForkAt {
-    No,
-    /// Its runner-ups compete with those of the other ranked steps.
-    Ranked,
-    /// Its runner-ups all run.
-    Kept,
 }
 
 /// A partial continuation in [`Session::beam_search`].

@@ -20,7 +20,7 @@ use super::kv_disk::KvDisk;
 use super::suggest::{self, Confidence, ConfidenceMeter};
 use crate::model::kv_store::{self, ModelIdentity, Storage, Tag};
 use crate::model::{
-    Flow, ForkAt, GenerateOptions, Sampling, Session, TokenInfo, Tokenizer, UpdateMode, UpdateStats,
+    GenerateOptions, Sampling, Session, TokenInfo, Tokenizer, UpdateMode, UpdateStats,
 };
 use crate::text::Edit;
 
@@ -33,48 +33,13 @@ pub struct MirrorConfig {
     pub max_lines: usize,
     pub max_tokens: usize,
     pub sampling: Sampling,
-    /// Where alternatives branch off the first suggestion.
-    pub fork: ForkPolicy,
-    /// Runner-up tokens noted per kind of fork point: how many branches
-    /// are decoded to find the alternatives.
-    pub pool: usize,
     /// The order the alternatives are offered in.
     pub rank: Rank,
     /// How many tokens of the first suggestion its verdict waits for (see
     /// [`Choice::Verdict`]).
     pub verdict_tokens: usize,
-    /// Width of the beam search that finds the alternatives (0: none),
-    /// with any branches' lines.
+    /// Width of the beam search that finds the alternatives (0: none).
     pub beam: usize,
-}
-
-/// Where alternatives branch off the first suggestion's generation.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum ForkPolicy {
-    /// Nowhere: no branches, the beam search alone finds the alternatives.
-    /// On calibrate the branches added nothing the beam did not find
-    /// (BENCHMARKS.md), and they took most of the alternatives' time.
-    #[default]
-    None,
-    /// At its first token of code, with the runner-up tokens there.
-    FirstCode,
-    /// At any of its tokens of code: the runner-ups closest in probability
-    /// to the token chosen at their step.
-    Closest,
-    /// Every runner-up at its first token of code, and those closest in
-    /// probability anywhere else.
-    Both,
 }
 
 /// The order alternatives are offered in.
@@ -91,8 +56,6 @@ pub enum ForkPolicy {
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum Rank {
-    /// As decoded: the latest fork point first.
-    Decoded,
     /// By mean token log-probability, the highest first.
     Mean,
     /// By the log-probability of the whole line, the highest first.
@@ -108,8 +71,6 @@ impl Default for MirrorConfig {
             max_lines: 1,
             max_tokens: 48,
             sampling: Sampling::Greedy,
-            fork: ForkPolicy::default(),
-            pool: 4,
             rank: Rank::default(),
             verdict_tokens: 8,
             beam: 4,
@@ -422,10 +383,8 @@ impl Mirror {
     /// distinct by their first line, come as `Choice::Done` too, the most
     /// likely first. A beam search ([`MirrorConfig::beam`],
     /// [`Session::beam_search`]) finds them once the first is complete, from
-    /// the same cache; branches off the first suggestion's generation can
-    /// add lines (see [`ForkPolicy`], [`Session::generate_branching`]; off
-    /// by default). Every line found is reported as `Choice::Candidate`
-    /// before they are ranked.
+    /// the same cache. Every line it finds is reported as
+    /// `Choice::Candidate` before they are ranked.
     pub fn generate_choices(
         &mut self,
         cursor: usize,
@@ -459,159 +418,81 @@ impl Mirror {
         let max_lines = self.config.max_lines;
         let wanted = choices.max(1);
         let has_code = |generated: &[u32]| brings_code(&tokenizer, &plan.required, generated);
-        // The branch in progress.
-        let mut branch = Branch::default();
-        // The first branch's token infos: another branch's meter starts
-        // from the ones before its fork point.
-        let mut first_infos: Vec<(TokenInfo, bool)> = Vec::new();
-        let mut first = First::default();
         let verdict_tokens = self.config.verdict_tokens.max(1);
-        let mut candidates: Vec<Candidate> = Vec::new();
+        let mut meter = ConfidenceMeter::default();
+        // What is shown of the first suggestion, and how many of its bytes
+        // have been streamed.
+        let mut shown = String::new();
+        let mut sent = 0;
+        let mut judged = false;
         // Whether generation should stop for good.
         let mut enough = false;
-        let fork = self.config.fork;
-        let pool = if wanted > 1 && fork != ForkPolicy::None {
-            self.config.pool.max(wanted - 1)
-        } else {
-            0
-        };
-        let finish =
-            |branch: &mut Branch,
-             first: &mut First,
-             candidates: &mut Vec<Candidate>,
-             on_choice: &mut dyn FnMut(Choice<'_>) -> ControlFlow<()>| {
-                branch.reported = true;
-                let line = first_line(&branch.shown);
-                let confidence = branch.meter.confidence();
-                if branch.index == 0 {
-                    // Without a first suggestion there is nothing to offer
-                    // others of.
-                    if line.is_empty() {
-                        return ControlFlow::Break(());
-                    }
-                    first.line = Some(line.to_string());
-                    if !std::mem::replace(&mut first.judged, true) {
-                        on_choice(Choice::Verdict {
-                            confidence,
-                            complete: true,
-                        })?;
-                    }
-                    on_choice(Choice::Done {
-                        index: 0,
-                        text: &branch.shown,
-                        confidence,
-                    })?;
-                    return if wanted > 1 {
-                        ControlFlow::Continue(())
-                    } else {
-                        ControlFlow::Break(())
-                    };
-                }
-                on_choice(Choice::Candidate {
-                    text: &branch.shown,
-                    confidence,
-                    deficit: Some(branch.deficit),
-                    at_first_code: branch.at_first_code,
-                    source: Source::Fork,
-                })?;
-                candidates.push(Candidate {
-                    line: line.to_string(),
-                    text: branch.shown.clone(),
-                    confidence,
-                });
-                ControlFlow::Continue(())
-            };
-        self.session.generate_branching(
+        self.session.generate_with_infos(
             plan.keep_tokens,
             &options,
-            pool,
             &mut |so_far, logits| filter.apply(so_far, logits),
-            &mut |so_far, token| {
-                let mut with = so_far.to_vec();
-                with.push(token);
-                let first_code = has_code(&with) && !has_code(so_far);
-                match fork {
-                    ForkPolicy::FirstCode if first_code => ForkAt::Ranked,
-                    ForkPolicy::Closest if has_code(&with) => ForkAt::Ranked,
-                    ForkPolicy::Both if first_code => ForkAt::Kept,
-                    ForkPolicy::Both if has_code(&with) => ForkAt::Ranked,
-                    _ => ForkAt::No,
-                }
-            },
-            &mut |index, generated, info| {
-                if index != branch.index {
-                    // A branch that ended without a line break (end of
-                    // sequence, token limit) is finished when the next
-                    // one starts.
-                    if !branch.reported
-                        && finish(&mut branch, &mut first, &mut candidates, on_choice).is_break()
-                    {
-                        enough = true;
-                        return Flow::EndAll;
-                    }
-                    let at = generated.len() - 1;
-                    let mut meter = ConfidenceMeter::default();
-                    for &(info, code) in &first_infos[..at] {
-                        meter.push(info, code);
-                    }
-                    branch = Branch {
-                        index,
-                        meter,
-                        deficit: first_infos[at].0.logprob - info.logprob,
-                        at_first_code: first_infos.iter().position(|&(_, code)| code) == Some(at),
-                        ..Branch::default()
-                    };
-                }
-                branch.generated = generated.to_vec();
-                let code = has_code(generated);
-                branch.meter.push(info, code);
-                if index == 0 {
-                    first_infos.push((info, code));
-                }
+            &mut |generated, info| {
+                meter.push(info, has_code(generated));
                 let visible = healing::visible_text(&tokenizer, &plan.required, generated);
-                let (shown, done) = suggest::shape(&visible, &line_before, max_lines);
-                if index == 0 && shown.len() > branch.sent && shown.is_char_boundary(branch.sent) {
-                    if on_choice(Choice::Text(&shown[branch.sent..])).is_break() {
+                let (now, done) = suggest::shape(&visible, &line_before, max_lines);
+                if now.len() > sent && now.is_char_boundary(sent) {
+                    if on_choice(Choice::Text(&now[sent..])).is_break() {
                         enough = true;
-                        return Flow::EndAll;
+                        return ControlFlow::Break(());
                     }
-                    branch.sent = shown.len();
+                    sent = now.len();
                 }
-                branch.shown = shown;
-                let judged = index > 0 || first.judged;
-                if !judged && !done && branch.meter.tokens() >= verdict_tokens {
-                    first.judged = true;
+                shown = now;
+                if !judged && !done && meter.tokens() >= verdict_tokens {
+                    judged = true;
                     let verdict = Choice::Verdict {
-                        confidence: branch.meter.confidence(),
+                        confidence: meter.confidence(),
                         complete: false,
                     };
                     if on_choice(verdict).is_break() {
                         enough = true;
-                        return Flow::EndAll;
+                        return ControlFlow::Break(());
                     }
                 }
-                if !done {
-                    return Flow::Continue;
+                if done {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
                 }
-                if finish(&mut branch, &mut first, &mut candidates, on_choice).is_break() {
-                    enough = true;
-                    return Flow::EndAll;
-                }
-                Flow::EndBranch
             },
             interrupted,
         )?;
-        if !enough && !branch.reported && !interrupted() {
-            enough = finish(&mut branch, &mut first, &mut candidates, on_choice).is_break();
+        // Without a first suggestion there is nothing to offer others of.
+        let first_line_shown = first_line(&shown).to_string();
+        if enough || interrupted() || first_line_shown.is_empty() {
+            return Ok(());
         }
-        let branches_done = started.elapsed();
-        if !enough && !interrupted() && wanted > 1 && self.config.beam > 0 && first.line.is_some() {
-            let shaped = |generated: &[u32]| {
-                let visible = healing::visible_text(&tokenizer, &plan.required, generated);
-                suggest::shape(&visible, &line_before, max_lines)
-            };
-            let line_logprob = |c: &Confidence| c.mean_logprob as f64 * c.tokens as f64;
-            let mut found: Vec<(String, Confidence)> = Vec::new();
+        let confidence = meter.confidence();
+        if !judged
+            && on_choice(Choice::Verdict {
+                confidence,
+                complete: true,
+            })
+            .is_break()
+        {
+            return Ok(());
+        }
+        let first = Choice::Done {
+            index: 0,
+            text: &shown,
+            confidence,
+        };
+        if on_choice(first).is_break() || wanted == 1 {
+            return Ok(());
+        }
+        let first_done = started.elapsed();
+        let shaped = |generated: &[u32]| {
+            let visible = healing::visible_text(&tokenizer, &plan.required, generated);
+            suggest::shape(&visible, &line_before, max_lines)
+        };
+        let line_logprob = |c: &Confidence| c.mean_logprob as f64 * c.tokens as f64;
+        let mut found: Vec<(String, Confidence)> = Vec::new();
+        if self.config.beam > 0 {
             self.session.beam_search(
                 plan.keep_tokens,
                 &options,
@@ -640,62 +521,51 @@ impl Mirror {
                 },
                 interrupted,
             )?;
-            // The most likely first (the search finds them in the order
-            // they end).
-            found.sort_by(|a, b| line_logprob(&b.1).total_cmp(&line_logprob(&a.1)));
-            for (text, confidence) in found {
-                if interrupted() {
-                    break;
-                }
-                let choice = Choice::Candidate {
-                    text: &text,
-                    confidence,
-                    deficit: None,
-                    at_first_code: false,
-                    source: Source::Beam,
-                };
-                if on_choice(choice).is_break() {
-                    enough = true;
-                    break;
-                }
-                candidates.push(Candidate {
-                    line: first_line(&text).to_string(),
-                    text,
-                    confidence,
-                });
-            }
         }
-        let mut found = 0;
-        if !enough
-            && !interrupted()
-            && let Some(first_line) = first.line
-        {
-            let mut lines = vec![first_line];
-            for candidate in rank(candidates, self.config.rank) {
-                if found + 1 >= wanted {
-                    break;
-                }
-                if candidate.line.is_empty() || lines.contains(&candidate.line) {
-                    continue;
-                }
-                found += 1;
-                let choice = Choice::Done {
-                    index: found,
-                    text: &candidate.text,
-                    confidence: candidate.confidence,
-                };
-                if on_choice(choice).is_break() {
-                    break;
-                }
-                lines.push(candidate.line);
+        // The most likely first (the search finds them in the order they
+        // end).
+        found.sort_by(|a, b| line_logprob(&b.1).total_cmp(&line_logprob(&a.1)));
+        let mut candidates = Vec::with_capacity(found.len());
+        for (text, confidence) in found {
+            let choice = Choice::Candidate {
+                text: &text,
+                confidence,
+            };
+            if interrupted() || on_choice(choice).is_break() {
+                return Ok(());
             }
+            candidates.push(Candidate {
+                line: first_line(&text).to_string(),
+                text,
+                confidence,
+            });
+        }
+        let mut offered = 0;
+        let mut lines = vec![first_line_shown];
+        for candidate in rank(candidates, self.config.rank) {
+            if offered + 1 >= wanted || interrupted() {
+                break;
+            }
+            if candidate.line.is_empty() || lines.contains(&candidate.line) {
+                continue;
+            }
+            offered += 1;
+            let choice = Choice::Done {
+                index: offered,
+                text: &candidate.text,
+                confidence: candidate.confidence,
+            };
+            if on_choice(choice).is_break() {
+                break;
+            }
+            lines.push(candidate.line);
         }
         tracing::debug!(
             // Counts only, never text: the log must not hold what the
             // buffer holds (people edit `.env` files).
-            alternatives = found,
+            alternatives = offered,
             ms = started.elapsed().as_millis(),
-            beam_ms = (started.elapsed() - branches_done).as_millis(),
+            beam_ms = (started.elapsed() - first_done).as_millis(),
             "prediction finished"
         );
         Ok(())
@@ -766,7 +636,6 @@ impl Mirror {
 /// The alternatives in the order they are offered.
 fn rank(mut candidates: Vec<Candidate>, rank: Rank) -> Vec<Candidate> {
     let key = |c: &Candidate| match rank {
-        Rank::Decoded => 0.0,
         Rank::Mean => -c.confidence.mean_logprob as f64,
         Rank::Sum => -(c.confidence.mean_logprob as f64) * c.confidence.tokens as f64,
     };
@@ -822,54 +691,15 @@ pub enum Choice<'a> {
         text: &'a str,
         confidence: Confidence,
     },
-    /// A line found for the alternatives, before they are ranked and
-    /// de-duplicated (pie-eval). `deficit`: how much less likely a branch's
-    /// first own token was than the first suggestion's there
-    /// (log-probability).
+    /// A line the beam search found for the alternatives, before they are
+    /// ranked and de-duplicated (pie-eval).
     Candidate {
         text: &'a str,
         confidence: Confidence,
-        deficit: Option<f32>,
-        at_first_code: bool,
-        /// A branch, or a line of the beam search (which has no `deficit`).
-        source: Source,
     },
 }
 
-/// Where a candidate alternative came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Source {
-    /// A branch off the first suggestion.
-    Fork,
-    /// The beam search.
-    Beam,
-}
-
-/// One branch of generation, as the mirror follows it.
-#[derive(Default)]
-struct Branch {
-    index: usize,
-    generated: Vec<u32>,
-    meter: ConfidenceMeter,
-    shown: String,
-    /// Bytes of `shown` already streamed (the first branch only).
-    sent: usize,
-    reported: bool,
-    deficit: f32,
-    at_first_code: bool,
-}
-
-/// The first suggestion, as [`Mirror::generate_choices`] follows it.
-#[derive(Default)]
-struct First {
-    /// Its first line, once complete.
-    line: Option<String>,
-    /// Its verdict was sent.
-    judged: bool,
-}
-
-/// A finished branch, waiting to be ranked among the alternatives.
+/// A line found for the alternatives, waiting to be ranked.
 struct Candidate {
     line: String,
     text: String,
