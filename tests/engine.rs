@@ -511,3 +511,44 @@ fn stale_entries_after_the_cursor_wait_for_their_own_pause() {
     open_and_type_a(&h, "x");
     wait_for_calls(&h, |c| repairs(c) == 2);
 }
+
+/// The engine takes requests off the channel while a prediction runs. When
+/// the backend fails right after it took the editor's shutdown, the
+/// shutdown must still be served: the editor's quit joins the thread.
+#[test]
+fn a_backend_that_fails_after_the_shutdown_was_taken_still_lets_the_editor_quit() {
+    let (mut backend, _gate) = StandIn::new(vec!["re"]);
+    backend.spin_until_interrupted = true;
+    backend.fail_when_interrupted = true;
+    let engine = EngineHandle::spawn_with(EngineOptions::default(), move |_| {
+        Ok((backend, "fake".to_string()))
+    });
+    engine.send(Request::Open {
+        version: 0,
+        text: "def f(x):\n    ".into(),
+        cursor_char: 14,
+        path: None,
+    });
+    engine.send(Request::Predict {
+        version: 0,
+        id: 1,
+        cursor_char: 14,
+        requested_at: Instant::now(),
+    });
+    loop {
+        let event = engine.events.recv_timeout(Duration::from_secs(10)).unwrap();
+        if matches!(event, Event::Chunk { id: 1, .. }) {
+            break;
+        }
+    }
+    // Dropping the handle sends Shutdown and joins the engine thread.
+    let (done, quit) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        drop(engine);
+        let _ = done.send(());
+    });
+    assert!(
+        quit.recv_timeout(Duration::from_secs(10)).is_ok(),
+        "the engine thread never ended"
+    );
+}

@@ -387,11 +387,12 @@ fn run_thread<B, L>(
             let _ = events.send(Event::State(EngineState::Ready(name.clone())));
             Worker::new(backend, name, options, events.clone())
         }
-        Ok(Err(err)) => return fail_and_drain(&requests, &events, format!("{err:#}")),
-        Err(panic) => return fail_and_drain(&requests, &events, panic_message(&panic)),
+        Ok(Err(err)) => return fail_and_drain(Vec::new(), &requests, &events, format!("{err:#}")),
+        Err(panic) => return fail_and_drain(Vec::new(), &requests, &events, panic_message(&panic)),
     };
     if let Err(message) = worker.serve(&requests) {
-        fail_and_drain(&requests, &events, message);
+        let carried = std::mem::take(&mut worker.carried).into();
+        fail_and_drain(carried, &requests, &events, message);
     }
 }
 
@@ -417,16 +418,23 @@ fn without_backtrace(message: &str) -> String {
 }
 
 /// Report the failure, then keep answering `Idle` so that nothing waiting on
-/// the engine hangs, until the editor shuts down.
-fn fail_and_drain(requests: &Receiver<Request>, events: &EventSender, message: String) {
+/// the engine hangs, until the editor shuts down. `carried`: requests taken
+/// from the channel before the failure, served first.
+fn fail_and_drain(
+    carried: Vec<Request>,
+    requests: &Receiver<Request>,
+    events: &EventSender,
+    message: String,
+) {
     tracing::error!(%message, "prediction engine stopped");
     let message = without_backtrace(&message);
     let _ = events.send(Event::State(EngineState::Failed(message)));
     let mut version = 0;
-    if requests.is_empty() {
+    let mut carried = carried.into_iter();
+    if carried.len() == 0 && requests.is_empty() {
         let _ = events.send(Event::Idle { version });
     }
-    while let Ok(request) = requests.recv() {
+    while let Some(request) = carried.next().or_else(|| requests.recv().ok()) {
         match request {
             Request::Shutdown => return,
             Request::Open { version: v, .. } | Request::Edits { version: v, .. } => version = v,
@@ -435,7 +443,7 @@ fn fail_and_drain(requests: &Receiver<Request>, events: &EventSender, message: S
                 let _ = events.send(Event::Verified(Err("the engine is not running".into())));
             }
         }
-        if requests.is_empty() {
+        if carried.len() == 0 && requests.is_empty() {
             let _ = events.send(Event::Idle { version });
         }
     }
@@ -467,6 +475,10 @@ struct Worker<B> {
     path: Option<PathBuf>,
     /// When [`Worker::adapt_to_load`] last looked.
     load_checked: Option<Instant>,
+    /// Requests a prediction took from the channel while it ran (edits
+    /// typed over it), oldest first: they come before anything newer, also
+    /// when the backend failed meanwhile (a shutdown among them).
+    carried: std::collections::VecDeque<Request>,
 }
 
 impl<B: Backend> Worker<B> {
@@ -483,6 +495,7 @@ impl<B: Backend> Worker<B> {
             opened: false,
             path: None,
             load_checked: None,
+            carried: Default::default(),
         }
     }
 
@@ -507,20 +520,17 @@ impl<B: Backend> Worker<B> {
     /// Handle requests until shutdown. Returns Err with a message when the
     /// backend fails or panics: predictions then stop for this session.
     fn serve(&mut self, requests: &Receiver<Request>) -> Result<(), String> {
-        // Requests a prediction took from the channel while it ran (edits
-        // typed over it), oldest first: they come before anything newer.
-        let mut carried: std::collections::VecDeque<Request> = Default::default();
         loop {
-            if carried.is_empty() {
+            if self.carried.is_empty() {
                 match self.wait_for_request(requests)? {
-                    Some(r) => carried.push_back(r),
+                    Some(r) => self.carried.push_back(r),
                     None => return Ok(()),
                 }
             }
             self.adapt_to_load();
             // Drain what is already waiting, so a burst of keystrokes becomes
             // one cache update and only the newest prediction request runs.
-            let mut queue = std::mem::take(&mut carried);
+            let mut queue = std::mem::take(&mut self.carried);
             loop {
                 match requests.try_recv() {
                     Ok(r) => queue.push_back(r),
@@ -615,9 +625,7 @@ impl<B: Backend> Worker<B> {
                         }
                         self.cursor_char = cursor_char;
                         self.flush_edits()?;
-                        let typed_over =
-                            self.predict(version, id, cursor_char, requested_at, requests)?;
-                        carried.extend(typed_over);
+                        self.predict(version, id, cursor_char, requested_at, requests)?;
                     }
                     Request::Verify { text } => {
                         self.flush_edits()?;
@@ -634,7 +642,7 @@ impl<B: Backend> Worker<B> {
                 }
             }
             self.flush_edits()?;
-            if carried.is_empty() && requests.is_empty() {
+            if self.carried.is_empty() && requests.is_empty() {
                 self.send(Event::Idle {
                     version: self.version,
                 });
@@ -737,8 +745,8 @@ impl<B: Backend> Worker<B> {
         Ok(())
     }
 
-    /// Run prediction `id`; returns the requests it took from the channel
-    /// while it ran, for the caller to serve next.
+    /// Run prediction `id`. The requests it takes from the channel while it
+    /// runs are [`Worker::carried`] to be served next.
     fn predict(
         &mut self,
         version: u64,
@@ -746,9 +754,9 @@ impl<B: Backend> Worker<B> {
         cursor_char: usize,
         requested_at: Instant,
         requests: &Receiver<Request>,
-    ) -> Result<Vec<Request>, String> {
+    ) -> Result<(), String> {
         if !self.opened {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let mut first_token = None;
         let cancelled = std::cell::Cell::new(false);
@@ -757,7 +765,7 @@ impl<B: Backend> Worker<B> {
         // Any request waiting (a keystroke's edit, a newer prediction) makes
         // the rest of this prediction useless, unless it only types what the
         // suggestion shows: then the alternatives still matter. Requests are
-        // taken from the channel to be looked at; the caller serves them.
+        // taken from the channel to be looked at.
         let newer_request = || {
             let mut taken = taken.borrow_mut();
             let mut hung_up = false;
@@ -779,7 +787,7 @@ impl<B: Backend> Worker<B> {
             newer
         };
         let choices = self.options.choices.max(1);
-        self.guard(|w| {
+        let outcome = self.guard(|w| {
             w.backend.suggest(
                 &w.doc,
                 cursor_char,
@@ -819,7 +827,9 @@ impl<B: Backend> Worker<B> {
                 },
                 &newer_request,
             )
-        })?;
+        });
+        self.carried.extend(taken.into_inner());
+        outcome?;
         self.send(Event::Finished {
             version,
             id,
@@ -827,7 +837,7 @@ impl<B: Backend> Worker<B> {
             total: requested_at.elapsed(),
             cancelled: cancelled.get(),
         });
-        Ok(taken.into_inner())
+        Ok(())
     }
 
     /// Run a backend call; an error or a panic ends predictions (the message

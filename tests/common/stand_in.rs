@@ -60,6 +60,8 @@ pub struct StandIn {
     /// After the first token, compute (spin) until interrupted, like a
     /// forward pass that asks between layers.
     pub spin_until_interrupted: bool,
+    /// Then fail, as a backend may at any step.
+    pub fail_when_interrupted: bool,
     /// Whether a prediction is inside the backend now.
     pub predicting: Arc<AtomicBool>,
     /// How long a verification takes.
@@ -92,6 +94,7 @@ impl StandIn {
             stale: 0,
             stale_after_cursor: false,
             spin_until_interrupted: false,
+            fail_when_interrupted: false,
             predicting: Arc::new(AtomicBool::new(false)),
             verify_takes: Duration::ZERO,
             confidence: 1.0,
@@ -123,6 +126,10 @@ impl StandIn {
                 anyhow::ensure!(Instant::now() < deadline, "never interrupted");
                 std::thread::yield_now();
             }
+            anyhow::ensure!(
+                !self.fail_when_interrupted,
+                "stand-in failed after the interrupt"
+            );
             return Ok(());
         }
         if self.hold_first && !self.wait_at_gate() {
