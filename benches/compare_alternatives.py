@@ -15,12 +15,21 @@ Runs of different settings on the same triggers compare as `label=files`
 (files comma-separated), paired by record id and target:
 
     python3 benches/compare_alternatives.py beam4=c4-b4-rs/suggest.jsonl beam8=c4-b8-rs/suggest.jsonl
+
+Records from 2026-12-02 on also hold the lines the search among the lines
+above found ("copies"), and mark every line that is one above ("copied").
+`--bonus B1,B2,...` adds a pool "beam+copies B" for each bonus B: what
+ranking adds to a copied line's log-probability.
 """
 import json
 import random
 import sys
 
-POOLS = {"branches": {"fork"}, "beam": {"beam"}, "both": {"fork", "beam"}}
+POOLS = {
+    "branches": ({"fork"}, 0.0),
+    "beam": ({"beam"}, 0.0),
+    "both": ({"fork", "beam"}, 0.0),
+}
 
 
 def first_line(text):
@@ -36,13 +45,14 @@ def line_logprob(candidate):
     return c["mean_logprob"] * c["tokens"]
 
 
-def offered(record, sources):
+def offered(record, sources, bonus):
     """The lines the editor would offer from these sources, the first one first."""
     if not record["choices"]:
         return [""]
     lines = [first_line(record["choices"][0]["text"]).strip()]
     pool = [c for c in record["candidates"] if c.get("source", "fork") in sources]
-    for c in sorted(pool, key=lambda c: -line_logprob(c)):
+    key = lambda c: -(line_logprob(c) + (bonus if c.get("copied") else 0.0))
+    for c in sorted(pool, key=key):
         line = first_line(c["text"]).strip()
         if len(lines) < 3 and line and line not in lines:
             lines.append(line)
@@ -61,8 +71,14 @@ def load(label, paths):
 
 
 def main():
-    labelled = [arg.split("=", 1) for arg in sys.argv[1:] if "=" in arg]
-    pooled = [arg for arg in sys.argv[1:] if "=" not in arg]
+    args = sys.argv[1:]
+    if "--bonus" in args:
+        at = args.index("--bonus")
+        for bonus in args[at + 1].split(","):
+            POOLS[f"beam+copies {bonus}"] = ({"beam", "copies"}, float(bonus))
+        del args[at : at + 2]
+    labelled = [arg.split("=", 1) for arg in args if "=" in arg]
+    pooled = [arg for arg in args if "=" not in arg]
     runs = [load(label, paths.split(",")) for label, paths in labelled]
     if pooled:
         runs.insert(0, load("", pooled))
@@ -70,11 +86,14 @@ def main():
     n = len(ids)
     hits = {}
     for label, records in runs:
-        for name, sources in POOLS.items():
+        present = {c.get("source", "fork") for i in ids for c in records[i]["candidates"]}
+        for name, (sources, bonus) in POOLS.items():
+            if not sources <= present:
+                continue
             key = f"{label} {name}".strip()
             hits[key] = []
             for i in ids:
-                lines = offered(records[i], sources)
+                lines = offered(records[i], sources, bonus)
                 target = records[i]["target"]["text"]
                 hits[key].append((exact(lines[0], target), any(exact(l, target) for l in lines)))
     first = next(iter(hits.values()))

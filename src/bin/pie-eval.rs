@@ -106,6 +106,13 @@ struct Args {
     /// alternatives (0: none).
     #[arg(long, default_value_t = MirrorConfig::default().beam)]
     beam: usize,
+    /// With --suggest: width of the search among the lines above the
+    /// trigger (0: none).
+    #[arg(long, default_value_t = MirrorConfig::default().copies)]
+    copies: usize,
+    /// With --suggest: what ranking adds to a copied line's log-probability.
+    #[arg(long, default_value_t = MirrorConfig::default().copy_bonus)]
+    copy_bonus: f32,
     /// With --suggest: the threshold the headline table applies (default:
     /// the editor's for each language).
     #[arg(long)]
@@ -238,6 +245,8 @@ fn run_suggest(args: &Args) -> Result<()> {
             let alternatives = MirrorConfig {
                 rank: args.rank,
                 beam: args.beam,
+                copies: args.copies,
+                copy_bonus: args.copy_bonus,
                 ..MirrorConfig::default()
             };
             let (mut mirror, name) = load_mirror(args, alternatives, &bar)?;

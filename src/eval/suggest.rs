@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::corpus::Corpus;
 use super::metrics::{edit_similarity, exact_match};
 use super::simulate::{self, Target};
-use crate::predict::mirror::{Choice, Mirror};
+use crate::predict::mirror::{Choice, Found, Mirror};
 use crate::predict::suggest::{self, Confidence, Judged, Surroundings};
 
 /// Which files of a corpus a run draws from.
@@ -74,6 +74,10 @@ pub struct CandidateRecord {
     /// Records from before the beam search (7b4a2e1) held only branches.
     #[serde(default = "fork")]
     pub source: Source,
+    /// It is a line above the trigger (records from before 2026-12-02 do
+    /// not say, and had no copies searched).
+    #[serde(default)]
+    pub copied: bool,
 }
 
 /// Where a candidate alternative came from.
@@ -87,6 +91,8 @@ pub enum Source {
     Fork,
     /// The beam search.
     Beam,
+    /// The beam search restricted to the lines above the trigger.
+    Copies,
 }
 
 fn fork() -> Source {
@@ -247,10 +253,19 @@ pub fn run_sample(
                         confidence,
                     });
                 }
-                Choice::Candidate { text, confidence } => candidates.push(CandidateRecord {
+                Choice::Candidate {
+                    text,
+                    confidence,
+                    found,
+                    copied,
+                } => candidates.push(CandidateRecord {
                     text: text.to_string(),
                     confidence,
-                    source: Source::Beam,
+                    source: match found {
+                        Found::Beam => Source::Beam,
+                        Found::Copies => Source::Copies,
+                    },
+                    copied,
                 }),
             }
             ControlFlow::Continue(())

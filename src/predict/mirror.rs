@@ -14,6 +14,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use super::align::AlignedText;
+use super::copies::{self, LineSet};
 use super::engine::{Backend, CacheInfo, Output, Persist};
 use super::healing::{self, HealingFilter};
 use super::kv_disk::KvDisk;
@@ -40,6 +41,12 @@ pub struct MirrorConfig {
     pub verdict_tokens: usize,
     /// Width of the beam search that finds the alternatives (0: none).
     pub beam: usize,
+    /// Width of the second search, among the lines above the cursor, at a
+    /// blank line (0: none; see [`copies`]).
+    pub copies: usize,
+    /// What ranking adds to a copied line's log-probability: how much more
+    /// likely a line already in the file is than the model alone says.
+    pub copy_bonus: f32,
 }
 
 /// The order alternatives are offered in.
@@ -74,6 +81,8 @@ impl Default for MirrorConfig {
             rank: Rank::default(),
             verdict_tokens: 8,
             beam: 4,
+            copies: 4,
+            copy_bonus: 0.0,
         }
     }
 }
@@ -491,30 +500,66 @@ impl Mirror {
             suggest::shape(&visible, &line_before, max_lines)
         };
         let line_logprob = |c: &Confidence| c.mean_logprob as f64 * c.tokens as f64;
-        let mut found: Vec<(String, Confidence)> = Vec::new();
-        if self.config.beam > 0 {
+        let mut found: Vec<(String, Confidence, Found)> = Vec::new();
+        let required = String::from_utf8_lossy(&plan.required).into_owned();
+        let above = LineSet::above(
+            &self.window.slice(..line_start).to_string(),
+            &line_before,
+            if self.config.copies > 0 {
+                copies::MAX_LINES
+            } else {
+                0
+            },
+            &|line| tokenizer.encode(&format!("{required}{line}")),
+            tokenizer.tokens_starting_with(b"\n"),
+        );
+        let searches = [
+            (Found::Beam, self.config.beam),
+            (
+                Found::Copies,
+                if above.is_empty() {
+                    0
+                } else {
+                    self.config.copies
+                },
+            ),
+        ];
+        for (search, width) in searches {
+            if width == 0 {
+                continue;
+            }
+            let only = |so_far: &[u32]| above.next_tokens(so_far);
             self.session.beam_search(
                 plan.keep_tokens,
                 &options,
-                self.config.beam,
+                width,
                 &mut |so_far, logits| filter.apply(so_far, logits),
-                &mut |generated| shaped(generated).1,
+                match search {
+                    Found::Beam => None,
+                    Found::Copies => Some(&only),
+                },
+                &mut |generated| match search {
+                    Found::Beam => shaped(generated).1,
+                    Found::Copies => above.contains(generated),
+                },
                 &mut |generated, infos| {
                     let confidence = confidence_of(&tokenizer, &plan.required, generated, infos);
                     let text = shaped(generated).0;
                     // Another spelling of a line found already (ended by
-                    // two line breaks, or tokenized otherwise): keep the
-                    // likelier, and let the search look for another line.
+                    // two line breaks, or tokenized otherwise), or a line
+                    // both searches find: keep the likelier, and let the
+                    // search look for another line.
                     let line = first_line(&text);
-                    match found.iter_mut().find(|(t, _)| first_line(t) == line) {
+                    match found.iter_mut().find(|(t, ..)| first_line(t) == line) {
                         Some(same) => {
                             if line_logprob(&confidence) > line_logprob(&same.1) {
-                                *same = (text, confidence);
+                                same.0 = text;
+                                same.1 = confidence;
                             }
                             false
                         }
                         None => {
-                            found.push((text, confidence));
+                            found.push((text, confidence, search));
                             true
                         }
                     }
@@ -526,23 +571,28 @@ impl Mirror {
         // end).
         found.sort_by(|a, b| line_logprob(&b.1).total_cmp(&line_logprob(&a.1)));
         let mut candidates = Vec::with_capacity(found.len());
-        for (text, confidence) in found {
+        for (text, confidence, search) in found {
+            let line = first_line(&text).to_string();
+            let copied = above.has_line(&line);
             let choice = Choice::Candidate {
                 text: &text,
                 confidence,
+                found: search,
+                copied,
             };
             if interrupted() || on_choice(choice).is_break() {
                 return Ok(());
             }
             candidates.push(Candidate {
-                line: first_line(&text).to_string(),
+                line,
                 text,
                 confidence,
+                copied,
             });
         }
         let mut offered = 0;
         let mut lines = vec![first_line_shown];
-        for candidate in rank(candidates, self.config.rank) {
+        for candidate in rank(candidates, self.config.rank, self.config.copy_bonus) {
             if offered + 1 >= wanted || interrupted() {
                 break;
             }
@@ -634,10 +684,13 @@ impl Mirror {
 }
 
 /// The alternatives in the order they are offered.
-fn rank(mut candidates: Vec<Candidate>, rank: Rank) -> Vec<Candidate> {
-    let key = |c: &Candidate| match rank {
-        Rank::Mean => -c.confidence.mean_logprob as f64,
-        Rank::Sum => -(c.confidence.mean_logprob as f64) * c.confidence.tokens as f64,
+fn rank(mut candidates: Vec<Candidate>, rank: Rank, copy_bonus: f32) -> Vec<Candidate> {
+    let key = |c: &Candidate| {
+        let logprob = match rank {
+            Rank::Mean => c.confidence.mean_logprob as f64,
+            Rank::Sum => c.confidence.mean_logprob as f64 * c.confidence.tokens as f64,
+        };
+        -(logprob + if c.copied { copy_bonus as f64 } else { 0.0 })
     };
     // Stable: ties keep the order of decoding.
     candidates.sort_by(|a, b| key(a).total_cmp(&key(b)));
@@ -691,12 +744,24 @@ pub enum Choice<'a> {
         text: &'a str,
         confidence: Confidence,
     },
-    /// A line the beam search found for the alternatives, before they are
-    /// ranked and de-duplicated (pie-eval).
+    /// A line a search found for the alternatives, before they are ranked
+    /// and de-duplicated (pie-eval).
     Candidate {
         text: &'a str,
         confidence: Confidence,
+        found: Found,
+        /// It is a line above the cursor (whichever search found it).
+        copied: bool,
     },
+}
+
+/// Which search found a line for the alternatives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// The beam search over every token.
+    Beam,
+    /// The one restricted to the lines above the cursor.
+    Copies,
 }
 
 /// A line found for the alternatives, waiting to be ranked.
@@ -704,6 +769,7 @@ struct Candidate {
     line: String,
     text: String,
     confidence: Confidence,
+    copied: bool,
 }
 
 impl Backend for Mirror {

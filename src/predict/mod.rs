@@ -4,6 +4,7 @@
 
 pub mod align;
 pub mod config;
+pub mod copies;
 pub mod engine;
 pub mod healing;
 pub mod kv_disk;
