@@ -689,7 +689,7 @@ impl Session {
         options: &GenerateOptions,
         width: usize,
         logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
-        only: Option<&dyn Fn(&[u32]) -> Vec<u32>>,
+        only: Option<&NextTokens<'_>>,
         finished: &mut dyn FnMut(&[u32]) -> bool,
         on_found: &mut dyn FnMut(&[u32], &[TokenInfo]) -> bool,
         interrupted: &dyn Fn() -> bool,
@@ -877,6 +877,10 @@ pub struct TokenInfo {
     /// (infinite when only one token was allowed).
     pub margin: f32,
 }
+
+/// The tokens a continuation may go on with after the given ones (see
+/// [`Session::beam_search`]).
+pub type NextTokens<'a> = dyn Fn(&[u32]) -> Vec<u32> + 'a;
 
 /// A partial continuation in [`Session::beam_search`].
 struct Hypothesis {
