@@ -4,7 +4,7 @@
 Reads pie-eval --suggest records made with `--beam N` beside the branches
 (from 7b4a2e1 on, every candidate carries its `source`: "fork" or "beam"),
 ranks each pool as the editor does (line log-probability, distinct first
-lines, the first suggestion first), and prints EM@1, EM@3 and EM@3 / EM@1
+lines, none only closing brackets, the first suggestion first), and prints EM@1, EM@3 and EM@3 / EM@1
 per pool, and each pool's difference from the best pool in triggers with a
 paired bootstrap 95% interval. The files given are pooled: pass calibrate
 runs to choose, report runs to report.
@@ -40,6 +40,11 @@ def exact(a, b):
     return a.strip() == b.strip()
 
 
+def only_closing(line):
+    """Nothing but closing brackets: the editor does not offer it (from 2026-12-02)."""
+    return all(c in ")]},;" or c.isspace() for c in line)
+
+
 def line_logprob(candidate):
     c = candidate["confidence"]
     return c["mean_logprob"] * c["tokens"]
@@ -54,7 +59,7 @@ def offered(record, sources, bonus):
     key = lambda c: -(line_logprob(c) + (bonus if c.get("copied") else 0.0))
     for c in sorted(pool, key=key):
         line = first_line(c["text"]).strip()
-        if len(lines) < 3 and line and line not in lines:
+        if len(lines) < 3 and not only_closing(line) and line not in lines:
             lines.append(line)
     return lines
 

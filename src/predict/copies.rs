@@ -10,6 +10,8 @@
 
 use std::collections::HashSet;
 
+use super::suggest::only_closing;
+
 /// At most this many distinct lines above the cursor are candidates (the
 /// nearest ones): tokenizing them is the only cost that grows with them.
 pub const MAX_LINES: usize = 256;
@@ -95,17 +97,11 @@ fn continuations(text_above: &str, line_before: &str, max: usize) -> Vec<String>
         let Some(rest) = line.strip_prefix(line_before) else {
             continue;
         };
-        if is_code(line) && seen.insert(line.trim()) {
+        if !only_closing(line) && seen.insert(line.trim()) {
             out.push(rest.trim_end().to_string());
         }
     }
     out
-}
-
-/// A line with code on it, not only closing brackets and separators.
-fn is_code(line: &str) -> bool {
-    let code = line.trim();
-    !code.is_empty() && !code.chars().all(|c| ")]},;:".contains(c))
 }
 
 #[cfg(test)]

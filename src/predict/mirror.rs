@@ -590,14 +590,17 @@ impl Mirror {
                 copied,
             });
         }
+        let alternatives = alternatives(
+            candidates,
+            &first_line_shown,
+            wanted - 1,
+            self.config.rank,
+            self.config.copy_bonus,
+        );
         let mut offered = 0;
-        let mut lines = vec![first_line_shown];
-        for candidate in rank(candidates, self.config.rank, self.config.copy_bonus) {
-            if offered + 1 >= wanted || interrupted() {
+        for candidate in alternatives {
+            if interrupted() {
                 break;
-            }
-            if candidate.line.is_empty() || lines.contains(&candidate.line) {
-                continue;
             }
             offered += 1;
             let choice = Choice::Done {
@@ -608,7 +611,6 @@ impl Mirror {
             if on_choice(choice).is_break() {
                 break;
             }
-            lines.push(candidate.line);
         }
         tracing::debug!(
             // Counts only, never text: the log must not hold what the
@@ -683,8 +685,17 @@ impl Mirror {
     }
 }
 
-/// The alternatives in the order they are offered.
-fn rank(mut candidates: Vec<Candidate>, rank: Rank, copy_bonus: f32) -> Vec<Candidate> {
+/// The `n` alternatives to offer after the first suggestion's line, in
+/// order: ranked, each line once, and none that is only closing brackets
+/// (one key to type, not worth a place; at an automatic trigger the first
+/// suggestion is not shown either).
+fn alternatives(
+    mut candidates: Vec<Candidate>,
+    first: &str,
+    n: usize,
+    rank: Rank,
+    copy_bonus: f32,
+) -> Vec<Candidate> {
     let key = |c: &Candidate| {
         let logprob = match rank {
             Rank::Mean => c.confidence.mean_logprob as f64,
@@ -694,6 +705,15 @@ fn rank(mut candidates: Vec<Candidate>, rank: Rank, copy_bonus: f32) -> Vec<Cand
     };
     // Stable: ties keep the order of decoding.
     candidates.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    let mut lines = vec![first.to_string()];
+    candidates.retain(|c| {
+        let keep = !suggest::only_closing(&c.line) && !lines.contains(&c.line);
+        if keep {
+            lines.push(c.line.clone());
+        }
+        keep
+    });
+    candidates.truncate(n);
     candidates
 }
 
@@ -1302,5 +1322,54 @@ impl Mirror {
             }
             Err(e) => tracing::warn!("cannot encode the KV cache for disk: {e:#}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(line: &str, line_logprob: f32, tokens: usize, copied: bool) -> Candidate {
+        Candidate {
+            line: line.to_string(),
+            text: format!("    {line}"),
+            confidence: Confidence {
+                mean_logprob: line_logprob / tokens as f32,
+                tokens,
+                ..Confidence::default()
+            },
+            copied,
+        }
+    }
+
+    fn lines(offered: &[Candidate]) -> Vec<&str> {
+        offered.iter().map(|c| c.line.as_str()).collect()
+    }
+
+    #[test]
+    fn alternatives_are_ranked_distinct_and_never_only_closing_brackets() {
+        let found = || {
+            vec![
+                candidate("x = 1", -1.0, 4, false),
+                candidate("}", -0.5, 1, false),
+                candidate("return x", -2.0, 3, false),
+                candidate("y = 2", -3.0, 4, true),
+                candidate("return x", -2.5, 3, false),
+                candidate("z = 3", -4.0, 40, false),
+            ]
+        };
+        let offered = alternatives(found(), "x = 1", 2, Rank::Sum, 0.0);
+        assert_eq!(lines(&offered), ["return x", "y = 2"]);
+        let offered = alternatives(found(), "x = 1", 9, Rank::Sum, 0.0);
+        assert_eq!(lines(&offered), ["return x", "y = 2", "z = 3"]);
+        // By mean log-probability the long z = 3 (-0.1 a token) comes first.
+        let offered = alternatives(found(), "x = 1", 9, Rank::Mean, 0.0);
+        assert_eq!(lines(&offered), ["z = 3", "return x", "y = 2"]);
+        let offered = alternatives(found(), "x = 1", 2, Rank::Sum, 1.5);
+        assert_eq!(
+            lines(&offered),
+            ["y = 2", "return x"],
+            "the copied line's bonus"
+        );
     }
 }

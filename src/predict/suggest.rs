@@ -193,6 +193,13 @@ impl<'a> Judged<'a> {
     }
 }
 
+/// Whether `code` is nothing but closing brackets and separators: one key
+/// to type, not worth a suggestion's place.
+pub fn only_closing(code: &str) -> bool {
+    code.chars()
+        .all(|c| ")]},;".contains(c) || c.is_whitespace())
+}
+
 /// Whether a suggestion is worth showing at an automatic trigger: `None`
 /// when it is, else why not. An explicit request (the user asked) is shown
 /// whatever it holds, unless it is blank. A suggestion judged before it is
@@ -213,11 +220,7 @@ pub fn hidden(
     if code.is_empty() {
         return Some(Hidden::Blank);
     }
-    if automatic
-        && code
-            .chars()
-            .all(|c| ")]},;".contains(c) || c.is_whitespace())
-    {
+    if automatic && only_closing(code) {
         return Some(Hidden::OnlyClosing);
     }
     let line = first_line_result(text, surroundings);
