@@ -25,7 +25,7 @@ use pie_edit::eval::corpus::{Corpus, Language};
 use pie_edit::eval::report;
 use pie_edit::eval::run::{EvalOptions, Evaluator, Mode, SampleRecord, Setting, sample_id};
 use pie_edit::eval::simulate::EditKind;
-use pie_edit::eval::suggest::{self, Half, SuggestRecord};
+use pie_edit::eval::suggest::{self, Cursor, Half, SuggestRecord};
 use pie_edit::model::{LoadOptions, Sampling, SlowQuant, UpdateMode};
 use pie_edit::predict::config::PredictConfig;
 use pie_edit::predict::mirror::{self, Mirror, MirrorConfig, Rank};
@@ -106,6 +106,9 @@ struct Args {
     /// alternatives (0: none).
     #[arg(long, default_value_t = MirrorConfig::default().beam)]
     beam: usize,
+    /// With --suggest: where on the target's line the trigger happens.
+    #[arg(long, value_enum, default_value_t = Cursor::default())]
+    cursor: Cursor,
     /// With --suggest: width of the search among the lines above the
     /// trigger (0: none).
     #[arg(long, default_value_t = MirrorConfig::default().copies)]
@@ -261,6 +264,7 @@ fn run_suggest(args: &Args) -> Result<()> {
                     args.seed,
                     args.context,
                     args.choices,
+                    args.cursor,
                 )
                 .with_context(|| {
                     format!("sample {}", suggest::sample_id(&corpora[c], args.half, i))

@@ -17,9 +17,10 @@ use rand::{Rng, SeedableRng};
 use ropey::Rope;
 use serde::{Deserialize, Serialize};
 
-use super::corpus::Corpus;
+use super::corpus::{Corpus, Language};
 use super::metrics::{edit_similarity, exact_match};
 use super::simulate::{self, Target};
+use crate::editor::{Document, Editor, EditorOptions, Keymap};
 use crate::predict::mirror::{Choice, Found, Mirror};
 use crate::predict::suggest::{self, Confidence, Judged, Surroundings};
 
@@ -126,6 +127,11 @@ pub struct SuggestRecord {
     /// file: what the repeat filter compares with.
     pub line_above: Option<String>,
     pub line_below: Option<String>,
+    /// What the editor's Enter put on the target's line before the trigger
+    /// (its indentation); records from before 2026-12-02 triggered at
+    /// column 0, with nothing typed.
+    #[serde(default)]
+    pub typed: String,
     /// The first suggestion, then its alternatives.
     pub choices: Vec<Suggestion>,
     /// Every branch decoded for the alternatives.
@@ -174,7 +180,7 @@ impl SuggestRecord {
 
     pub fn surroundings(&self) -> Surroundings {
         Surroundings {
-            before: String::new(),
+            before: self.typed.clone(),
             after: String::new(),
             line_above: self.line_above.clone(),
             line_below: self.line_below.clone(),
@@ -190,6 +196,39 @@ pub fn sample_id(corpus: &Corpus, half: Half, index: usize) -> String {
     )
 }
 
+/// Where a trigger happens on the target's line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Cursor {
+    /// Where the editor puts it when Enter is pressed at the end of the line
+    /// above: after the indentation it types (what the user sees).
+    #[default]
+    Enter,
+    /// At column 0, nothing typed (the runs before 2026-12-02).
+    Column0,
+}
+
+/// What the editor's own Enter types on the new line when pressed at the
+/// end of the context's last line: the indentation it carries, one level
+/// more after a block opener.
+fn typed_by_enter(context: &str, language: Language) -> String {
+    let Some(before) = context.strip_suffix('\n') else {
+        return String::new();
+    };
+    let language = match language {
+        Language::Python => crate::syntax::Language::Python,
+        Language::Rust => crate::syntax::Language::Rust,
+    };
+    let mut editor = Editor::new(
+        Document::from_text(before, Some(language)),
+        EditorOptions::default(),
+        Keymap::default(),
+    );
+    editor.move_to(editor.rope().len_chars(), false);
+    editor.insert_newline();
+    let text = editor.doc.text();
+    text.rsplit('\n').next().unwrap_or("").to_string()
+}
+
 /// Draw sample `index` (from `corpus`, already restricted to `half`) and
 /// predict at the start of its target line.
 pub fn run_sample(
@@ -200,6 +239,7 @@ pub fn run_sample(
     seed: u64,
     context_tokens: usize,
     choices: usize,
+    cursor: Cursor,
 ) -> Result<SuggestRecord> {
     let mut rng = simulate::sample_rng(
         seed,
@@ -214,7 +254,11 @@ pub fn run_sample(
     let strip = |l: &str| l.trim_end_matches(['\n', '\r']).to_string();
     let line_above = target.context.split_inclusive('\n').next_back().map(strip);
     let line_below = lines.get(target.line).map(|l| strip(l));
-    let doc = Rope::from_str(&target.context);
+    let typed = match cursor {
+        Cursor::Enter => typed_by_enter(&target.context, target.language),
+        Cursor::Column0 => String::new(),
+    };
+    let doc = Rope::from_str(&format!("{}{typed}", target.context));
     crate::predict::engine::Backend::reset(mirror, &doc, doc.len_chars())?;
     let started = Instant::now();
     let mut first_ms = f64::NAN;
@@ -273,13 +317,18 @@ pub fn run_sample(
         &|| false,
     )?;
     let total_ms = started.elapsed().as_secs_f64() * 1e3;
-    let target_read = mirror.read_line(doc.len_chars(), &target.text)?;
+    let target_read = match target.text.strip_prefix(typed.as_str()) {
+        Some(rest) => mirror.read_line(doc.len_chars(), rest)?,
+        // Enter indented deeper than the target: the model cannot reach it.
+        None => None,
+    };
     Ok(SuggestRecord {
         id: sample_id(corpus, half, index),
         half,
         target,
         line_above,
         line_below,
+        typed,
         choices: out,
         candidates,
         verdict,
@@ -367,8 +416,8 @@ fn score(record: &SuggestRecord) -> Scored {
     }
     // Tab only when the suggestion is a prefix of the truth (indentation
     // included); the indentation itself the editor types anyway.
-    let shown = line.trim_end();
-    let accepted = if !shown.trim().is_empty() && target.starts_with(shown) {
+    let shown = format!("{}{}", record.typed, line.trim_end());
+    let accepted = if !shown.trim().is_empty() && target.starts_with(&shown) {
         shown.trim_start().chars().count()
     } else {
         0
@@ -649,6 +698,7 @@ mod tests {
             },
             line_above: Some("    x = 1".into()),
             line_below: Some(below.into()),
+            typed: String::new(),
             choices: choices
                 .iter()
                 .map(|&(text, p)| Suggestion {
@@ -700,6 +750,26 @@ mod tests {
         // Repeating the line below is filtered.
         let s = score(&record("    y = 2", &[("    y = 3", 0.9)], "    y = 3"));
         assert!(!s.passes_filters);
+        // After Enter typed the indentation, the suggestion comes after it.
+        let mut r = record("    return x + 1", &[("return x", 0.9)], "    return x");
+        r.typed = "    ".into();
+        let s = score(&r);
+        assert_eq!(s.accepted, "return x".len());
+        assert!(
+            !s.passes_filters,
+            "it is on its way to repeat the line below"
+        );
+    }
+
+    #[test]
+    fn enter_types_the_indentation_the_editor_would() {
+        let python = "def f(x):\n    if x:\n        return 1\n";
+        assert_eq!(typed_by_enter(python, Language::Python), "        ");
+        assert_eq!(typed_by_enter("def f(x):\n", Language::Python), "    ");
+        let rust = "impl A {\n    fn f() {\n";
+        assert_eq!(typed_by_enter(rust, Language::Rust), "        ");
+        assert_eq!(typed_by_enter("    x();\n\n", Language::Rust), "");
+        assert_eq!(typed_by_enter("no line break", Language::Rust), "");
     }
 
     #[test]
