@@ -253,22 +253,20 @@ fn run_suggest(args: &Args) -> Result<()> {
                 ..MirrorConfig::default()
             };
             let (mut mirror, name) = load_mirror(args, alternatives, &bar)?;
+            let trigger = suggest::Trigger {
+                half: args.half,
+                seed: args.seed,
+                context_tokens: args.context,
+                choices: args.choices,
+                cursor: args.cursor,
+            };
             bar.println(format!("model: {name}, {} threads", args.threads));
             let mut out = append_to(&path)?;
             for (c, i) in todo {
-                let record = suggest::run_sample(
-                    &mut mirror,
-                    &corpora[c],
-                    args.half,
-                    i,
-                    args.seed,
-                    args.context,
-                    args.choices,
-                    args.cursor,
-                )
-                .with_context(|| {
-                    format!("sample {}", suggest::sample_id(&corpora[c], args.half, i))
-                })?;
+                let record = suggest::run_sample(&mut mirror, &corpora[c], i, trigger)
+                    .with_context(|| {
+                        format!("sample {}", suggest::sample_id(&corpora[c], args.half, i))
+                    })?;
                 writeln!(out, "{}", serde_json::to_string(&record)?)?;
                 out.flush()?;
                 records.push(record);

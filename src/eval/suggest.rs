@@ -229,18 +229,33 @@ fn typed_by_enter(context: &str, language: Language) -> String {
     text.rsplit('\n').next().unwrap_or("").to_string()
 }
 
-/// Draw sample `index` (from `corpus`, already restricted to `half`) and
-/// predict at the start of its target line.
+/// How a run draws its triggers and what it asks at each.
+#[derive(Debug, Clone, Copy)]
+pub struct Trigger {
+    pub half: Half,
+    pub seed: u64,
+    /// Tokens of context before the target line, at most.
+    pub context_tokens: usize,
+    /// Suggestions asked for, the first one included.
+    pub choices: usize,
+    pub cursor: Cursor,
+}
+
+/// Draw sample `index` (from `corpus`, already restricted to the
+/// trigger's half) and predict at the start of its target line.
 pub fn run_sample(
     mirror: &mut Mirror,
     corpus: &Corpus,
-    half: Half,
     index: usize,
-    seed: u64,
-    context_tokens: usize,
-    choices: usize,
-    cursor: Cursor,
+    trigger: Trigger,
 ) -> Result<SuggestRecord> {
+    let Trigger {
+        half,
+        seed,
+        context_tokens,
+        choices,
+        cursor,
+    } = trigger;
     let mut rng = simulate::sample_rng(
         seed,
         &format!("{}/suggest-{}", corpus.language.name(), half.name()),
