@@ -153,7 +153,7 @@ fn with_f32_weights_pie_plus_repair_predicts_what_full_predicts() {
 /// alternatives are distinct from the first suggestion.
 #[test]
 fn suggestion_samples_repeat_and_carry_distinct_alternatives() {
-    use pie_edit::eval::suggest::{Half, run_sample};
+    use pie_edit::eval::suggest::{Cursor, Half, Trigger, run_sample};
     let (_dir, corpus) = corpus();
     let config = MirrorConfig {
         max_context: CONTEXT * 2,
@@ -161,9 +161,15 @@ fn suggestion_samples_repeat_and_carry_distinct_alternatives() {
     };
     let (mut mirror, _) =
         mirror::load_with(DEFAULT_PRESET, config, &LoadOptions::default(), &|_| {}).unwrap();
-    let half = Half::of(&corpus.files[0]);
+    let trigger = Trigger {
+        half: Half::of(&corpus.files[0]),
+        seed: 3,
+        context_tokens: CONTEXT,
+        choices: 3,
+        cursor: Cursor::Enter,
+    };
     let run = |mirror: &mut _, index| {
-        let mut r = run_sample(mirror, &corpus, half, index, 3, CONTEXT, 3).unwrap();
+        let mut r = run_sample(mirror, &corpus, index, trigger).unwrap();
         (r.first_ms, r.total_ms) = (0.0, 0.0);
         if let Some(verdict) = r.verdict.as_mut() {
             verdict.ms = 0.0;
@@ -199,5 +205,6 @@ fn suggestion_samples_repeat_and_carry_distinct_alternatives() {
         .lines()
         .collect();
     assert_eq!(lines[a.target.line - 1], a.target.text);
+    assert!(a.typed.chars().all(|c| c == ' ' || c == '\t'), "{a:?}");
     assert_eq!(a.line_below.as_deref(), lines.get(a.target.line).copied());
 }
