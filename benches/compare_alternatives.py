@@ -4,8 +4,8 @@
 Reads pie-eval --suggest records made with `--beam N` beside the branches
 (from 7b4a2e1 on, every candidate carries its `source`: "fork" or "beam"),
 ranks each pool as the editor does (line log-probability, distinct first
-lines, none only closing brackets, the first suggestion first), and prints EM@1, EM@3 and EM@3 / EM@1
-per pool, and each pool's difference from the best pool in triggers with a
+lines, none only closing brackets, the first suggestion first), and prints
+EM@1, EM@3 and EM@3 / EM@1 per pool, and each pool's difference from the best pool in triggers with a
 paired bootstrap 95% interval. The files given are pooled: pass calibrate
 runs to choose, report runs to report.
 
@@ -16,20 +16,14 @@ Runs of different settings on the same triggers compare as `label=files`
 
     python3 benches/compare_alternatives.py beam4=c4-b4-rs/suggest.jsonl beam8=c4-b8-rs/suggest.jsonl
 
-Records from 2026-12-02 on also hold the lines the search among the lines
-above found ("copies"), and mark every line that is one above ("copied").
-`--bonus B1,B2,...` adds a pool "beam+copies B" for each bonus B: what
-ranking adds to a copied line's log-probability.
+Only the pools whose sources the records hold are shown. The copies pools
+(`--bonus`) need the records and this script as of 3af5cd0.
 """
 import json
 import random
 import sys
 
-POOLS = {
-    "branches": ({"fork"}, 0.0),
-    "beam": ({"beam"}, 0.0),
-    "both": ({"fork", "beam"}, 0.0),
-}
+POOLS = {"branches": {"fork"}, "beam": {"beam"}, "both": {"fork", "beam"}}
 
 
 def first_line(text):
@@ -50,14 +44,13 @@ def line_logprob(candidate):
     return c["mean_logprob"] * c["tokens"]
 
 
-def offered(record, sources, bonus):
+def offered(record, sources):
     """The lines the editor would offer from these sources, the first one first."""
     if not record["choices"]:
         return [""]
     lines = [first_line(record["choices"][0]["text"]).strip()]
     pool = [c for c in record["candidates"] if c.get("source", "fork") in sources]
-    key = lambda c: -(line_logprob(c) + (bonus if c.get("copied") else 0.0))
-    for c in sorted(pool, key=key):
+    for c in sorted(pool, key=lambda c: -line_logprob(c)):
         line = first_line(c["text"]).strip()
         if len(lines) < 3 and not only_closing(line) and line not in lines:
             lines.append(line)
@@ -76,14 +69,8 @@ def load(label, paths):
 
 
 def main():
-    args = sys.argv[1:]
-    if "--bonus" in args:
-        at = args.index("--bonus")
-        for bonus in args[at + 1].split(","):
-            POOLS[f"beam+copies {bonus}"] = ({"beam", "copies"}, float(bonus))
-        del args[at : at + 2]
-    labelled = [arg.split("=", 1) for arg in args if "=" in arg]
-    pooled = [arg for arg in args if "=" not in arg]
+    labelled = [arg.split("=", 1) for arg in sys.argv[1:] if "=" in arg]
+    pooled = [arg for arg in sys.argv[1:] if "=" not in arg]
     runs = [load(label, paths.split(",")) for label, paths in labelled]
     if pooled:
         runs.insert(0, load("", pooled))
@@ -92,13 +79,13 @@ def main():
     hits = {}
     for label, records in runs:
         present = {c.get("source", "fork") for i in ids for c in records[i]["candidates"]}
-        for name, (sources, bonus) in POOLS.items():
+        for name, sources in POOLS.items():
             if not sources <= present:
                 continue
             key = f"{label} {name}".strip()
             hits[key] = []
             for i in ids:
-                lines = offered(records[i], sources, bonus)
+                lines = offered(records[i], sources)
                 target = records[i]["target"]["text"]
                 hits[key].append((exact(lines[0], target), any(exact(l, target) for l in lines)))
     first = next(iter(hits.values()))

@@ -251,7 +251,6 @@ fn beam_lines(width: usize) -> BeamRun {
     let cursor = doc.len_chars();
     let mut mirror = load(MirrorConfig {
         beam: width,
-        copies: 0,
         ..MirrorConfig::default()
     });
     mirror.reset(&doc, cursor).unwrap();
@@ -263,9 +262,7 @@ fn beam_lines(width: usize) -> BeamRun {
             &mut |choice| {
                 match choice {
                     Choice::Done { index: 0, text, .. } => first = text.to_string(),
-                    Choice::Candidate {
-                        text, confidence, ..
-                    } => found.push((
+                    Choice::Candidate { text, confidence } => found.push((
                         text.to_string(),
                         confidence.mean_logprob * confidence.tokens as f32,
                     )),
@@ -313,74 +310,6 @@ fn beam_lines_are_distinct_and_as_likely_as_the_model_reads_them() {
         assert!(
             (read_logprob - logprob).abs() < 0.05,
             "{text:?}: found at {logprob}, read at {read_logprob}"
-        );
-    }
-}
-
-/// At a blank line, the search among the lines above finds lines of the
-/// file, each as likely as the model finds it reading it back (so they rank
-/// beside the beam's lines), and a bonus big enough offers them first.
-#[test]
-fn copied_lines_are_lines_above_as_likely_as_the_model_reads_them() {
-    use pie_edit::predict::mirror::{Choice, Found};
-    let above = format!("{CODE}\n\ndef add(a, b):\n");
-    let doc = Rope::from_str(&format!("{above}    "));
-    let cursor = doc.len_chars();
-    let mut mirror = load(MirrorConfig {
-        copy_bonus: 1000.0,
-        ..MirrorConfig::default()
-    });
-    mirror.reset(&doc, cursor).unwrap();
-    let (mut copies, mut offered) = (Vec::new(), Vec::new());
-    mirror
-        .generate_choices(
-            cursor,
-            3,
-            &mut |choice| {
-                match choice {
-                    Choice::Candidate {
-                        text,
-                        confidence,
-                        found,
-                        copied,
-                    } => {
-                        let line = format!("    {text}");
-                        let is_above = above.lines().any(|l| l.trim() == line.trim());
-                        assert_eq!(copied, is_above, "{text:?}");
-                        if found == Found::Copies {
-                            assert!(copied, "{text:?}");
-                            copies.push((text.to_string(), confidence));
-                        }
-                    }
-                    Choice::Done { index, text, .. } if index > 0 => offered.push(text.to_string()),
-                    _ => {}
-                }
-                ControlFlow::Continue(())
-            },
-            &|| false,
-        )
-        .unwrap();
-    assert!(!copies.is_empty(), "{offered:?}");
-    for (text, confidence) in &copies {
-        let read = mirror
-            .read_line(cursor, text)
-            .unwrap()
-            .expect("a short line");
-        let (found, read) = (
-            confidence.mean_logprob * confidence.tokens as f32,
-            read.mean_logprob * read.tokens as f32,
-        );
-        assert!(
-            (read - found).abs() < 0.05,
-            "{text:?}: found at {found}, read at {read}"
-        );
-    }
-    assert_eq!(offered.len(), 2, "{copies:?}");
-    for text in &offered {
-        let line = format!("    {text}");
-        assert!(
-            above.lines().any(|l| l.trim() == line.trim()),
-            "with a bonus of 1000 a copy comes first: {text:?} ({copies:?})"
         );
     }
 }

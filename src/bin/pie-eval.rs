@@ -109,13 +109,6 @@ struct Args {
     /// With --suggest: where on the target's line the trigger happens.
     #[arg(long, value_enum, default_value_t = Cursor::default())]
     cursor: Cursor,
-    /// With --suggest: width of the search among the lines above the
-    /// trigger (0: none).
-    #[arg(long, default_value_t = MirrorConfig::default().copies)]
-    copies: usize,
-    /// With --suggest: what ranking adds to a copied line's log-probability.
-    #[arg(long, default_value_t = MirrorConfig::default().copy_bonus)]
-    copy_bonus: f32,
     /// With --suggest: the threshold the headline table applies (default:
     /// the editor's for each language).
     #[arg(long)]
@@ -248,8 +241,6 @@ fn run_suggest(args: &Args) -> Result<()> {
             let alternatives = MirrorConfig {
                 rank: args.rank,
                 beam: args.beam,
-                copies: args.copies,
-                copy_bonus: args.copy_bonus,
                 ..MirrorConfig::default()
             };
             let (mut mirror, name) = load_mirror(args, alternatives, &bar)?;

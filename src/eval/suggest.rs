@@ -21,7 +21,7 @@ use super::corpus::{Corpus, Language};
 use super::metrics::{edit_similarity, exact_match};
 use super::simulate::{self, Target};
 use crate::editor::{Document, Editor, EditorOptions, Keymap};
-use crate::predict::mirror::{Choice, Found, Mirror};
+use crate::predict::mirror::{Choice, Mirror};
 use crate::predict::suggest::{self, Confidence, Judged, Surroundings};
 
 /// Which files of a corpus a run draws from.
@@ -75,10 +75,6 @@ pub struct CandidateRecord {
     /// Records from before the beam search (7b4a2e1) held only branches.
     #[serde(default = "fork")]
     pub source: Source,
-    /// It is a line above the trigger (records from before 2026-12-02 do
-    /// not say, and had no copies searched).
-    #[serde(default)]
-    pub copied: bool,
 }
 
 /// Where a candidate alternative came from.
@@ -92,7 +88,8 @@ pub enum Source {
     Fork,
     /// The beam search.
     Beam,
-    /// The beam search restricted to the lines above the trigger.
+    /// The beam search restricted to the lines above the trigger: records
+    /// of 3af5cd0 (see BENCHMARKS.md).
     Copies,
 }
 
@@ -312,19 +309,10 @@ pub fn run_sample(
                         confidence,
                     });
                 }
-                Choice::Candidate {
-                    text,
-                    confidence,
-                    found,
-                    copied,
-                } => candidates.push(CandidateRecord {
+                Choice::Candidate { text, confidence } => candidates.push(CandidateRecord {
                     text: text.to_string(),
                     confidence,
-                    source: match found {
-                        Found::Beam => Source::Beam,
-                        Found::Copies => Source::Copies,
-                    },
-                    copied,
+                    source: Source::Beam,
                 }),
             }
             ControlFlow::Continue(())

@@ -677,11 +677,6 @@ impl Session {
     /// hypothesis has its own copy of the scratch area, and one forward pass
     /// ([`Attend::Rows`]) steps them all: the prompt is never re-encoded,
     /// the weights are read once per step, and the cache is not changed.
-    ///
-    /// `only`, when given, names the tokens a hypothesis may go on with: the
-    /// search then finds the likeliest of a given set of continuations. Their
-    /// log-probabilities stay the model's own (the other tokens are passed
-    /// over, not masked out), so they rank beside an unrestricted search's.
     #[allow(clippy::too_many_arguments)]
     pub fn beam_search(
         &mut self,
@@ -689,7 +684,6 @@ impl Session {
         options: &GenerateOptions,
         width: usize,
         logit_filter: &mut dyn FnMut(&[u32], &mut [f32]),
-        only: Option<&NextTokens<'_>>,
         finished: &mut dyn FnMut(&[u32]) -> bool,
         on_found: &mut dyn FnMut(&[u32], &[TokenInfo]) -> bool,
         interrupted: &dyn Fn() -> bool,
@@ -723,11 +717,7 @@ impl Session {
             let mut extensions: Vec<(usize, u32, TokenInfo, f32)> = Vec::new();
             for (parent, hyp) in beam.iter_mut().enumerate() {
                 logit_filter(&hyp.tokens, &mut hyp.logits);
-                let next = match only {
-                    Some(only) => top_of(&hyp.logits, only(&hyp.tokens), width),
-                    None => top_tokens(&hyp.logits, width, eos),
-                };
-                for token in next {
+                for token in top_tokens(&hyp.logits, width, eos) {
                     let info = token_info(&hyp.logits, token);
                     extensions.push((parent, token, info, hyp.score + info.logprob));
                 }
@@ -878,10 +868,6 @@ pub struct TokenInfo {
     pub margin: f32,
 }
 
-/// The tokens a continuation may go on with after the given ones (see
-/// [`Session::beam_search`]).
-pub type NextTokens<'a> = dyn Fn(&[u32]) -> Vec<u32> + 'a;
-
 /// A partial continuation in [`Session::beam_search`].
 struct Hypothesis {
     tokens: Vec<u32>,
@@ -909,17 +895,6 @@ fn top_tokens(logits: &[f32], n: usize, skip: Option<u32>) -> Vec<u32> {
         }
     }
     top.into_iter().map(|(i, _)| i).collect()
-}
-
-/// The `n` of `tokens` with the highest logits, best first, skipping
-/// filtered ones.
-fn top_of(logits: &[f32], mut tokens: Vec<u32>, n: usize) -> Vec<u32> {
-    tokens.sort_unstable();
-    tokens.dedup();
-    tokens.retain(|&t| logits.get(t as usize).is_some_and(|l| l.is_finite()));
-    tokens.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
-    tokens.truncate(n);
-    tokens
 }
 
 fn token_info(logits: &[f32], token: u32) -> TokenInfo {
@@ -1008,14 +983,6 @@ mod tests {
     fn argmax_skips_filtered_tokens() {
         assert_eq!(argmax(&[1.0, f32::NEG_INFINITY, 3.0, 2.0]).unwrap(), 2);
         assert!(argmax(&[f32::NEG_INFINITY; 3]).is_err());
-    }
-
-    #[test]
-    fn top_of_ranks_the_given_tokens_once_each_by_logit() {
-        let logits = [0.5, 3.0, f32::NEG_INFINITY, 2.0, 9.0];
-        assert_eq!(top_of(&logits, vec![3, 0, 1, 3, 2], 2), vec![1, 3]);
-        assert_eq!(top_of(&logits, vec![2, 7], 2), Vec::<u32>::new());
-        assert_eq!(top_of(&logits, vec![0, 3], 5), vec![3, 0]);
     }
 
     #[test]

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use super::align::AlignedText;
-use super::copies::{self, LineSet};
 use super::engine::{Backend, CacheInfo, Output, Persist};
 use super::healing::{self, HealingFilter};
 use super::kv_disk::KvDisk;
@@ -41,12 +40,6 @@ pub struct MirrorConfig {
     pub verdict_tokens: usize,
     /// Width of the beam search that finds the alternatives (0: none).
     pub beam: usize,
-    /// Width of the second search, among the lines above the cursor, at a
-    /// blank line (0: none; see [`copies`]).
-    pub copies: usize,
-    /// What ranking adds to a copied line's log-probability: how much more
-    /// likely a line already in the file is than the model alone says.
-    pub copy_bonus: f32,
 }
 
 /// The order alternatives are offered in.
@@ -81,8 +74,6 @@ impl Default for MirrorConfig {
             rank: Rank::default(),
             verdict_tokens: 8,
             beam: 4,
-            copies: 4,
-            copy_bonus: 0.0,
         }
     }
 }
@@ -500,66 +491,30 @@ impl Mirror {
             suggest::shape(&visible, &line_before, max_lines)
         };
         let line_logprob = |c: &Confidence| c.mean_logprob as f64 * c.tokens as f64;
-        let mut found: Vec<(String, Confidence, Found)> = Vec::new();
-        let required = String::from_utf8_lossy(&plan.required).into_owned();
-        let above = LineSet::above(
-            &self.window.slice(..line_start).to_string(),
-            &line_before,
-            if self.config.copies > 0 {
-                copies::MAX_LINES
-            } else {
-                0
-            },
-            &|line| tokenizer.encode(&format!("{required}{line}")),
-            tokenizer.tokens_starting_with(b"\n"),
-        );
-        let searches = [
-            (Found::Beam, self.config.beam),
-            (
-                Found::Copies,
-                if above.is_empty() {
-                    0
-                } else {
-                    self.config.copies
-                },
-            ),
-        ];
-        for (search, width) in searches {
-            if width == 0 {
-                continue;
-            }
-            let only = |so_far: &[u32]| above.next_tokens(so_far);
+        let mut found: Vec<(String, Confidence)> = Vec::new();
+        if self.config.beam > 0 {
             self.session.beam_search(
                 plan.keep_tokens,
                 &options,
-                width,
+                self.config.beam,
                 &mut |so_far, logits| filter.apply(so_far, logits),
-                match search {
-                    Found::Beam => None,
-                    Found::Copies => Some(&only),
-                },
-                &mut |generated| match search {
-                    Found::Beam => shaped(generated).1,
-                    Found::Copies => above.contains(generated),
-                },
+                &mut |generated| shaped(generated).1,
                 &mut |generated, infos| {
                     let confidence = confidence_of(&tokenizer, &plan.required, generated, infos);
                     let text = shaped(generated).0;
                     // Another spelling of a line found already (ended by
-                    // two line breaks, or tokenized otherwise), or a line
-                    // both searches find: keep the likelier, and let the
-                    // search look for another line.
+                    // two line breaks, or tokenized otherwise): keep the
+                    // likelier, and let the search look for another line.
                     let line = first_line(&text);
-                    match found.iter_mut().find(|(t, ..)| first_line(t) == line) {
+                    match found.iter_mut().find(|(t, _)| first_line(t) == line) {
                         Some(same) => {
                             if line_logprob(&confidence) > line_logprob(&same.1) {
-                                same.0 = text;
-                                same.1 = confidence;
+                                *same = (text, confidence);
                             }
                             false
                         }
                         None => {
-                            found.push((text, confidence, search));
+                            found.push((text, confidence));
                             true
                         }
                     }
@@ -571,32 +526,22 @@ impl Mirror {
         // end).
         found.sort_by(|a, b| line_logprob(&b.1).total_cmp(&line_logprob(&a.1)));
         let mut candidates = Vec::with_capacity(found.len());
-        for (text, confidence, search) in found {
-            let line = first_line(&text).to_string();
-            let copied = above.has_line(&line);
+        for (text, confidence) in found {
             let choice = Choice::Candidate {
                 text: &text,
                 confidence,
-                found: search,
-                copied,
             };
             if interrupted() || on_choice(choice).is_break() {
                 return Ok(());
             }
             candidates.push(Candidate {
-                line,
+                line: first_line(&text).to_string(),
                 text,
                 confidence,
-                copied,
             });
         }
-        let alternatives = alternatives(
-            candidates,
-            &first_line_shown,
-            wanted - 1,
-            self.config.rank,
-            self.config.copy_bonus,
-        );
+        let alternatives =
+            alternatives(candidates, &first_line_shown, wanted - 1, self.config.rank);
         let mut offered = 0;
         for candidate in alternatives {
             if interrupted() {
@@ -694,14 +639,10 @@ fn alternatives(
     first: &str,
     n: usize,
     rank: Rank,
-    copy_bonus: f32,
 ) -> Vec<Candidate> {
-    let key = |c: &Candidate| {
-        let logprob = match rank {
-            Rank::Mean => c.confidence.mean_logprob as f64,
-            Rank::Sum => c.confidence.mean_logprob as f64 * c.confidence.tokens as f64,
-        };
-        -(logprob + if c.copied { copy_bonus as f64 } else { 0.0 })
+    let key = |c: &Candidate| match rank {
+        Rank::Mean => -c.confidence.mean_logprob as f64,
+        Rank::Sum => -(c.confidence.mean_logprob as f64) * c.confidence.tokens as f64,
     };
     // Stable: ties keep the order of decoding.
     candidates.sort_by(|a, b| key(a).total_cmp(&key(b)));
@@ -764,24 +705,12 @@ pub enum Choice<'a> {
         text: &'a str,
         confidence: Confidence,
     },
-    /// A line a search found for the alternatives, before they are ranked
-    /// and de-duplicated (pie-eval).
+    /// A line the beam search found for the alternatives, before they are
+    /// ranked and de-duplicated (pie-eval).
     Candidate {
         text: &'a str,
         confidence: Confidence,
-        found: Found,
-        /// It is a line above the cursor (whichever search found it).
-        copied: bool,
     },
-}
-
-/// Which search found a line for the alternatives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Found {
-    /// The beam search over every token.
-    Beam,
-    /// The one restricted to the lines above the cursor.
-    Copies,
 }
 
 /// A line found for the alternatives, waiting to be ranked.
@@ -789,7 +718,6 @@ struct Candidate {
     line: String,
     text: String,
     confidence: Confidence,
-    copied: bool,
 }
 
 impl Backend for Mirror {
@@ -1329,7 +1257,7 @@ impl Mirror {
 mod tests {
     use super::*;
 
-    fn candidate(line: &str, line_logprob: f32, tokens: usize, copied: bool) -> Candidate {
+    fn candidate(line: &str, line_logprob: f32, tokens: usize) -> Candidate {
         Candidate {
             line: line.to_string(),
             text: format!("    {line}"),
@@ -1338,7 +1266,6 @@ mod tests {
                 tokens,
                 ..Confidence::default()
             },
-            copied,
         }
     }
 
@@ -1350,26 +1277,20 @@ mod tests {
     fn alternatives_are_ranked_distinct_and_never_only_closing_brackets() {
         let found = || {
             vec![
-                candidate("x = 1", -1.0, 4, false),
-                candidate("}", -0.5, 1, false),
-                candidate("return x", -2.0, 3, false),
-                candidate("y = 2", -3.0, 4, true),
-                candidate("return x", -2.5, 3, false),
-                candidate("z = 3", -4.0, 40, false),
+                candidate("x = 1", -1.0, 4),
+                candidate("}", -0.5, 1),
+                candidate("return x", -2.0, 3),
+                candidate("y = 2", -3.0, 4),
+                candidate("return x", -2.5, 3),
+                candidate("z = 3", -4.0, 40),
             ]
         };
-        let offered = alternatives(found(), "x = 1", 2, Rank::Sum, 0.0);
+        let offered = alternatives(found(), "x = 1", 2, Rank::Sum);
         assert_eq!(lines(&offered), ["return x", "y = 2"]);
-        let offered = alternatives(found(), "x = 1", 9, Rank::Sum, 0.0);
+        let offered = alternatives(found(), "x = 1", 9, Rank::Sum);
         assert_eq!(lines(&offered), ["return x", "y = 2", "z = 3"]);
         // By mean log-probability the long z = 3 (-0.1 a token) comes first.
-        let offered = alternatives(found(), "x = 1", 9, Rank::Mean, 0.0);
+        let offered = alternatives(found(), "x = 1", 9, Rank::Mean);
         assert_eq!(lines(&offered), ["z = 3", "return x", "y = 2"]);
-        let offered = alternatives(found(), "x = 1", 2, Rank::Sum, 1.5);
-        assert_eq!(
-            lines(&offered),
-            ["y = 2", "return x"],
-            "the copied line's bonus"
-        );
     }
 }

@@ -4,7 +4,6 @@
 
 pub mod align;
 pub mod config;
-pub mod copies;
 pub mod engine;
 pub mod healing;
 pub mod kv_disk;
