@@ -110,6 +110,13 @@ pub const DEFAULT_KEYS: &[(&str, &str)] = &[
     ("A-\\", "suggest"),
     ("A-]", "next-suggestion"),
     ("A-[", "prev-suggestion"),
+    // Most terminals (tmux, xterm, GNOME Terminal: all without the kitty
+    // keyboard protocol) send Alt-[ as ESC [, the start of an escape
+    // sequence: it never arrives as a key, and the key after it is lost
+    // with it. Alt-n / Alt-p (Emacs's next / previous candidate) work in
+    // every terminal.
+    ("A-n", "next-suggestion"),
+    ("A-p", "prev-suggestion"),
     ("F2", "toggle-predictions"),
     ("BS", "delete-backward"),
     ("Del", "delete-forward"),
