@@ -38,7 +38,9 @@ impl Editor {
     }
 
     /// Enter: keep the line's indentation, one level more after the
-    /// language's block opener (`:` in Python, `{` in Rust). Between `{`
+    /// language's block opener (`:` in Python, `{` in Rust), one level
+    /// less after a statement that ends its block (Python's `return`,
+    /// see [`Language::ends_block`]). Between `{`
     /// and `}` the closing brace goes to its own line. A line that holds
     /// only indentation before the cursor is left empty, its indentation
     /// moving to the new line (as micro does unless `keepautoindent` is
@@ -57,11 +59,18 @@ impl Editor {
         let unit = " ".repeat(self.indent_width());
         let opener = self.doc.language().map(|l| l.block_opener());
         let opens_block = opener.is_some_and(|o| before.trim_end().ends_with(o));
+        let ends_block = self.doc.language().is_some_and(|l| l.ends_block(&before));
+        // The new line's indentation.
+        let carried = if ends_block && !opens_block {
+            dedented(&indent, self.indent_width())
+        } else {
+            &indent
+        };
         let end = self.selection.end();
         let next_char = (end < rope.len_chars()).then(|| rope.char(end));
         if opens_block && opener == Some('{') && next_char == Some('}') {
-            let first = format!("{line_ending}{indent}{unit}");
-            let text = format!("{first}{line_ending}{indent}");
+            let first = format!("{line_ending}{carried}{unit}");
+            let text = format!("{first}{line_ending}{carried}");
             let cursor = start + first.chars().count();
             self.doc.begin_transaction(self.selection);
             self.replace_selection(&text, EditKind::Other);
@@ -70,9 +79,9 @@ impl Editor {
             return;
         }
         let text = if opens_block {
-            format!("{line_ending}{indent}{unit}")
+            format!("{line_ending}{carried}{unit}")
         } else {
-            format!("{line_ending}{indent}")
+            format!("{line_ending}{carried}")
         };
         let kind = if self.selection.is_empty() {
             EditKind::Typing
@@ -293,4 +302,13 @@ impl Editor {
             None => self.message = Some("Nothing to redo".into()),
         }
     }
+}
+
+/// `indent` one level out: a tab, or up to `width` spaces, off its end.
+fn dedented(indent: &str, width: usize) -> &str {
+    if let Some(rest) = indent.strip_suffix('\t') {
+        return rest;
+    }
+    let spaces = indent.len() - indent.trim_end_matches(' ').len();
+    &indent[..indent.len() - spaces.min(width)]
 }

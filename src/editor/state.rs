@@ -378,10 +378,44 @@ mod tests {
     }
 
     #[test]
+    fn enter_dedents_after_a_statement_that_ends_its_block() {
+        let mut ed = editor("", Some(Language::Python));
+        type_text(
+            &mut ed,
+            "def f(x):\nif x:\nreturn 1\nraise ValueError(x)\nz",
+        );
+        assert_eq!(
+            ed.doc.text(),
+            "def f(x):\n    if x:\n        return 1\n    raise ValueError(x)\nz"
+        );
+        let mut ed = editor("", Some(Language::Python));
+        type_text(&mut ed, "for a in b:\nif a:\ncontinue\npass\nbreak\nz");
+        assert_eq!(
+            ed.doc.text(),
+            "for a in b:\n    if a:\n        continue\n    pass\nbreak\nz"
+        );
+        // A statement carried on by a bracket, or a name that only starts
+        // like one, keeps the indentation; so does Rust.
+        let mut ed = editor("", Some(Language::Python));
+        type_text(&mut ed, "def f():\nreturn (\n1)\npassed = 1\nz");
+        assert_eq!(
+            ed.doc.text(),
+            "def f():\n    return (\n    1)\n    passed = 1\n    z"
+        );
+        let mut ed = editor("", Some(Language::Rust));
+        type_text(&mut ed, "fn f() {\nreturn;\nz");
+        assert_eq!(ed.doc.text(), "fn f() {\n    return;\n    z");
+        // At the top level there is nothing to dedent.
+        let mut ed = editor("", Some(Language::Python));
+        type_text(&mut ed, "return\nz");
+        assert_eq!(ed.doc.text(), "return\nz");
+    }
+
+    #[test]
     fn enter_on_a_line_of_only_indentation_leaves_it_empty() {
         let mut ed = editor("", Some(Language::Python));
-        type_text(&mut ed, "def f(x):\nreturn x\n\ndef g():");
-        assert_eq!(ed.doc.text(), "def f(x):\n    return x\n\n    def g():");
+        type_text(&mut ed, "def f(x):\ny = x\n\nz = y");
+        assert_eq!(ed.doc.text(), "def f(x):\n    y = x\n\n    z = y");
         // Only the indentation before the cursor counts: text after it
         // moves down with the indentation.
         let mut ed = editor("    x", Some(Language::Python));

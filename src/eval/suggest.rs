@@ -766,8 +766,14 @@ mod tests {
 
     #[test]
     fn enter_types_the_indentation_the_editor_would() {
-        let python = "def f(x):\n    if x:\n        return 1\n";
+        let python = "def f(x):\n    if x:\n        y = 1\n";
         assert_eq!(typed_by_enter(python, Language::Python), "        ");
+        let python = "def f(x):\n    if x:\n        return 1\n";
+        assert_eq!(
+            typed_by_enter(python, Language::Python),
+            "    ",
+            "out after return"
+        );
         assert_eq!(typed_by_enter("def f(x):\n", Language::Python), "    ");
         let rust = "impl A {\n    fn f() {\n";
         assert_eq!(typed_by_enter(rust, Language::Rust), "        ");

@@ -59,6 +59,31 @@ impl Language {
         }
     }
 
+    /// Whether a line (its code, trimmed) ends the block it is in, so that
+    /// Enter after it goes one level out: Python's `return`, `raise`,
+    /// `pass`, `break` and `continue` (the statements VS Code and Vim's
+    /// Python indent dedent after). Not when a bracket or a backslash
+    /// carries the statement on to the next line. Rust closes blocks with
+    /// `}`, which Enter does not need to guess.
+    pub fn ends_block(self, code: &str) -> bool {
+        let code = code.trim();
+        match self {
+            Language::Python => {
+                let keyword = code
+                    .split(|c: char| !c.is_alphanumeric() && c != '_')
+                    .next()
+                    .unwrap_or("");
+                let simple = matches!(keyword, "pass" | "break" | "continue") && keyword == code;
+                let exits = matches!(keyword, "return" | "raise");
+                let open = code.ends_with(['(', '[', '{', ',', '\\'])
+                    || code.chars().filter(|&c| "([{".contains(c)).count()
+                        > code.chars().filter(|&c| ")]}".contains(c)).count();
+                (simple || exits) && !open
+            }
+            Language::Rust => false,
+        }
+    }
+
     fn ts_language(self) -> tree_sitter::Language {
         match self {
             Language::Python => tree_sitter_python::LANGUAGE.into(),
