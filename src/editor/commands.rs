@@ -48,7 +48,7 @@ commands! {
     "select-doc-start" => "Extend the selection to the start of the file", |e| e.move_to(0, true);
     "select-doc-end" => "Extend the selection to the end of the file", |e| { let end = e.rope().len_chars(); e.move_to(end, true) };
     "select-all" => "Select the whole file", |e| { let end = e.rope().len_chars(); e.move_to(0, false); e.move_to(end, true) };
-    "insert-newline" => "New line, keeping the indentation (one level more after : in Python, { in Rust)", |e| e.insert_newline();
+    "insert-newline" => "New line, keeping the indentation (one level more after : in Python, { in Rust; one less after return, raise, pass, break, continue in Python)", |e| e.insert_newline();
     "indent" => "Insert indentation up to the next stop; indent all lines of a multi-line selection", |e| e.indent();
     "dedent" => "Remove one indentation level from the current or selected lines", |e| e.dedent();
     "delete-backward" => "Delete the character before the cursor, or one indent level", |e| e.delete_backward();
