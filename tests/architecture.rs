@@ -15,7 +15,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("editor", &["text", "syntax"]),
     ("ui", &["editor", "text"]),
     ("predict", &["editor", "model", "syntax", "text"]),
-    ("eval", &["predict", "model", "syntax", "text"]),
+    ("eval", &["predict", "editor", "model", "syntax", "text"]),
     ("replay", &["event", "editor"]),
     ("config", &["editor", "predict"]),
     ("app", &["event", "replay", "editor", "predict", "ui"]),

@@ -105,7 +105,8 @@ fn replay_prints_the_final_buffer_and_saves() {
         dir.path(),
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let expected = "class A:\n    pass\n    ";
+    // Enter after `pass` goes one level out.
+    let expected = "class A:\n    pass\n";
     assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
     assert_eq!(fs::read_to_string(&file).unwrap(), expected);
 }
