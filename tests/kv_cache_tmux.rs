@@ -4,22 +4,10 @@
 #[path = "common/tmux.rs"]
 mod tmux;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tmux::Term;
-
-fn model() -> PathBuf {
-    let home = std::env::var_os("HOME").expect("HOME is set");
-    let path =
-        PathBuf::from(home).join(".local/share/pie-edit/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.is_file(),
-        "this test needs {} (run `pie-edit model fetch`)",
-        path.display()
-    );
-    path
-}
 
 /// Watch the status line until `done(screen, read so far)`; whether it
 /// showed the buffer being read on the way ("reading the buffer", or the
@@ -53,7 +41,11 @@ fn a_reopened_file_is_ready_without_reading_the_buffer() {
     let demo = std::fs::read_to_string("assets/demo.py").unwrap();
     let part: String = demo.split_inclusive('\n').take(80).collect();
     std::fs::write(&file, part).unwrap();
-    let args = format!("--model {} {}", model().display(), file.display());
+    let args = format!(
+        "--model {} {}",
+        tmux::default_model().display(),
+        file.display()
+    );
 
     let term = Term::start_sized(dir.path(), "kv-cold", "", &args, (120, 24));
     // The model's own "ready" comes before the buffer is read: wait for

@@ -4,22 +4,9 @@
 #[path = "common/tmux.rs"]
 mod tmux;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tmux::Term;
-
-fn model() -> PathBuf {
-    let home = std::env::var_os("HOME").expect("HOME is set");
-    let path =
-        PathBuf::from(home).join(".local/share/pie-edit/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.is_file(),
-        "this test needs {} (run `pie-edit model fetch`)",
-        path.display()
-    );
-    path
-}
 
 /// Wait up to `secs` for `pred`; the screen when it holds.
 fn wait(term: &Term, secs: u64, what: &str, pred: impl Fn(&str) -> bool) -> String {
@@ -62,7 +49,11 @@ fn alternatives_cycle_with_alt_n_and_alt_p_in_a_real_terminal() {
     let file = dir.path().join("demo.py");
     let code = "def mean(xs):\n    return sum(xs) / len(xs)\n\n\ndef median(xs):\n    xs = sorted(xs)\n    return xs[len(xs) // 2]\n\n\n";
     std::fs::write(&file, code).unwrap();
-    let args = format!("--model {} {}", model().display(), file.display());
+    let args = format!(
+        "--model {} {}",
+        tmux::default_model().display(),
+        file.display()
+    );
     let term = Term::start_sized(dir.path(), "alternatives", "", &args, (120, 24));
     wait(&term, 180, "ready", |s| {
         s.contains(" ready") && !s.contains("reading")

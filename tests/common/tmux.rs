@@ -13,6 +13,20 @@ pub fn tmux(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The default model where `pie-edit model fetch` (and CI) put it: the
+/// tmux tests pass it with `--model`, their data directory being fresh.
+pub fn default_model() -> PathBuf {
+    let home = std::env::var_os("HOME").expect("HOME is set");
+    let path =
+        PathBuf::from(home).join(".local/share/pie-edit/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        path.is_file(),
+        "this test needs {} (run `pie-edit model fetch`)",
+        path.display()
+    );
+    path
+}
+
 pub fn require_tmux() {
     if Command::new("tmux").arg("-V").output().is_err() {
         panic!("tmux is required for this test (.ci/run installs it)");
