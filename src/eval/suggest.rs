@@ -206,7 +206,8 @@ pub enum Cursor {
 
 /// What the editor's own Enter types on the new line when pressed at the
 /// end of the context's last line: the indentation it carries, one level
-/// more after a block opener.
+/// more after a block opener, one less after a Python `return` (see
+/// `Editor::insert_newline`).
 fn typed_by_enter(context: &str, language: Language) -> String {
     let Some(before) = context.strip_suffix('\n') else {
         return String::new();
