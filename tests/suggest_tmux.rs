@@ -4,22 +4,7 @@
 #[path = "common/tmux.rs"]
 mod tmux;
 
-use std::time::{Duration, Instant};
-
 use tmux::Term;
-
-/// Wait up to `secs` for `pred`; the screen when it holds.
-fn wait(term: &Term, secs: u64, what: &str, pred: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let screen = term.screen();
-        if pred(&screen) {
-            return screen;
-        }
-        assert!(Instant::now() < deadline, "never {what}:\n{screen}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// The status line's `shown/of`, when it shows which alternative is shown.
 fn alternative(screen: &str) -> Option<(usize, usize)> {
@@ -55,13 +40,13 @@ fn alternatives_cycle_with_alt_n_and_alt_p_in_a_real_terminal() {
         file.display()
     );
     let term = Term::start_sized(dir.path(), "alternatives", "", &args, (120, 24));
-    wait(&term, 180, "ready", |s| {
+    term.wait_within(180, "ready", |s| {
         s.contains(" ready") && !s.contains("reading")
     });
     term.send(&["C-End"]);
     term.type_text("def total(xs):");
     term.send(&["Enter", "M-\\"]);
-    let screen = wait(&term, 120, "alternatives in the status line", |s| {
+    let screen = term.wait_within(120, "alternatives in the status line", |s| {
         alternative(s).is_some()
     });
     let (shown, of) = alternative(&screen).unwrap();
@@ -72,19 +57,15 @@ fn alternatives_cycle_with_alt_n_and_alt_p_in_a_real_terminal() {
     assert!(!first.trim().is_empty(), "{screen}");
 
     term.send(&["M-n"]);
-    let screen = wait(&term, 10, "2/N", |s| alternative(s) == Some((2, of)));
+    let screen = term.wait_within(10, "2/N", |s| alternative(s) == Some((2, of)));
     assert_ne!(row_text(&screen, 10), first, "{screen}");
     term.send(&["M-p"]);
-    wait(&term, 10, "back at 1/N", |s| {
-        alternative(s) == Some((1, of))
-    });
+    term.wait_within(10, "back at 1/N", |s| alternative(s) == Some((1, of)));
     term.send(&["M-p"]);
-    let screen = wait(&term, 10, "N/N (wrapped)", |s| {
-        alternative(s) == Some((of, of))
-    });
+    let screen = term.wait_within(10, "N/N (wrapped)", |s| alternative(s) == Some((of, of)));
     let last = row_text(&screen, 10);
     term.send(&["Tab", "C-s"]);
-    wait(&term, 10, "saved", |s| s.contains("Saved"));
+    term.wait_within(10, "saved", |s| s.contains("Saved"));
     let saved = std::fs::read_to_string(&file).unwrap();
     assert!(
         saved.ends_with(&format!("def total(xs):\n    {}", last.trim())),

@@ -119,7 +119,13 @@ impl Term {
     /// Wait until `pred` holds for the screen; panic with the screen if it
     /// never does.
     pub fn wait_until(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        self.wait_within(20, what, pred)
+    }
+
+    /// [`Term::wait_until`] with a deadline of `secs` (a model that loads,
+    /// a debug build that predicts).
+    pub fn wait_within(&self, secs: u64, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let screen = self.screen();
             if pred(&screen) {
